@@ -1,0 +1,242 @@
+//! The barge catalog (`barge-catalog.json`) and the bundle's entry plan derived from it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::oci::{Descriptor, Index, REF_NAME};
+use crate::tar::Kind;
+use crate::{BundleError, Digest};
+
+pub const CATALOG_NAME: &str = "barge-catalog.json";
+pub const OCI_LAYOUT_NAME: &str = "oci-layout";
+pub const INDEX_NAME: &str = "index.json";
+pub const OCI_LAYOUT_JSON: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What a blob is to the artifacts that use it; it decides the blob's place in the bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobKind {
+    Manifest,
+    Config,
+    Layer,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Blob {
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+    pub kind: BlobKind,
+}
+
+/// One exported artifact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Artifact {
+    /// The artifact as the user wrote it.
+    pub request: String,
+    pub repository: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    /// Every manifest the artifact brings, in push order: children before the
+    /// index that lists them; the artifact's own manifest is last.
+    pub manifests: Vec<Digest>,
+    /// Every config and layer its manifests name.
+    pub blobs: Vec<Digest>,
+}
+
+impl Artifact {
+    /// The name it has in the bundle's `index.json`: `repo:tag`, or `repo@digest` without a tag.
+    pub fn ref_name(&self) -> String {
+        match &self.tag {
+            Some(t) => format!("{}:{t}", self.repository),
+            None => format!("{}@{}", self.repository, self.digest),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Catalog {
+    pub format_version: u32,
+    pub tool: String,
+    /// RFC 3339; taken from the images, never the clock, so re-exports are identical.
+    pub created: String,
+    pub source_registry: String,
+    pub artifacts: Vec<Artifact>,
+    /// Every blob in the bundle, in bundle order.
+    pub blobs: Vec<Blob>,
+}
+
+/// One entry of a bundle, in the order it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Planned {
+    Dir(String),
+    File { name: &'static str, bytes: Vec<u8> },
+    /// `catalog.blobs[i]`.
+    Blob(usize),
+}
+
+impl Planned {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Planned::Dir(_) => Kind::Dir,
+            _ => Kind::File,
+        }
+    }
+}
+
+impl Catalog {
+    /// Build a catalog in canonical form: artifacts sorted by name (deduplicated),
+    /// blobs deduplicated and ordered manifests, configs, layers, each by digest.
+    pub fn new(tool: &str, created: &str, source_registry: &str, mut artifacts: Vec<Artifact>, blobs: Vec<Blob>) -> Catalog {
+        artifacts.sort_by_key(|a| a.ref_name());
+        artifacts.dedup_by_key(|a| a.ref_name());
+        let mut by_digest: BTreeMap<Digest, Blob> = BTreeMap::new();
+        for b in blobs {
+            by_digest
+                .entry(b.digest.clone())
+                .and_modify(|old| {
+                    if b.kind < old.kind {
+                        *old = b.clone();
+                    }
+                })
+                .or_insert(b);
+        }
+        let mut blobs: Vec<Blob> = by_digest.into_values().collect();
+        blobs.sort_by(|a, b| (a.kind, &a.digest).cmp(&(b.kind, &b.digest)));
+        Catalog {
+            format_version: FORMAT_VERSION,
+            tool: tool.to_string(),
+            created: created.to_string(),
+            source_registry: source_registry.to_string(),
+            artifacts,
+            blobs,
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).expect("catalog serializes");
+        v.push(b'\n');
+        v
+    }
+
+    /// Parse and check internal consistency: every digest an artifact names is a listed blob.
+    pub fn parse(bytes: &[u8]) -> Result<Catalog, BundleError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Version {
+            format_version: u32,
+        }
+        let v: Version = serde_json::from_slice(bytes).map_err(|e| BundleError::Corrupt(format!("{CATALOG_NAME}: {e}")))?;
+        if v.format_version > FORMAT_VERSION {
+            return Err(BundleError::UnsupportedVersion(v.format_version));
+        }
+        let c: Catalog = serde_json::from_slice(bytes).map_err(|e| BundleError::Corrupt(format!("{CATALOG_NAME}: {e}")))?;
+        let mut listed = BTreeSet::new();
+        for b in &c.blobs {
+            if !listed.insert(&b.digest) {
+                return Err(BundleError::Corrupt(format!("{CATALOG_NAME} lists blob {} twice", b.digest)));
+            }
+        }
+        for a in &c.artifacts {
+            crate::reference::check_repository(&a.repository)
+                .map_err(|e| BundleError::Corrupt(format!("{CATALOG_NAME}: artifact {:?}: {e}", a.request)))?;
+            if let Some(t) = &a.tag {
+                crate::reference::check_tag(t).map_err(|e| BundleError::Corrupt(format!("{CATALOG_NAME}: {e}")))?;
+            }
+            if a.manifests.last() != Some(&a.digest) {
+                return Err(BundleError::Corrupt(format!(
+                    "{CATALOG_NAME}: artifact {} does not end its manifest list with its own digest",
+                    a.ref_name()
+                )));
+            }
+            for d in a.manifests.iter().chain(&a.blobs) {
+                if !listed.contains(d) {
+                    return Err(BundleError::MissingBlob {
+                        what: "artifact",
+                        owner: a.ref_name(),
+                        missing: d.clone(),
+                    });
+                }
+            }
+        }
+        Ok(c)
+    }
+
+    /// The bundle's `index.json`: one descriptor per artifact, named by `ref_name`.
+    pub fn index(&self) -> Index {
+        let mut index = Index::empty();
+        for a in &self.artifacts {
+            let mut d = Descriptor::new(&a.media_type, a.digest.clone(), a.size);
+            d.annotations = Some(BTreeMap::from([(REF_NAME.to_string(), a.ref_name())]));
+            index.manifests.push(d);
+        }
+        index
+    }
+
+    pub fn index_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.index()).expect("index serializes")
+    }
+
+    /// Check that a bundle's `index.json` says what this catalog says.
+    pub fn check_index(&self, index: &Index) -> Result<(), BundleError> {
+        let mine = self.index();
+        if mine.manifests.len() != index.manifests.len() {
+            return Err(BundleError::Corrupt(format!(
+                "index.json names {} artifacts, the catalog {}",
+                index.manifests.len(),
+                mine.manifests.len()
+            )));
+        }
+        for (a, b) in mine.manifests.iter().zip(&index.manifests) {
+            if a.digest != b.digest || a.ref_name() != b.ref_name() || a.size != b.size {
+                return Err(BundleError::Corrupt(format!(
+                    "index.json entry {:?} ({}) differs from the catalog's {:?} ({})",
+                    b.ref_name().unwrap_or(""),
+                    b.digest,
+                    a.ref_name().unwrap_or(""),
+                    a.digest
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The entries of the bundle in the order they are written.
+    pub fn plan(&self) -> Vec<Planned> {
+        let mut out = vec![
+            Planned::File { name: OCI_LAYOUT_NAME, bytes: OCI_LAYOUT_JSON.to_vec() },
+            Planned::File { name: INDEX_NAME, bytes: self.index_json() },
+            Planned::File { name: CATALOG_NAME, bytes: self.to_json() },
+            Planned::Dir("blobs/".into()),
+        ];
+        let algs: BTreeSet<_> = self.blobs.iter().map(|b| b.digest.algorithm().name()).collect();
+        out.extend(algs.into_iter().map(|a| Planned::Dir(format!("blobs/{a}/"))));
+        out.extend((0..self.blobs.len()).map(Planned::Blob));
+        out
+    }
+
+    pub fn blob(&self, digest: &Digest) -> Option<&Blob> {
+        self.blobs.iter().find(|b| &b.digest == digest)
+    }
+
+    /// Total bytes of blob content.
+    pub fn blob_bytes(&self) -> u64 {
+        self.blobs.iter().map(|b| b.size).sum()
+    }
+}
+
+/// Compare what a blob hashed to with what it should be.
+pub fn expect_digest(expected: &Digest, actual: Digest) -> Result<(), BundleError> {
+    if &actual != expected {
+        return Err(BundleError::DigestMismatch { expected: expected.clone(), actual });
+    }
+    Ok(())
+}

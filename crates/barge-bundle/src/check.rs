@@ -1,0 +1,178 @@
+//! `BundleCheck`: the rules a bundle's entries must follow, applied entry by entry as a reader meets them.
+//!
+//! Pure: readers (the offline verifier, the streaming importer) do the IO and
+//! the hashing, and feed this what they read. It enforces the order (layout
+//! files and catalog before any blob, blobs in catalog order), refuses
+//! duplicates and unlisted entries, and checks that every manifest's
+//! references are in the bundle.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::catalog::{BlobKind, Catalog, CATALOG_NAME, INDEX_NAME, OCI_LAYOUT_NAME};
+use crate::oci::{self, Index, Refs, MAX_MANIFEST_SIZE};
+use crate::tar::{Entry, Kind};
+use crate::{BundleError, Digest};
+
+/// The largest `index.json` or catalog a reader loads.
+pub const MAX_META_SIZE: u64 = 16 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Meta {
+    OciLayout,
+    Index,
+    Catalog,
+}
+
+/// What an entry is, so the reader knows what to do with its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A directory entry: no data.
+    Dir,
+    /// A small file to read whole and pass to [`BundleCheck::meta`].
+    Meta(Meta),
+    /// `catalog().blobs[i]`: hash it; manifests also go to [`BundleCheck::manifest`].
+    Blob(usize),
+}
+
+#[derive(Debug, Default)]
+pub struct BundleCheck {
+    layout: bool,
+    index: Option<Index>,
+    catalog: Option<Catalog>,
+    positions: HashMap<Digest, usize>,
+    seen: HashSet<String>,
+    next_blob: usize,
+}
+
+impl BundleCheck {
+    pub fn new() -> BundleCheck {
+        BundleCheck::default()
+    }
+
+    pub fn catalog(&self) -> Option<&Catalog> {
+        self.catalog.as_ref()
+    }
+
+    /// Classify the next entry, refusing what does not belong where it stands.
+    pub fn entry(&mut self, e: &Entry) -> Result<Role, BundleError> {
+        if !self.seen.insert(e.name.clone()) {
+            return Err(BundleError::Duplicate(e.name.clone()));
+        }
+        if e.kind == Kind::Dir {
+            let ok = e.name == "blobs/" || (e.name.starts_with("blobs/") && matches!(&e.name[6..], "sha256/" | "sha512/"));
+            return if ok { Ok(Role::Dir) } else { Err(BundleError::Unlisted(e.name.clone())) };
+        }
+        let meta = match e.name.as_str() {
+            OCI_LAYOUT_NAME => Some(Meta::OciLayout),
+            INDEX_NAME => Some(Meta::Index),
+            CATALOG_NAME => Some(Meta::Catalog),
+            _ => None,
+        };
+        if let Some(m) = meta {
+            if self.catalog.is_some() && m != Meta::Catalog || self.next_blob > 0 {
+                return Err(BundleError::Corrupt(format!("{} comes after the catalog", e.name)));
+            }
+            if e.size > MAX_META_SIZE {
+                return Err(BundleError::Corrupt(format!("{} is {} bytes, larger than barge reads", e.name, e.size)));
+            }
+            return Ok(Role::Meta(m));
+        }
+        let Some(catalog) = &self.catalog else {
+            if e.name.starts_with("blobs/") {
+                return Err(BundleError::Corrupt(format!("blob entry {} comes before {CATALOG_NAME}", e.name)));
+            }
+            return Err(BundleError::Unlisted(e.name.clone()));
+        };
+        let digest = e
+            .name
+            .strip_prefix("blobs/")
+            .and_then(|rest| rest.split_once('/'))
+            .and_then(|(alg, hex)| Digest::parse(&format!("{alg}:{hex}")).ok());
+        let Some(&i) = digest.as_ref().and_then(|d| self.positions.get(d)) else {
+            return Err(BundleError::Unlisted(e.name.clone()));
+        };
+        if i != self.next_blob {
+            return Err(BundleError::Corrupt(format!(
+                "blob {} is out of order (expected {} next)",
+                catalog.blobs[i].digest,
+                catalog.blobs.get(self.next_blob).map(|b| b.digest.to_string()).unwrap_or_default()
+            )));
+        }
+        let b = &catalog.blobs[i];
+        if b.size != e.size {
+            return Err(BundleError::SizeMismatch {
+                digest: b.digest.clone(),
+                expected: b.size,
+                actual: e.size,
+            });
+        }
+        if b.kind == BlobKind::Manifest && b.size > MAX_MANIFEST_SIZE {
+            return Err(BundleError::Corrupt(format!("manifest {} is larger than 4 MiB", b.digest)));
+        }
+        self.next_blob += 1;
+        Ok(Role::Blob(i))
+    }
+
+    /// Take the content of a layout file or the catalog.
+    pub fn meta(&mut self, m: Meta, bytes: &[u8]) -> Result<(), BundleError> {
+        match m {
+            Meta::OciLayout => {
+                let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| BundleError::Corrupt(format!("oci-layout: {e}")))?;
+                if v.get("imageLayoutVersion").and_then(|v| v.as_str()) != Some("1.0.0") {
+                    return Err(BundleError::Corrupt("oci-layout does not say imageLayoutVersion 1.0.0".into()));
+                }
+                self.layout = true;
+            }
+            Meta::Index => {
+                let idx: Index = serde_json::from_slice(bytes).map_err(|e| BundleError::Corrupt(format!("index.json: {e}")))?;
+                self.index = Some(idx);
+            }
+            Meta::Catalog => {
+                if !self.layout || self.index.is_none() {
+                    return Err(BundleError::Corrupt(format!("{CATALOG_NAME} comes before oci-layout and index.json")));
+                }
+                let c = Catalog::parse(bytes)?;
+                c.check_index(self.index.as_ref().expect("checked above"))?;
+                self.positions = c.blobs.iter().enumerate().map(|(i, b)| (b.digest.clone(), i)).collect();
+                self.catalog = Some(c);
+            }
+        }
+        Ok(())
+    }
+
+    /// Take a manifest whose digest the reader has checked; its references must be in the bundle.
+    pub fn manifest(&self, i: usize, bytes: &[u8]) -> Result<Refs, BundleError> {
+        let catalog = self.catalog.as_ref().expect("blob roles come after the catalog");
+        let b = &catalog.blobs[i];
+        let refs = oci::parse_refs(&b.media_type, bytes).map_err(|e| BundleError::Corrupt(format!("manifest {}: {e}", b.digest)))?;
+        let named: Vec<&Digest> = match &refs {
+            Refs::Image { config, layers } => std::iter::once(&config.digest).chain(layers.iter().map(|l| &l.digest)).collect(),
+            Refs::Index { manifests } => manifests.iter().map(|m| &m.digest).collect(),
+        };
+        for d in named {
+            if !self.positions.contains_key(d) {
+                return Err(BundleError::MissingBlob {
+                    what: "manifest",
+                    owner: b.digest.to_string(),
+                    missing: d.clone(),
+                });
+            }
+        }
+        Ok(refs)
+    }
+
+    /// The archive ended: everything the catalog lists must have been seen.
+    pub fn finish(self) -> Result<Catalog, BundleError> {
+        let Some(catalog) = self.catalog else {
+            return Err(BundleError::Corrupt(format!("the bundle has no {CATALOG_NAME}")));
+        };
+        if self.next_blob < catalog.blobs.len() {
+            return Err(BundleError::Truncated(format!(
+                "blob {} and {} more listed in the catalog are missing",
+                catalog.blobs[self.next_blob].digest,
+                catalog.blobs.len() - self.next_blob - 1
+            )));
+        }
+        Ok(catalog)
+    }
+}

@@ -1,0 +1,46 @@
+//! `BundleError`: what can be wrong with a bundle, in the bundle layer's own words.
+
+use crate::Digest;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("bundle is truncated: {0}")]
+    Truncated(String),
+    #[error("unsafe entry {name:?} in bundle: {why}")]
+    UnsafeEntry { name: String, why: String },
+    #[error("entry {0:?} is not listed in the bundle's catalog")]
+    Unlisted(String),
+    #[error("entry {0:?} appears twice in the bundle")]
+    Duplicate(String),
+    #[error("blob {expected} does not match its digest (content hashes to {actual})")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("blob {digest} is {actual} bytes, the catalog says {expected}")]
+    SizeMismatch { digest: Digest, expected: u64, actual: u64 },
+    #[error("{what} {owner} refers to {missing}, which the bundle does not contain")]
+    MissingBlob { what: &'static str, owner: String, missing: Digest },
+    #[error("bundle digest is {actual}, but {expected} was expected (--catalog-digest)")]
+    CatalogDigestMismatch { expected: Digest, actual: Digest },
+    #[error("bundle format version {0} is newer than this barge understands (1); upgrade barge")]
+    UnsupportedVersion(u32),
+    #[error("corrupt bundle: {0}")]
+    Corrupt(String),
+    #[error("reading bundle: {0}")]
+    Io(#[source] std::io::Error),
+}
+
+impl From<std::io::Error> for BundleError {
+    fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            BundleError::Truncated("it ends in the middle of an entry".into())
+        } else {
+            BundleError::Io(e)
+        }
+    }
+}
+
+impl BundleError {
+    /// True when the bundle's content is wrong, as opposed to failing to read it.
+    pub fn is_integrity(&self) -> bool {
+        !matches!(self, BundleError::Io(_))
+    }
+}

@@ -1,0 +1,192 @@
+//! `Reference`: an artifact as ACR names it (`repo`, `repo:tag`, `repo@sha256:…`), checked once when parsed.
+
+use std::fmt;
+
+use crate::Digest;
+
+/// An artifact named by repository plus tag and/or digest.
+///
+/// `repo` alone means `repo:latest`. `repo:tag@digest` pins the digest and
+/// keeps the tag as the name it is imported under.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Reference {
+    repository: String,
+    tag: Option<String>,
+    digest: Option<Digest>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid artifact {shown:?}: {why}")]
+pub struct ReferenceError {
+    shown: String,
+    why: String,
+}
+
+const MAX_NAME: usize = 255;
+const MAX_TAG: usize = 128;
+
+impl Reference {
+    pub fn parse(s: &str) -> Result<Reference, ReferenceError> {
+        let err = |why: String| ReferenceError {
+            shown: s.chars().take(300).collect(),
+            why,
+        };
+        let (name_tag, digest) = match s.split_once('@') {
+            Some((n, d)) => (
+                n,
+                Some(Digest::parse(d).map_err(|e| err(format!("bad digest: {e}")))?),
+            ),
+            None => (s, None),
+        };
+        let (name, tag) = match name_tag.rfind(':') {
+            Some(i) if !name_tag[i..].contains('/') => {
+                (&name_tag[..i], Some(name_tag[i + 1..].to_string()))
+            }
+            _ => (name_tag, None),
+        };
+        check_repository(name).map_err(err)?;
+        if let Some(t) = &tag {
+            check_tag(t).map_err(err)?;
+        }
+        let tag = match (&tag, &digest) {
+            (None, None) => Some("latest".to_string()),
+            _ => tag,
+        };
+        Ok(Reference {
+            repository: name.to_string(),
+            tag,
+            digest,
+        })
+    }
+
+    pub fn from_parts(repository: &str, tag: Option<&str>, digest: Option<Digest>) -> Result<Reference, ReferenceError> {
+        let mut s = repository.to_string();
+        if let Some(t) = tag {
+            s.push(':');
+            s.push_str(t);
+        }
+        if let Some(d) = &digest {
+            s.push('@');
+            s.push_str(&d.to_string());
+        }
+        Reference::parse(&s)
+    }
+
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
+
+    /// The tag, if any (`latest` when the artifact named the repository alone).
+    pub fn tag(&self) -> Option<&str> {
+        self.tag.as_deref()
+    }
+
+    pub fn digest(&self) -> Option<&Digest> {
+        self.digest.as_ref()
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.repository)?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The distribution grammar for repository names: lowercase components
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*` joined by `/`, at most 255 bytes.
+pub fn check_repository(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("empty repository name".into());
+    }
+    if name.len() > MAX_NAME {
+        return Err(format!("repository name longer than {MAX_NAME} characters"));
+    }
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err("repository names must be lowercase".into());
+    }
+    for comp in name.split('/') {
+        if !component_ok(comp.as_bytes()) {
+            return Err(format!(
+                "repository path component {comp:?} must match [a-z0-9]+((.|_|__|-+)[a-z0-9]+)*"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn component_ok(c: &[u8]) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if c.is_empty() || !alnum(c[0]) || !alnum(c[c.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < c.len() {
+        if alnum(c[i]) {
+            i += 1;
+            continue;
+        }
+        // A separator run: ".", "_", "__" or "-+".
+        let start = i;
+        while i < c.len() && !alnum(c[i]) {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        let ok = sep == b"." || sep == b"_" || sep == b"__" || sep.iter().all(|&b| b == b'-');
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// The distribution grammar for tags: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn check_tag(tag: &str) -> Result<(), String> {
+    let b = tag.as_bytes();
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    if b.is_empty() || b.len() > MAX_TAG || !word(b[0]) || !b.iter().all(|&c| word(c) || c == b'.' || c == b'-') {
+        return Err(format!(
+            "tag {tag:?} must match [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acr_forms() {
+        let r = Reference::parse("samples/hello-world").unwrap();
+        assert_eq!(r.tag(), Some("latest"));
+        assert_eq!(r.to_string(), "samples/hello-world:latest");
+        let r = Reference::parse("samples/hello-world:v1").unwrap();
+        assert_eq!((r.repository(), r.tag()), ("samples/hello-world", Some("v1")));
+        let d = format!("sha256:{}", "ab".repeat(32));
+        let r = Reference::parse(&format!("myrepo@{d}")).unwrap();
+        assert_eq!(r.tag(), None);
+        assert_eq!(r.digest().unwrap().to_string(), d);
+        let r = Reference::parse(&format!("a/b:v2@{d}")).unwrap();
+        assert_eq!(r.tag(), Some("v2"));
+        assert!(r.digest().is_some());
+    }
+
+    #[test]
+    fn rejects() {
+        for bad in [
+            "", "Samples/x", "a//b", "a/", "-a", "a:", "a:-x", "a@sha256:12", "a b",
+            "a..b", "a/../b",
+        ] {
+            assert!(Reference::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+        assert!(Reference::parse(&format!("a:{}", "t".repeat(129))).is_err());
+        assert!(Reference::parse("a__b-c--d.e/f_g").is_ok());
+    }
+}

@@ -1,1 +1,27 @@
-//! placeholder
+//! Registries, blob stores, and the three operations built on them: export, copy, import.
+//!
+//! Each external system is one trait (`Registry`, `BlobStore`) with
+//! implementations that share every code path above them. Progress goes out
+//! through `Reporter`; nothing here prints.
+
+mod copy;
+mod error;
+mod export;
+mod import;
+pub mod io;
+mod outcome;
+pub mod registry;
+mod report;
+mod sink;
+pub mod store;
+mod temp;
+
+pub use copy::{copy, CopyOptions, CopyReport};
+pub use error::{Category, Result, TransferError};
+pub use export::{export, parse_artifacts, ExportOptions, ExportReport, DEFAULT_MAX_ARTIFACTS};
+pub use import::{import, ImportOptions, ImportReport};
+pub use outcome::{any_failed, ArtifactOutcome, Status};
+pub use registry::{RawManifest, Registry, RegistryAddr, Target};
+pub use report::{Reporter, Silent};
+pub use sink::Compression;
+pub use store::{BlobInfo, BlobSink, BlobStore, Expect, Location};

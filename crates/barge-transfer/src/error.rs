@@ -1,0 +1,81 @@
+//! `TransferError`: what export, import and copy report, and the category each error falls in.
+
+use barge_bundle::{BundleError, Digest};
+
+/// The kind of failure, which the CLI turns into an exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Category {
+    /// Bad arguments or input that can never work as given.
+    Usage,
+    /// Content that does not match its digest, or a malformed bundle.
+    Integrity,
+    /// Credentials or permissions.
+    Auth,
+    /// The disk is full.
+    NoSpace,
+    /// Anything else (a missing artifact, an IO failure).
+    Other,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{given} artifacts given, more than the limit of {limit}; split the export or raise --max-artifacts")]
+    TooManyArtifacts { given: usize, limit: usize },
+    #[error("{0} already exists; pass --overwrite to replace it")]
+    Exists(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("tag {reference} already points to {existing}, not {wanted}; pass --overwrite-tags to move it")]
+    TagExists { reference: String, existing: Digest, wanted: Digest },
+    #[error("{what} {digest} from {source_name} does not match its digest (got {actual})")]
+    WrongContent { what: &'static str, digest: Digest, actual: Digest, source_name: String },
+    #[error("artifact {name}: {source}")]
+    Artifact { name: String, source: Box<TransferError> },
+    #[error("no artifact could be exported; the first failure: {0}")]
+    NothingExported(Box<TransferError>),
+    #[error("permission denied: {0}")]
+    Permission(String),
+    #[error("no space left writing {0}")]
+    NoSpace(String),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+}
+
+pub type Result<T, E = TransferError> = std::result::Result<T, E>;
+
+impl TransferError {
+    pub fn category(&self) -> Category {
+        match self {
+            TransferError::Bundle(b) if b.is_integrity() => Category::Integrity,
+            TransferError::Bundle(_) => Category::Other,
+            TransferError::Usage(_) | TransferError::TooManyArtifacts { .. } => Category::Usage,
+            TransferError::Exists(_) | TransferError::TagExists { .. } => Category::Usage,
+            TransferError::WrongContent { .. } => Category::Integrity,
+            TransferError::Artifact { source, .. } | TransferError::NothingExported(source) => source.category(),
+            TransferError::Permission(_) => Category::Auth,
+            TransferError::NoSpace(_) => Category::NoSpace,
+            TransferError::NotFound(_) | TransferError::Io { .. } => Category::Other,
+        }
+    }
+
+    /// Wrap an IO error with what was being done, sorting out full disks and permissions.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> TransferError {
+        let context = context.into();
+        match source.kind() {
+            std::io::ErrorKind::StorageFull => TransferError::NoSpace(context),
+            std::io::ErrorKind::PermissionDenied => TransferError::Permission(context),
+            std::io::ErrorKind::UnexpectedEof => {
+                TransferError::Bundle(BundleError::Truncated(format!("{context}: the data ends early")))
+            }
+            _ => TransferError::Io { context, source },
+        }
+    }
+
+    pub fn for_artifact(self, name: &str) -> TransferError {
+        TransferError::Artifact { name: name.to_string(), source: Box::new(self) }
+    }
+}

@@ -1,0 +1,308 @@
+//! `export`: resolve artifacts in a registry and stream them into one bundle blob.
+
+use std::collections::{BTreeMap, HashSet};
+
+use barge_bundle::catalog::Planned;
+use barge_bundle::oci::{self, Refs};
+use barge_bundle::tar::{encode_header, end_of_archive, padding};
+use barge_bundle::{Artifact, Blob, BlobKind, Catalog, Digest, Reference};
+use futures::stream::{self, StreamExt};
+
+use crate::outcome::{ArtifactOutcome, Status};
+use crate::registry::{RawManifest, Registry, Target};
+use crate::report::Reporter;
+use crate::sink::{BundleWriter, Compression};
+use crate::store::{BlobStore, Expect};
+use crate::{Result, TransferError};
+
+/// ACR's limit of artifacts per run, barge's default.
+pub const DEFAULT_MAX_ARTIFACTS: usize = 50;
+/// How deep indexes may nest (an index of indexes of manifests is 2).
+const MAX_DEPTH: usize = 4;
+
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    pub max_artifacts: usize,
+    pub continue_on_errors: bool,
+    /// ACR's OverwriteBlobs.
+    pub overwrite: bool,
+    pub compression: Compression,
+    /// Artifacts resolved at once.
+    pub concurrency: usize,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        ExportOptions {
+            max_artifacts: DEFAULT_MAX_ARTIFACTS,
+            continue_on_errors: false,
+            overwrite: false,
+            compression: Compression::None,
+            concurrency: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportReport {
+    pub catalog_digest: Digest,
+    pub bundle: String,
+    pub size: u64,
+    pub blobs: usize,
+    pub blob_bytes: u64,
+    pub artifacts: Vec<ArtifactOutcome>,
+}
+
+/// One artifact resolved to everything it needs.
+struct Resolved {
+    request: String,
+    artifact: Artifact,
+    manifests: Vec<RawManifest>,
+    /// Configs and layers with the repository to read each from.
+    blobs: Vec<(Blob, String)>,
+    created: Option<String>,
+}
+
+/// Check the artifact list before anything is fetched: the limit, then every name.
+pub fn parse_artifacts(artifacts: &[String], max: usize) -> Result<Vec<Reference>> {
+    if artifacts.is_empty() {
+        return Err(TransferError::Usage("no artifacts given; name at least one (repo, repo:tag or repo@sha256:...)".into()));
+    }
+    if artifacts.len() > max {
+        return Err(TransferError::TooManyArtifacts { given: artifacts.len(), limit: max });
+    }
+    let mut bad = Vec::new();
+    let mut refs = Vec::new();
+    for a in artifacts {
+        match Reference::parse(a) {
+            Ok(r) => refs.push(r),
+            Err(e) => bad.push(e.to_string()),
+        }
+    }
+    if !bad.is_empty() {
+        return Err(TransferError::Usage(bad.join("; ")));
+    }
+    Ok(refs)
+}
+
+pub async fn export(
+    registry: &dyn Registry,
+    artifacts: &[String],
+    dest: &dyn BlobStore,
+    opts: &ExportOptions,
+    reporter: &dyn Reporter,
+) -> Result<ExportReport> {
+    let refs = parse_artifacts(artifacts, opts.max_artifacts)?;
+    if !opts.overwrite && dest.info().await?.is_some() {
+        return Err(TransferError::Exists(dest.display()));
+    }
+
+    reporter.start("resolving artifacts", None);
+    let results: Vec<(String, Result<Resolved>)> = stream::iter(artifacts.iter().zip(&refs))
+        .map(|(request, r)| async move { (request.clone(), resolve(registry, request, r).await) })
+        .buffered(opts.concurrency.max(1))
+        .collect()
+        .await;
+    reporter.finish();
+
+    let mut outcomes = Vec::new();
+    let mut resolved = Vec::new();
+    for (request, r) in results {
+        match r {
+            Ok(res) => resolved.push(res),
+            Err(e) => {
+                let e = e.for_artifact(&request);
+                if !opts.continue_on_errors {
+                    return Err(e);
+                }
+                reporter.note(&format!("skipping: {e}"));
+                outcomes.push(ArtifactOutcome::failed(&request, &e));
+            }
+        }
+    }
+    if resolved.is_empty() {
+        let first = outcomes.first().and_then(|o| o.error.clone()).unwrap_or_default();
+        return Err(TransferError::NothingExported(Box::new(TransferError::Usage(first))));
+    }
+
+    // Gather every blob once, remembering where to read it and what it is.
+    let mut manifests: BTreeMap<Digest, RawManifest> = BTreeMap::new();
+    let mut sources: BTreeMap<Digest, String> = BTreeMap::new();
+    let mut blobs = Vec::new();
+    for r in &resolved {
+        for m in &r.manifests {
+            blobs.push(Blob {
+                digest: m.digest.clone(),
+                size: m.bytes.len() as u64,
+                media_type: m.media_type.clone(),
+                kind: BlobKind::Manifest,
+            });
+            manifests.entry(m.digest.clone()).or_insert_with(|| m.clone());
+        }
+        for (b, repo) in &r.blobs {
+            blobs.push(b.clone());
+            sources.entry(b.digest.clone()).or_insert_with(|| repo.clone());
+        }
+    }
+    let created = resolved.iter().filter_map(|r| r.created.clone()).max().unwrap_or_else(|| "1970-01-01T00:00:00Z".into());
+    for r in &resolved {
+        outcomes.push(ArtifactOutcome {
+            artifact: r.request.clone(),
+            digest: Some(r.artifact.digest.clone()),
+            status: Status::Succeeded,
+            error: None,
+        });
+    }
+    let catalog = Catalog::new(
+        concat!("barge ", env!("CARGO_PKG_VERSION")),
+        &created,
+        &registry.name(),
+        resolved.into_iter().map(|r| r.artifact).collect(),
+        blobs,
+    );
+
+    // Stream the bundle: nothing is visible under the destination's name until commit.
+    let sink = dest.create(opts.overwrite).await?;
+    let mut out = BundleWriter::new(sink, opts.compression, dest.display());
+    reporter.start("exporting", Some(catalog.blob_bytes()));
+    for entry in catalog.plan() {
+        match entry {
+            Planned::Dir(name) => out.write(&encode_header(&name, 0, entry_kind(true))).await?,
+            Planned::File { name, bytes } => {
+                out.write(&encode_header(name, bytes.len() as u64, entry_kind(false))).await?;
+                out.write(&bytes).await?;
+                out.write(&vec![0u8; padding(bytes.len() as u64)]).await?;
+            }
+            Planned::Blob(i) => {
+                let b = &catalog.blobs[i];
+                out.write(&encode_header(&b.digest.layout_path(), b.size, entry_kind(false))).await?;
+                if let Some(m) = manifests.get(&b.digest) {
+                    out.write(&m.bytes).await?;
+                    reporter.advance(b.size);
+                } else {
+                    let repo = &sources[&b.digest];
+                    let mut r = registry.open_blob(repo, &b.digest, b.size).await?;
+                    let what = format!("blob {} of {repo}", b.digest);
+                    let actual = crate::io::copy_exact(&mut r, &mut out, b.size, b.digest.algorithm(), &what, reporter).await?;
+                    if actual != b.digest {
+                        return Err(TransferError::WrongContent {
+                            what: "blob",
+                            digest: b.digest.clone(),
+                            actual,
+                            source_name: format!("{}/{repo}", registry.name()),
+                        });
+                    }
+                }
+                out.write(&vec![0u8; padding(b.size)]).await?;
+            }
+        }
+    }
+    out.write(&end_of_archive()).await?;
+    let (sink, catalog_digest, size) = out.finish().await?;
+    sink.commit(Expect { size, sha256: None }).await?;
+    reporter.finish();
+    Ok(ExportReport {
+        catalog_digest,
+        bundle: dest.display(),
+        size,
+        blobs: catalog.blobs.len(),
+        blob_bytes: catalog.blob_bytes(),
+        artifacts: outcomes,
+    })
+}
+
+fn entry_kind(dir: bool) -> barge_bundle::tar::Kind {
+    if dir {
+        barge_bundle::tar::Kind::Dir
+    } else {
+        barge_bundle::tar::Kind::File
+    }
+}
+
+/// Fetch an artifact's manifests (an index with every child) and list its blobs.
+async fn resolve(registry: &dyn Registry, request: &str, r: &Reference) -> Result<Resolved> {
+    let repo = r.repository();
+    let root = registry.manifest(repo, Target::of(r)).await?;
+    let mut manifests = Vec::new();
+    let mut blobs: Vec<(Blob, String)> = Vec::new();
+    let mut seen = HashSet::new();
+    walk(registry, repo, root.clone(), 0, &mut manifests, &mut blobs, &mut seen).await?;
+    for (b, _) in &blobs {
+        if !registry.has_blob(repo, &b.digest).await? {
+            return Err(TransferError::NotFound(format!("blob {} in {}/{repo}", b.digest, registry.name())));
+        }
+    }
+    let created = annotation(&root.bytes, "org.opencontainers.image.created");
+    let artifact = Artifact {
+        request: request.to_string(),
+        repository: repo.to_string(),
+        tag: r.tag().map(str::to_string),
+        digest: root.digest.clone(),
+        media_type: root.media_type.clone(),
+        size: root.bytes.len() as u64,
+        manifests: manifests.iter().map(|m| m.digest.clone()).collect(),
+        blobs: blobs.iter().map(|(b, _)| b.digest.clone()).collect(),
+    };
+    Ok(Resolved { request: request.to_string(), artifact, manifests, blobs, created })
+}
+
+/// Post-order walk: children are pushed before the index that lists them.
+fn walk<'a>(
+    registry: &'a dyn Registry,
+    repo: &'a str,
+    m: RawManifest,
+    depth: usize,
+    manifests: &'a mut Vec<RawManifest>,
+    blobs: &'a mut Vec<(Blob, String)>,
+    seen: &'a mut HashSet<Digest>,
+) -> futures::future::BoxFuture<'a, Result<()>> {
+    Box::pin(async move {
+        if !seen.insert(m.digest.clone()) {
+            return Ok(());
+        }
+        let refs = oci::parse_refs(&m.media_type, &m.bytes)
+            .map_err(|e| TransferError::Usage(format!("manifest {} in {repo}: {e}", m.digest)))?;
+        match refs {
+            Refs::Image { config, layers } => {
+                let mut add = |d: &oci::Descriptor, kind| {
+                    if !blobs.iter().any(|(b, _)| b.digest == d.digest) {
+                        blobs.push((
+                            Blob { digest: d.digest.clone(), size: d.size, media_type: d.media_type.clone(), kind },
+                            repo.to_string(),
+                        ));
+                    }
+                };
+                add(&config, BlobKind::Config);
+                for l in &layers {
+                    add(l, BlobKind::Layer);
+                }
+            }
+            Refs::Index { manifests: children } => {
+                if depth >= MAX_DEPTH {
+                    return Err(TransferError::Usage(format!("index {} in {repo} nests deeper than {MAX_DEPTH}", m.digest)));
+                }
+                for c in children {
+                    let child = registry.manifest(repo, Target::Digest(&c.digest)).await?;
+                    if child.bytes.len() as u64 != c.size {
+                        return Err(TransferError::Usage(format!(
+                            "index {} in {repo} gives size {} for {}, which is {} bytes",
+                            m.digest,
+                            c.size,
+                            c.digest,
+                            child.bytes.len()
+                        )));
+                    }
+                    walk(registry, repo, child, depth + 1, manifests, blobs, seen).await?;
+                }
+            }
+        }
+        manifests.push(m);
+        Ok(())
+    })
+}
+
+fn annotation(bytes: &[u8], key: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    v.get("annotations")?.get(key)?.as_str().map(str::to_string)
+}

@@ -1,0 +1,315 @@
+//! `import`: read a bundle in one sequential pass, verify everything, and push it into a registry.
+//!
+//! Order of effects: pre-flight (tags and existing blobs, no writes) → blobs as
+//! they stream past, each checked by the registry before it is visible → after
+//! the whole bundle has passed, per artifact its manifests (children before
+//! the index) and then its tag.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use async_compression::tokio::bufread::ZstdDecoder;
+use barge_bundle::catalog::expect_digest;
+use barge_bundle::tar::{padding, Headers, Step, BLOCK};
+use barge_bundle::{Algorithm, BlobKind, BundleCheck, BundleError, Catalog, Digest, Role, ZSTD_MAGIC};
+use futures::stream::{self, StreamExt};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader, ReadBuf};
+
+use crate::io::{copy_exact, read_small, ByteStream, HashingReader, CHUNK};
+use crate::outcome::{any_failed, ArtifactOutcome, Status};
+use crate::registry::{RawManifest, Registry};
+use crate::report::{Reporter, Silent};
+use crate::store::BlobStore;
+use crate::{Result, TransferError};
+
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    pub overwrite_tags: bool,
+    pub continue_on_errors: bool,
+    pub delete_source_on_success: bool,
+    /// Refuse the bundle unless its sha256 is this (ACR's catalogDigest).
+    pub catalog_digest: Option<Digest>,
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportReport {
+    pub catalog_digest: Option<Digest>,
+    pub bundle: String,
+    pub artifacts: Vec<ArtifactOutcome>,
+    pub blobs_uploaded: usize,
+    pub blobs_mounted: usize,
+    pub blobs_present: usize,
+    pub bytes_uploaded: u64,
+    pub manifests_pushed: usize,
+    pub source_deleted: bool,
+}
+
+/// The raw bundle stream: counted for progress, hashed for the catalogDigest.
+struct Progress<'a> {
+    inner: ByteStream,
+    reporter: &'a dyn Reporter,
+}
+
+impl AsyncRead for Progress<'_> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.reporter.advance(n as u64);
+        }
+        r
+    }
+}
+
+type Raw<'a> = BufReader<HashingReader<Progress<'a>>>;
+
+/// The decompressed tar stream.
+enum Source<'a> {
+    Plain(Raw<'a>),
+    Zstd(ZstdDecoder<Raw<'a>>),
+}
+
+impl<'a> Source<'a> {
+    async fn new(stream: ByteStream, reporter: &'a dyn Reporter, what: &str) -> Result<Source<'a>> {
+        let hashed = HashingReader::new(Progress { inner: stream, reporter }, Algorithm::Sha256);
+        let mut raw = BufReader::with_capacity(CHUNK, hashed);
+        let head = raw.fill_buf().await.map_err(|e| TransferError::io(format!("reading {what}"), e))?;
+        Ok(if head.starts_with(&ZSTD_MAGIC) { Source::Zstd(ZstdDecoder::new(raw)) } else { Source::Plain(raw) })
+    }
+
+    /// Read to the end (what follows the archive must be zeros) and return the raw stream's digest.
+    async fn finish(mut self, what: &str) -> Result<Digest> {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = self.read(&mut buf).await.map_err(|e| TransferError::io(format!("reading {what}"), e))?;
+            if n == 0 {
+                break;
+            }
+            if buf[..n].iter().any(|&b| b != 0) {
+                return Err(BundleError::Corrupt("data after the end of the archive".into()).into());
+            }
+        }
+        let mut raw = match self {
+            Source::Plain(r) => r,
+            Source::Zstd(z) => z.into_inner(),
+        };
+        // Whatever the decoder left unread still belongs to the file's digest.
+        tokio::io::copy(&mut raw, &mut tokio::io::sink()).await.map_err(|e| TransferError::io(format!("reading {what}"), e))?;
+        Ok(raw.into_inner().finish().0)
+    }
+}
+
+impl AsyncRead for Source<'_> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Source::Plain(r) => Pin::new(r).poll_read(cx, buf),
+            Source::Zstd(z) => Pin::new(z).poll_read(cx, buf),
+        }
+    }
+}
+
+/// What the pre-flight decided, before any write.
+struct Plan {
+    /// Per catalog artifact: `None` to import, `Some(status)` when settled already.
+    settled: Vec<Option<Status>>,
+    outcomes: BTreeMap<usize, ArtifactOutcome>,
+    /// For each blob, the repositories that lack it.
+    need: BTreeMap<Digest, Vec<String>>,
+    present: usize,
+}
+
+async fn preflight(registry: &dyn Registry, catalog: &Catalog, opts: &ImportOptions) -> Result<Plan> {
+    let mut plan = Plan { settled: vec![None; catalog.artifacts.len()], outcomes: BTreeMap::new(), need: BTreeMap::new(), present: 0 };
+    for (i, a) in catalog.artifacts.iter().enumerate() {
+        let current = match &a.tag {
+            Some(t) => registry.resolve_tag(&a.repository, t).await?,
+            None => registry.has_manifest(&a.repository, &a.digest).await?.then(|| a.digest.clone()),
+        };
+        match current {
+            Some(d) if d == a.digest => {
+                plan.settled[i] = Some(Status::Unchanged);
+                plan.outcomes.insert(i, ArtifactOutcome { artifact: a.ref_name(), digest: Some(d), status: Status::Unchanged, error: None });
+            }
+            Some(existing) if !opts.overwrite_tags => {
+                let e = TransferError::TagExists { reference: a.ref_name(), existing, wanted: a.digest.clone() };
+                if !opts.continue_on_errors {
+                    return Err(e);
+                }
+                plan.settled[i] = Some(Status::Failed);
+                plan.outcomes.insert(i, ArtifactOutcome::failed(&a.ref_name(), &e));
+            }
+            _ => {}
+        }
+    }
+    let pairs: BTreeSet<(Digest, String)> = catalog
+        .artifacts
+        .iter()
+        .zip(&plan.settled)
+        .filter(|(_, s)| s.is_none())
+        .flat_map(|(a, _)| a.blobs.iter().map(|d| (d.clone(), a.repository.clone())))
+        .collect();
+    let checks: Vec<(Digest, String, Result<bool>)> = stream::iter(pairs)
+        .map(|(d, repo)| async move {
+            let has = registry.has_blob(&repo, &d).await;
+            (d, repo, has)
+        })
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect()
+        .await;
+    for (d, repo, has) in checks {
+        if has? {
+            plan.present += 1;
+        } else {
+            plan.need.entry(d).or_default().push(repo);
+        }
+    }
+    for repos in plan.need.values_mut() {
+        repos.sort();
+    }
+    Ok(plan)
+}
+
+pub async fn import(source: &dyn BlobStore, registry: &dyn Registry, opts: &ImportOptions, reporter: &dyn Reporter) -> Result<ImportReport> {
+    let what = source.display();
+    let info = source.info().await?.ok_or_else(|| TransferError::NotFound(format!("bundle {what}")))?;
+    let mut report = ImportReport { bundle: what.clone(), ..Default::default() };
+    reporter.start("importing", Some(info.size));
+    let mut src = Source::new(source.open().await?, reporter, &what).await?;
+
+    let mut check = BundleCheck::new();
+    let mut headers = Headers::default();
+    let mut block = [0u8; BLOCK];
+    let mut plan: Option<Plan> = None;
+    let mut manifests: BTreeMap<Digest, RawManifest> = BTreeMap::new();
+    let read_err = |e: std::io::Error| TransferError::from(BundleError::from(e));
+    loop {
+        src.read_exact(&mut block).await.map_err(read_err)?;
+        match headers.feed(&block)? {
+            Step::End => {
+                src.read_exact(&mut block)
+                    .await
+                    .map_err(|_| BundleError::Truncated("the second end-of-archive block is missing".into()))?;
+                break;
+            }
+            Step::Pax { size } => {
+                let data = read_small(&mut src, size, "PAX header").await?;
+                headers.feed_pax(&data)?;
+                skip(&mut src, padding(size) as u64).await?;
+            }
+            Step::Entry(e) => {
+                match check.entry(&e)? {
+                    Role::Dir => skip(&mut src, e.size).await?,
+                    Role::Meta(m) => {
+                        let data = read_small(&mut src, e.size, &e.name).await?;
+                        check.meta(m, &data)?;
+                        if let Some(c) = check.catalog() {
+                            plan = Some(preflight(registry, c, opts).await?);
+                        }
+                    }
+                    Role::Blob(i) => {
+                        let blob = check.catalog().expect("blobs follow the catalog").blobs[i].clone();
+                        if blob.kind == BlobKind::Manifest {
+                            let bytes = read_small(&mut src, blob.size, &e.name).await?;
+                            let mut h = blob.digest.hasher();
+                            h.update(&bytes);
+                            expect_digest(&blob.digest, h.finish())?;
+                            check.manifest(i, &bytes)?;
+                            manifests.insert(blob.digest.clone(), RawManifest { media_type: blob.media_type.clone(), digest: blob.digest.clone(), bytes });
+                        } else {
+                            let plan = plan.as_ref().expect("the plan is made when the catalog is read");
+                            let repos = plan.need.get(&blob.digest).map(Vec::as_slice).unwrap_or(&[]);
+                            match repos.split_first() {
+                                None => {
+                                    let what = format!("blob {}", blob.digest);
+                                    let got = copy_exact(&mut src, &mut tokio::io::sink(), blob.size, blob.digest.algorithm(), &what, &Silent).await?;
+                                    expect_digest(&blob.digest, got)?;
+                                }
+                                Some((first, rest)) => {
+                                    registry.push_blob(first, &blob.digest, blob.size, &mut src).await?;
+                                    report.blobs_uploaded += 1;
+                                    report.bytes_uploaded += blob.size;
+                                    for other in rest {
+                                        if registry.mount_blob(first, other, &blob.digest).await? {
+                                            report.blobs_mounted += 1;
+                                        } else {
+                                            let mut r = registry.open_blob(first, &blob.digest, blob.size).await?;
+                                            registry.push_blob(other, &blob.digest, blob.size, &mut r).await?;
+                                            report.blobs_uploaded += 1;
+                                            report.bytes_uploaded += blob.size;
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                skip(&mut src, padding(e.size) as u64).await?;
+            }
+        }
+    }
+    let catalog = check.finish()?;
+    let digest = src.finish(&what).await?;
+    reporter.finish();
+    if let Some(expected) = &opts.catalog_digest {
+        if expected != &digest {
+            return Err(BundleError::CatalogDigestMismatch { expected: expected.clone(), actual: digest }.into());
+        }
+    }
+    report.catalog_digest = Some(digest);
+    let plan = plan.expect("a checked bundle has a catalog");
+    report.blobs_present = plan.present;
+
+    // The whole bundle has passed: manifests, then tags, artifact by artifact.
+    let mut outcomes = plan.outcomes;
+    for (i, a) in catalog.artifacts.iter().enumerate() {
+        if plan.settled[i].is_some() {
+            continue;
+        }
+        let r: Result<usize> = async {
+            let mut pushed = 0;
+            for d in &a.manifests {
+                if !registry.has_manifest(&a.repository, d).await? {
+                    registry.push_manifest(&a.repository, &manifests[d]).await?;
+                    pushed += 1;
+                }
+            }
+            registry.set_tag(&a.repository, a.tag.as_deref(), &manifests[&a.digest]).await?;
+            Ok(pushed)
+        }
+        .await;
+        match r {
+            Ok(n) => {
+                report.manifests_pushed += n;
+                outcomes.insert(i, ArtifactOutcome { artifact: a.ref_name(), digest: Some(a.digest.clone()), status: Status::Succeeded, error: None });
+            }
+            Err(e) if opts.continue_on_errors => {
+                outcomes.insert(i, ArtifactOutcome::failed(&a.ref_name(), &e));
+            }
+            Err(e) => return Err(e.for_artifact(&a.ref_name())),
+        }
+    }
+    report.artifacts = outcomes.into_values().collect();
+
+    if opts.delete_source_on_success && !any_failed(&report.artifacts) {
+        match source.delete(Some(&info.etag)).await {
+            Ok(()) => report.source_deleted = true,
+            // The images are in; a bundle left behind is a warning, not a failure.
+            Err(e) => reporter.note(&format!("the bundle was imported but not deleted: {e}")),
+        }
+    }
+    Ok(report)
+}
+
+async fn skip(r: &mut (dyn AsyncRead + Send + Unpin), n: u64) -> Result<()> {
+    let copied = tokio::io::copy(&mut r.take(n), &mut tokio::io::sink())
+        .await
+        .map_err(|e| TransferError::from(BundleError::from(e)))?;
+    if copied != n {
+        return Err(BundleError::Truncated("it ends in the middle of an entry".into()).into());
+    }
+    Ok(())
+}

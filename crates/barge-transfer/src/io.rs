@@ -1,0 +1,88 @@
+//! Async stream helpers: a reader that hashes and counts what passes, and a bounded copy.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use barge_bundle::{Algorithm, Digest, Hasher};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use crate::report::Reporter;
+use crate::{Result, TransferError};
+
+/// A boxed byte stream, what registries and stores hand out.
+pub type ByteStream = Box<dyn AsyncRead + Send + Unpin>;
+
+/// The buffer size of every streamed copy.
+pub const CHUNK: usize = 1 << 20;
+
+/// Hashes (sha256) and counts every byte read through it.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Hasher,
+    count: u64,
+}
+
+impl<R> HashingReader<R> {
+    pub fn new(inner: R, algorithm: Algorithm) -> Self {
+        HashingReader { inner, hasher: Hasher::new(algorithm), count: 0 }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn finish(self) -> (Digest, u64) {
+        (self.hasher.finish(), self.count)
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for HashingReader<R> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &r {
+            let new = &buf.filled()[before..];
+            self.count += new.len() as u64;
+            let this = &mut *self;
+            this.hasher.update(new);
+        }
+        r
+    }
+}
+
+/// Copy exactly `size` bytes from `r` to `w`, hashing them with `algorithm`.
+/// A short source is a truncation error naming `what`.
+pub async fn copy_exact(
+    r: &mut (dyn AsyncRead + Send + Unpin),
+    w: &mut (dyn AsyncWrite + Send + Unpin),
+    size: u64,
+    algorithm: Algorithm,
+    what: &str,
+    reporter: &dyn Reporter,
+) -> Result<Digest> {
+    let mut hasher = Hasher::new(algorithm);
+    let mut buf = vec![0u8; CHUNK.min(size.max(1) as usize)];
+    let mut left = size;
+    while left > 0 {
+        let want = (left as usize).min(buf.len());
+        let n = r.read(&mut buf[..want]).await.map_err(|e| TransferError::io(format!("reading {what}"), e))?;
+        if n == 0 {
+            return Err(TransferError::Bundle(barge_bundle::BundleError::Truncated(format!(
+                "{what} ends after {} of {size} bytes",
+                size - left
+            ))));
+        }
+        hasher.update(&buf[..n]);
+        w.write_all(&buf[..n]).await.map_err(|e| TransferError::io(format!("writing {what}"), e))?;
+        reporter.advance(n as u64);
+        left -= n as u64;
+    }
+    Ok(hasher.finish())
+}
+
+/// Read exactly `size` bytes into memory (for manifests and other small files).
+pub async fn read_small(r: &mut (dyn AsyncRead + Send + Unpin), size: u64, what: &str) -> Result<Vec<u8>> {
+    let mut v = vec![0u8; size as usize];
+    r.read_exact(&mut v).await.map_err(|e| TransferError::io(format!("reading {what}"), e))?;
+    Ok(v)
+}

@@ -1,0 +1,103 @@
+//! The `Registry` trait: what export reads from and import writes to, whatever the registry is.
+
+mod layout;
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use barge_bundle::{Digest, Reference};
+use tokio::io::AsyncRead;
+
+pub use layout::LayoutRegistry;
+
+use crate::io::ByteStream;
+use crate::{Result, TransferError};
+
+/// A manifest or index as raw bytes: never re-serialised, so its digest holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawManifest {
+    pub media_type: String,
+    pub digest: Digest,
+    pub bytes: Vec<u8>,
+}
+
+/// A manifest named by tag or by digest.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    Tag(&'a str),
+    Digest(&'a Digest),
+}
+
+impl<'a> Target<'a> {
+    /// The digest if the reference pins one, else its tag.
+    pub fn of(r: &'a Reference) -> Target<'a> {
+        match (r.digest(), r.tag()) {
+            (Some(d), _) => Target::Digest(d),
+            (None, Some(t)) => Target::Tag(t),
+            (None, None) => Target::Tag("latest"),
+        }
+    }
+}
+
+/// One registry. Every operation names its repository; implementations check
+/// every digest they are handed content for before making it visible.
+#[async_trait]
+pub trait Registry: Send + Sync {
+    /// How the user named it (for messages and the catalog); never a secret.
+    fn name(&self) -> String;
+
+    /// Fetch a manifest; its bytes are checked against the digest when the target is one.
+    async fn manifest(&self, repo: &str, target: Target<'_>) -> Result<RawManifest>;
+
+    /// What a tag points to now, if it exists.
+    async fn resolve_tag(&self, repo: &str, tag: &str) -> Result<Option<Digest>>;
+
+    /// Stream a blob of known size. The caller hashes and checks it.
+    async fn open_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<ByteStream>;
+
+    async fn has_blob(&self, repo: &str, digest: &Digest) -> Result<bool>;
+
+    /// Store exactly `size` bytes read from `data` as blob `digest`; content
+    /// that does not hash to `digest` is refused and never becomes visible.
+    async fn push_blob(&self, repo: &str, digest: &Digest, size: u64, data: &mut (dyn AsyncRead + Send + Unpin)) -> Result<()>;
+
+    /// Make a blob that `from` has available in `to` without sending it again.
+    /// `Ok(false)` when the registry cannot; the caller then uploads it.
+    async fn mount_blob(&self, from: &str, to: &str, digest: &Digest) -> Result<bool>;
+
+    async fn has_manifest(&self, repo: &str, digest: &Digest) -> Result<bool>;
+
+    /// Store a manifest by digest (every blob it names must already be there).
+    async fn push_manifest(&self, repo: &str, manifest: &RawManifest) -> Result<()>;
+
+    /// Point `tag` at a stored manifest, or with no tag record it as a root
+    /// of the repository (what a digest-only artifact needs).
+    async fn set_tag(&self, repo: &str, tag: Option<&str>, manifest: &RawManifest) -> Result<()>;
+}
+
+/// Where a registry is, as given to `--registry`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryAddr {
+    /// `oci:PATH`: a directory of OCI image layouts, one per repository.
+    Layout(PathBuf),
+}
+
+impl RegistryAddr {
+    pub fn parse(s: &str) -> Result<RegistryAddr> {
+        if let Some(p) = s.strip_prefix("oci:") {
+            if p.is_empty() {
+                return Err(TransferError::Usage("registry \"oci:\" needs a directory: oci:PATH".into()));
+            }
+            return Ok(RegistryAddr::Layout(PathBuf::from(p)));
+        }
+        Err(TransferError::Usage(format!(
+            "registry {s:?} is not supported by this build; use oci:PATH for a directory of OCI layouts"
+        )))
+    }
+
+    pub fn open(&self) -> Box<dyn Registry> {
+        match self {
+            RegistryAddr::Layout(p) => Box::new(LayoutRegistry::new(p.clone())),
+        }
+    }
+}

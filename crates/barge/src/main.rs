@@ -1,1 +1,318 @@
-fn main(){}
+//! The `barge` command line: parses arguments, calls one library operation, prints its report.
+//!
+//! `anyhow` lives only here; the libraries return typed errors whose category
+//! decides the exit code (see README: "Exit codes").
+
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use barge_bundle::{BundleError, Digest, VerifyOptions};
+use barge_transfer::{
+    Reporter,
+    any_failed, Category, Compression, CopyOptions, ExportOptions, ImportOptions, Location, RegistryAddr, Status, TransferError,
+    DEFAULT_MAX_ARTIFACTS,
+};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+
+use progress::Bars;
+
+/// Carry OCI artifacts across an air gap: export them into one bundle, copy it, import it verified.
+#[derive(Parser)]
+#[command(name = "barge", version, about, max_term_width = 100)]
+struct Cli {
+    /// How to print the result: text for people, json for one summary object on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    /// Print nothing but errors (and the JSON summary with --output json).
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Export artifacts from a registry into one bundle (ACR: ExportPipeline run).
+    Export {
+        /// Source registry: oci:PATH (a directory of OCI layouts, one per repository).
+        #[arg(long)]
+        registry: String,
+        /// Where to write the bundle.
+        #[arg(long)]
+        to: String,
+        /// Replace an existing bundle (ACR's OverwriteBlobs).
+        #[arg(long)]
+        overwrite: bool,
+        /// Export the artifacts that work when some fail (exit 6).
+        #[arg(long)]
+        continue_on_errors: bool,
+        /// The most artifacts one export takes.
+        #[arg(long, default_value_t = DEFAULT_MAX_ARTIFACTS)]
+        max_artifacts: usize,
+        /// Compress the whole bundle.
+        #[arg(long, value_enum)]
+        compress: Option<Compress>,
+        /// Artifacts: repo (means :latest), repo:tag, repo@sha256:...
+        #[arg(required = true)]
+        artifacts: Vec<String>,
+    },
+    /// Import a bundle into a registry, verifying every digest (ACR: ImportPipeline run).
+    Import {
+        /// The bundle to import.
+        source: String,
+        /// Target registry: oci:PATH.
+        #[arg(long)]
+        registry: String,
+        /// Move tags that exist at another digest (ACR's OverwriteTags).
+        #[arg(long)]
+        overwrite_tags: bool,
+        /// Import the artifacts that work when some fail (exit 6).
+        #[arg(long)]
+        continue_on_errors: bool,
+        /// Delete the bundle after every artifact was imported.
+        #[arg(long)]
+        delete_source_blob_on_success: bool,
+        /// Refuse the bundle unless its sha256 is this.
+        #[arg(long, value_parser = parse_digest)]
+        catalog_digest: Option<Digest>,
+    },
+    /// Copy a bundle (any blob) from one location to another, checked before it takes its name.
+    Copy {
+        source: String,
+        destination: String,
+        /// Replace an existing destination.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Check a bundle offline: every digest, every reference, no unsafe entry.
+    Verify {
+        bundle: PathBuf,
+        /// Also require the sha256 of the whole file to be this.
+        #[arg(long, value_parser = parse_digest)]
+        catalog_digest: Option<Digest>,
+        /// Hashing threads (default: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Compress {
+    Zstd,
+}
+
+fn parse_digest(s: &str) -> Result<Digest, String> {
+    Digest::parse(s).map_err(|e| e.to_string())
+}
+
+/// What a command prints on success, and whether it was complete.
+struct Done {
+    text: String,
+    json: serde_json::Value,
+    partial: bool,
+}
+
+const EXIT_OTHER: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_INTEGRITY: u8 = 3;
+const EXIT_AUTH: u8 = 4;
+const EXIT_NO_SPACE: u8 = 5;
+const EXIT_PARTIAL: u8 = 6;
+const EXIT_INTERRUPTED: u8 = 130;
+
+fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(t) = e.downcast_ref::<TransferError>() {
+        return match t.category() {
+            Category::Usage => EXIT_USAGE,
+            Category::Integrity => EXIT_INTEGRITY,
+            Category::Auth => EXIT_AUTH,
+            Category::NoSpace => EXIT_NO_SPACE,
+            Category::Other => EXIT_OTHER,
+        };
+    }
+    if let Some(b) = e.downcast_ref::<BundleError>() {
+        return match b {
+            BundleError::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => EXIT_AUTH,
+            BundleError::Io(_) => EXIT_OTHER,
+            _ => EXIT_INTEGRITY,
+        };
+    }
+    EXIT_OTHER
+}
+
+async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
+    match &cli.command {
+        Command::Export { registry, to, overwrite, continue_on_errors, max_artifacts, compress, artifacts } => {
+            let registry = RegistryAddr::parse(registry)?.open();
+            let dest = Location::parse(to)?.open();
+            let opts = ExportOptions {
+                max_artifacts: *max_artifacts,
+                continue_on_errors: *continue_on_errors,
+                overwrite: *overwrite,
+                compression: if compress.is_some() { Compression::Zstd } else { Compression::None },
+                ..Default::default()
+            };
+            let r = barge_transfer::export(registry.as_ref(), artifacts, dest.as_ref(), &opts, bars).await?;
+            let ok = r.artifacts.iter().filter(|a| a.status != Status::Failed).count();
+            let mut text = format!(
+                "exported {ok} artifact(s), {} blobs ({}), to {}\ncatalogDigest: {}\n",
+                r.blobs,
+                human(r.blob_bytes),
+                r.bundle,
+                r.catalog_digest
+            );
+            for a in r.artifacts.iter().filter(|a| a.status == Status::Failed) {
+                text += &format!("failed: {}\n", a.error.as_deref().unwrap_or(&a.artifact));
+            }
+            Ok(Done { text, partial: any_failed(&r.artifacts), json: serde_json::to_value(&r)? })
+        }
+        Command::Import { source, registry, overwrite_tags, continue_on_errors, delete_source_blob_on_success, catalog_digest } => {
+            let registry = RegistryAddr::parse(registry)?.open();
+            let src = Location::parse(source)?.open();
+            let opts = ImportOptions {
+                overwrite_tags: *overwrite_tags,
+                continue_on_errors: *continue_on_errors,
+                delete_source_on_success: *delete_source_blob_on_success,
+                catalog_digest: catalog_digest.clone(),
+                concurrency: 8,
+            };
+            let r = barge_transfer::import(src.as_ref(), registry.as_ref(), &opts, bars).await?;
+            let mut text = String::new();
+            for a in &r.artifacts {
+                let status = match a.status {
+                    Status::Succeeded => "imported ",
+                    Status::Unchanged => "unchanged",
+                    Status::Failed => "failed   ",
+                };
+                text += &format!("{status} {}", a.artifact);
+                if let Some(e) = &a.error {
+                    text += &format!(": {e}");
+                } else if let Some(d) = &a.digest {
+                    text += &format!(" {d}");
+                }
+                text.push('\n');
+            }
+            text += &format!(
+                "{} blobs uploaded ({}), {} mounted, {} already present; {} manifests pushed\n",
+                r.blobs_uploaded,
+                human(r.bytes_uploaded),
+                r.blobs_mounted,
+                r.blobs_present,
+                r.manifests_pushed
+            );
+            if let Some(d) = &r.catalog_digest {
+                text += &format!("catalogDigest: {d}\n");
+            }
+            if r.source_deleted {
+                text += &format!("deleted {}\n", r.bundle);
+            }
+            Ok(Done { text, partial: any_failed(&r.artifacts), json: serde_json::to_value(&r)? })
+        }
+        Command::Copy { source, destination, overwrite } => {
+            let src = Location::parse(source)?.open();
+            let dst = Location::parse(destination)?.open();
+            let r = barge_transfer::copy(src.as_ref(), dst.as_ref(), &CopyOptions { overwrite: *overwrite }, bars).await?;
+            let text = format!("copied {} to {} ({}, {})\n", r.source, r.destination, human(r.size), r.sha256);
+            Ok(Done { text, partial: false, json: serde_json::to_value(&r)? })
+        }
+        Command::Verify { bundle, catalog_digest, threads } => {
+            let opts = VerifyOptions { catalog_digest: catalog_digest.clone(), threads: *threads };
+            let path = bundle.clone();
+            let started = std::time::Instant::now();
+            let size = std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?.len();
+            bars.start("verifying", Some(size));
+            let bar = bars.clone();
+            let v = tokio::task::spawn_blocking(move || barge_bundle::verify_file(&path, &opts, &|n| bar.advance(n))).await??;
+            bars.clear();
+            let secs = started.elapsed().as_secs_f64();
+            let mut text = format!(
+                "OK {}: {} artifacts, {} blobs, {} verified in {:.2}s\n",
+                bundle.display(),
+                v.catalog.artifacts.len(),
+                v.catalog.blobs.len(),
+                human(v.catalog.blob_bytes()),
+                secs
+            );
+            if let Some(d) = &v.catalog_digest {
+                text += &format!("catalogDigest: {d}\n");
+            }
+            let json = json!({
+                "bundle": bundle.display().to_string(),
+                "artifacts": v.catalog.artifacts.iter().map(|a| json!({"artifact": a.ref_name(), "digest": a.digest})).collect::<Vec<_>>(),
+                "blobs": v.catalog.blobs.len(),
+                "blobBytes": v.catalog.blob_bytes(),
+                "catalogDigest": v.catalog_digest,
+                "compressed": v.compressed,
+                "seconds": secs,
+            });
+            Ok(Done { text, partial: false, json })
+        }
+    }
+}
+
+fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+async fn interrupted() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let bars = Bars::new(cli.quiet || cli.output == Output::Json);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    // Dropping the operation on a signal drops its temporary files with it.
+    let result = rt.block_on(async {
+        tokio::select! {
+            r = run(&cli, &bars) => Some(r),
+            _ = interrupted() => None,
+        }
+    });
+    bars.clear();
+    let (code, outcome) = match result {
+        None => (EXIT_INTERRUPTED, Err("interrupted; nothing was left half-written".to_string())),
+        Some(Ok(done)) => (if done.partial { EXIT_PARTIAL } else { 0 }, Ok(done)),
+        Some(Err(e)) => (exit_code(&e), Err(format!("{e:#}"))),
+    };
+    match (cli.output, outcome) {
+        (Output::Json, Ok(done)) => {
+            let mut v = done.json;
+            v["exitCode"] = json!(code);
+            println!("{v}");
+        }
+        (Output::Json, Err(msg)) => println!("{}", json!({"error": msg, "exitCode": code})),
+        (Output::Text, Ok(done)) => {
+            if !cli.quiet || done.partial {
+                print!("{}", done.text);
+            }
+        }
+        (Output::Text, Err(msg)) => eprintln!("barge: error: {msg}"),
+    }
+    ExitCode::from(code)
+}

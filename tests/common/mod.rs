@@ -1,0 +1,99 @@
+//! Shared helpers for the integration tests: run the real binary, make fixtures, ask skopeo.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+}
+
+pub fn barge(args: &[&str]) -> Run {
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_barge")).args(args).output().expect("run barge");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Run barge and require the exit code, showing its output when it differs.
+pub fn barge_ok(args: &[&str], code: i32) -> Run {
+    let r = barge(args);
+    assert_eq!(r.code, code, "barge {args:?}\nstdout: {}\nstderr: {}", r.stdout, r.stderr);
+    r
+}
+
+/// A temporary workspace with the sample registry generated in `src/`.
+pub struct Work {
+    pub dir: tempfile::TempDir,
+}
+
+impl Work {
+    pub fn new() -> Work {
+        let dir = tempfile::tempdir().expect("tempdir");
+        barge_fixtures::samples(&dir.path().join("src")).expect("fixtures");
+        std::fs::create_dir_all(dir.path().join("store-a")).unwrap();
+        std::fs::create_dir_all(dir.path().join("store-b")).unwrap();
+        Work { dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn s(&self, rel: &str) -> String {
+        self.path(rel).display().to_string()
+    }
+
+    pub fn reg(&self, rel: &str) -> String {
+        format!("oci:{}", self.s(rel))
+    }
+}
+
+pub const SAMPLES: [&str; 3] = ["samples/hello-world:v1", "samples/multiarch:v1", "library/tools"];
+
+/// The raw manifest skopeo reads for an `oci:` image reference.
+pub fn skopeo_raw(image: &str) -> Vec<u8> {
+    let out = Command::new("skopeo")
+        .args(["inspect", "--raw", image])
+        .output()
+        .expect("skopeo must be installed (scripts/test installs it)");
+    assert!(out.status.success(), "skopeo inspect --raw {image}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+pub fn skopeo(args: &[&str]) -> Output {
+    Command::new("skopeo").args(args).output().expect("skopeo must be installed (scripts/test installs it)")
+}
+
+/// Every file under `dir`, with its content, for "nothing was written" checks.
+pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    if !dir.exists() {
+        return out;
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let c = std::fs::read(&p).unwrap();
+                out.push((p, c));
+            }
+        }
+    }
+    out.sort();
+    out
+}

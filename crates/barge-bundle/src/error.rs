@@ -30,11 +30,21 @@ pub enum BundleError {
 
 impl From<std::io::Error> for BundleError {
     fn from(e: std::io::Error) -> Self {
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            BundleError::Truncated("it ends in the middle of an entry".into())
-        } else {
-            BundleError::Io(e)
+        match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => BundleError::Truncated("it ends in the middle of an entry".into()),
+            std::io::ErrorKind::InvalidData => BundleError::Corrupt(e.to_string()),
+            _ => BundleError::Io(e),
         }
+    }
+}
+
+/// Mark a decompressor's error as bad data (its own errors say "Other").
+pub fn decode_error(e: std::io::Error) -> std::io::Error {
+    match e.kind() {
+        std::io::ErrorKind::Other | std::io::ErrorKind::InvalidData => {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("zstd stream: {e}"))
+        }
+        _ => e,
     }
 }
 

@@ -17,6 +17,6 @@ pub mod verify;
 pub use catalog::{Artifact, Blob, BlobKind, Catalog};
 pub use check::{BundleCheck, Meta, Role};
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
-pub use error::BundleError;
+pub use error::{decode_error, BundleError};
 pub use reference::{check_repository, check_tag, Reference, ReferenceError};
 pub use verify::{verify_file, VerifyOptions, Verified, ZSTD_MAGIC};

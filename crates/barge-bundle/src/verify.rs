@@ -224,10 +224,19 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+/// A zstd decoder whose errors say "bad data" rather than "IO failed".
+struct Decoded<R>(R);
+
+impl<R: Read> Read for Decoded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf).map_err(crate::decode_error)
+    }
+}
+
 fn verify_zstd(file: File, file_size: u64, opts: &VerifyOptions, progress: &(dyn Fn(u64) + Sync)) -> Result<Verified, BundleError> {
     let mut raw = HashingReader { inner: BufReader::with_capacity(CHUNK, file), hasher: Hasher::new(Algorithm::Sha256) };
     let catalog = {
-        let mut dec = zstd::stream::read::Decoder::new(&mut raw).map_err(BundleError::Io)?;
+        let mut dec = Decoded(zstd::stream::read::Decoder::new(&mut raw).map_err(BundleError::Io)?);
         let c = read_sequential(&mut dec, progress)?;
         // Drain the rest of the frame so the file hash covers every byte.
         std::io::copy(&mut dec, &mut std::io::sink())?;

@@ -71,6 +71,7 @@ impl TransferError {
             std::io::ErrorKind::UnexpectedEof => {
                 TransferError::Bundle(BundleError::Truncated(format!("{context}: the data ends early")))
             }
+            std::io::ErrorKind::InvalidData => TransferError::Bundle(BundleError::Corrupt(format!("{context}: {source}"))),
             _ => TransferError::Io { context, source },
         }
     }

@@ -107,7 +107,10 @@ impl AsyncRead for Source<'_> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Source::Plain(r) => Pin::new(r).poll_read(cx, buf),
-            Source::Zstd(z) => Pin::new(z).poll_read(cx, buf),
+            Source::Zstd(z) => match Pin::new(z).poll_read(cx, buf) {
+                Poll::Ready(Err(e)) => Poll::Ready(Err(barge_bundle::decode_error(e))),
+                other => other,
+            },
         }
     }
 }

@@ -11,9 +11,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use barge_bundle::{BundleError, Digest, VerifyOptions};
 use barge_transfer::{
-    Reporter,
-    any_failed, Category, Compression, CopyOptions, ExportOptions, ImportOptions, Location, RegistryAddr, Status, TransferError,
-    DEFAULT_MAX_ARTIFACTS,
+    any_failed, Category, Compression, CopyOptions, ExportOptions, ImportOptions, Location,
+    RegistryAddr, Reporter, Status, TransferError, DEFAULT_MAX_ARTIFACTS,
 };
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
@@ -152,18 +151,36 @@ fn exit_code(e: &anyhow::Error) -> u8 {
 
 async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
     match &cli.command {
-        Command::Export { registry, to, overwrite, continue_on_errors, max_artifacts, compress, artifacts } => {
+        Command::Export {
+            registry,
+            to,
+            overwrite,
+            continue_on_errors,
+            max_artifacts,
+            compress,
+            artifacts,
+        } => {
             let registry = RegistryAddr::parse(registry)?.open();
             let dest = Location::parse(to)?.open();
             let opts = ExportOptions {
                 max_artifacts: *max_artifacts,
                 continue_on_errors: *continue_on_errors,
                 overwrite: *overwrite,
-                compression: if compress.is_some() { Compression::Zstd } else { Compression::None },
+                compression: if compress.is_some() {
+                    Compression::Zstd
+                } else {
+                    Compression::None
+                },
                 ..Default::default()
             };
-            let r = barge_transfer::export(registry.as_ref(), artifacts, dest.as_ref(), &opts, bars).await?;
-            let ok = r.artifacts.iter().filter(|a| a.status != Status::Failed).count();
+            let r =
+                barge_transfer::export(registry.as_ref(), artifacts, dest.as_ref(), &opts, bars)
+                    .await?;
+            let ok = r
+                .artifacts
+                .iter()
+                .filter(|a| a.status != Status::Failed)
+                .count();
             let mut text = format!(
                 "exported {ok} artifact(s), {} blobs ({}), to {}\ncatalogDigest: {}\n",
                 r.blobs,
@@ -174,9 +191,20 @@ async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
             for a in r.artifacts.iter().filter(|a| a.status == Status::Failed) {
                 text += &format!("failed: {}\n", a.error.as_deref().unwrap_or(&a.artifact));
             }
-            Ok(Done { text, partial: any_failed(&r.artifacts), json: serde_json::to_value(&r)? })
+            Ok(Done {
+                text,
+                partial: any_failed(&r.artifacts),
+                json: serde_json::to_value(&r)?,
+            })
         }
-        Command::Import { source, registry, overwrite_tags, continue_on_errors, delete_source_blob_on_success, catalog_digest } => {
+        Command::Import {
+            source,
+            registry,
+            overwrite_tags,
+            continue_on_errors,
+            delete_source_blob_on_success,
+            catalog_digest,
+        } => {
             let registry = RegistryAddr::parse(registry)?.open();
             let src = Location::parse(source)?.open();
             let opts = ImportOptions {
@@ -216,23 +244,61 @@ async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
             if r.source_deleted {
                 text += &format!("deleted {}\n", r.bundle);
             }
-            Ok(Done { text, partial: any_failed(&r.artifacts), json: serde_json::to_value(&r)? })
+            Ok(Done {
+                text,
+                partial: any_failed(&r.artifacts),
+                json: serde_json::to_value(&r)?,
+            })
         }
-        Command::Copy { source, destination, overwrite } => {
+        Command::Copy {
+            source,
+            destination,
+            overwrite,
+        } => {
             let src = Location::parse(source)?.open();
             let dst = Location::parse(destination)?.open();
-            let r = barge_transfer::copy(src.as_ref(), dst.as_ref(), &CopyOptions { overwrite: *overwrite }, bars).await?;
-            let text = format!("copied {} to {} ({}, {})\n", r.source, r.destination, human(r.size), r.sha256);
-            Ok(Done { text, partial: false, json: serde_json::to_value(&r)? })
+            let r = barge_transfer::copy(
+                src.as_ref(),
+                dst.as_ref(),
+                &CopyOptions {
+                    overwrite: *overwrite,
+                },
+                bars,
+            )
+            .await?;
+            let text = format!(
+                "copied {} to {} ({}, {})\n",
+                r.source,
+                r.destination,
+                human(r.size),
+                r.sha256
+            );
+            Ok(Done {
+                text,
+                partial: false,
+                json: serde_json::to_value(&r)?,
+            })
         }
-        Command::Verify { bundle, catalog_digest, threads } => {
-            let opts = VerifyOptions { catalog_digest: catalog_digest.clone(), threads: *threads };
+        Command::Verify {
+            bundle,
+            catalog_digest,
+            threads,
+        } => {
+            let opts = VerifyOptions {
+                catalog_digest: catalog_digest.clone(),
+                threads: *threads,
+            };
             let path = bundle.clone();
             let started = std::time::Instant::now();
-            let size = std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?.len();
+            let size = std::fs::metadata(&path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .len();
             bars.start("verifying", Some(size));
             let bar = bars.clone();
-            let v = tokio::task::spawn_blocking(move || barge_bundle::verify_file(&path, &opts, &|n| bar.advance(n))).await??;
+            let v = tokio::task::spawn_blocking(move || {
+                barge_bundle::verify_file(&path, &opts, &|n| bar.advance(n))
+            })
+            .await??;
             bars.clear();
             let secs = started.elapsed().as_secs_f64();
             let mut text = format!(
@@ -255,7 +321,11 @@ async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
                 "compressed": v.compressed,
                 "seconds": secs,
             });
-            Ok(Done { text, partial: false, json })
+            Ok(Done {
+                text,
+                partial: false,
+                json,
+            })
         }
     }
 }
@@ -276,7 +346,8 @@ fn human(n: u64) -> String {
 }
 
 async fn interrupted() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
@@ -286,7 +357,10 @@ async fn interrupted() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let bars = Bars::new(cli.quiet || cli.output == Output::Json);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     // Dropping the operation on a signal drops its temporary files with it.
     let result = rt.block_on(async {
         tokio::select! {
@@ -296,7 +370,10 @@ fn main() -> ExitCode {
     });
     bars.clear();
     let (code, outcome) = match result {
-        None => (EXIT_INTERRUPTED, Err("interrupted; nothing was left half-written".to_string())),
+        None => (
+            EXIT_INTERRUPTED,
+            Err("interrupted; nothing was left half-written".to_string()),
+        ),
         Some(Ok(done)) => (if done.partial { EXIT_PARTIAL } else { 0 }, Ok(done)),
         Some(Err(e)) => (exit_code(&e), Err(format!("{e:#}"))),
     };

@@ -78,7 +78,10 @@ pub struct Catalog {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Planned {
     Dir(String),
-    File { name: &'static str, bytes: Vec<u8> },
+    File {
+        name: &'static str,
+        bytes: Vec<u8>,
+    },
     /// `catalog.blobs[i]`.
     Blob(usize),
 }
@@ -95,7 +98,13 @@ impl Planned {
 impl Catalog {
     /// Build a catalog in canonical form: artifacts sorted by name (deduplicated),
     /// blobs deduplicated and ordered manifests, configs, layers, each by digest.
-    pub fn new(tool: &str, created: &str, source_registry: &str, mut artifacts: Vec<Artifact>, blobs: Vec<Blob>) -> Catalog {
+    pub fn new(
+        tool: &str,
+        created: &str,
+        source_registry: &str,
+        mut artifacts: Vec<Artifact>,
+        blobs: Vec<Blob>,
+    ) -> Catalog {
         artifacts.sort_by_key(|a| a.ref_name());
         artifacts.dedup_by_key(|a| a.ref_name());
         let mut by_digest: BTreeMap<Digest, Blob> = BTreeMap::new();
@@ -134,22 +143,29 @@ impl Catalog {
         struct Version {
             format_version: u32,
         }
-        let v: Version = serde_json::from_slice(bytes).map_err(|e| BundleError::Corrupt(format!("{CATALOG_NAME}: {e}")))?;
+        let v: Version = serde_json::from_slice(bytes)
+            .map_err(|e| BundleError::Corrupt(format!("{CATALOG_NAME}: {e}")))?;
         if v.format_version > FORMAT_VERSION {
             return Err(BundleError::UnsupportedVersion(v.format_version));
         }
-        let c: Catalog = serde_json::from_slice(bytes).map_err(|e| BundleError::Corrupt(format!("{CATALOG_NAME}: {e}")))?;
+        let c: Catalog = serde_json::from_slice(bytes)
+            .map_err(|e| BundleError::Corrupt(format!("{CATALOG_NAME}: {e}")))?;
         let mut listed = BTreeSet::new();
         for b in &c.blobs {
             if !listed.insert(&b.digest) {
-                return Err(BundleError::Corrupt(format!("{CATALOG_NAME} lists blob {} twice", b.digest)));
+                return Err(BundleError::Corrupt(format!(
+                    "{CATALOG_NAME} lists blob {} twice",
+                    b.digest
+                )));
             }
         }
         for a in &c.artifacts {
-            crate::reference::check_repository(&a.repository)
-                .map_err(|e| BundleError::Corrupt(format!("{CATALOG_NAME}: artifact {:?}: {e}", a.request)))?;
+            crate::reference::check_repository(&a.repository).map_err(|e| {
+                BundleError::Corrupt(format!("{CATALOG_NAME}: artifact {:?}: {e}", a.request))
+            })?;
             if let Some(t) = &a.tag {
-                crate::reference::check_tag(t).map_err(|e| BundleError::Corrupt(format!("{CATALOG_NAME}: {e}")))?;
+                crate::reference::check_tag(t)
+                    .map_err(|e| BundleError::Corrupt(format!("{CATALOG_NAME}: {e}")))?;
             }
             if a.manifests.last() != Some(&a.digest) {
                 return Err(BundleError::Corrupt(format!(
@@ -212,13 +228,29 @@ impl Catalog {
     /// The entries of the bundle in the order they are written.
     pub fn plan(&self) -> Vec<Planned> {
         let mut out = vec![
-            Planned::File { name: OCI_LAYOUT_NAME, bytes: OCI_LAYOUT_JSON.to_vec() },
-            Planned::File { name: INDEX_NAME, bytes: self.index_json() },
-            Planned::File { name: CATALOG_NAME, bytes: self.to_json() },
+            Planned::File {
+                name: OCI_LAYOUT_NAME,
+                bytes: OCI_LAYOUT_JSON.to_vec(),
+            },
+            Planned::File {
+                name: INDEX_NAME,
+                bytes: self.index_json(),
+            },
+            Planned::File {
+                name: CATALOG_NAME,
+                bytes: self.to_json(),
+            },
             Planned::Dir("blobs/".into()),
         ];
-        let algs: BTreeSet<_> = self.blobs.iter().map(|b| b.digest.algorithm().name()).collect();
-        out.extend(algs.into_iter().map(|a| Planned::Dir(format!("blobs/{a}/"))));
+        let algs: BTreeSet<_> = self
+            .blobs
+            .iter()
+            .map(|b| b.digest.algorithm().name())
+            .collect();
+        out.extend(
+            algs.into_iter()
+                .map(|a| Planned::Dir(format!("blobs/{a}/"))),
+        );
         out.extend((0..self.blobs.len()).map(Planned::Blob));
         out
     }
@@ -236,7 +268,10 @@ impl Catalog {
 /// Compare what a blob hashed to with what it should be.
 pub fn expect_digest(expected: &Digest, actual: Digest) -> Result<(), BundleError> {
     if &actual != expected {
-        return Err(BundleError::DigestMismatch { expected: expected.clone(), actual });
+        return Err(BundleError::DigestMismatch {
+            expected: expected.clone(),
+            actual,
+        });
     }
     Ok(())
 }

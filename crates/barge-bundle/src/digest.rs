@@ -50,7 +50,9 @@ impl Digest {
             shown: s.chars().take(80).collect(),
             why,
         };
-        let (alg, hex) = s.split_once(':').ok_or_else(|| err("no algorithm prefix"))?;
+        let (alg, hex) = s
+            .split_once(':')
+            .ok_or_else(|| err("no algorithm prefix"))?;
         let algorithm = match alg {
             "sha256" => Algorithm::Sha256,
             "sha512" => Algorithm::Sha512,

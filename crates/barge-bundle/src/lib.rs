@@ -19,4 +19,4 @@ pub use check::{BundleCheck, Meta, Role};
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error::{decode_error, BundleError};
 pub use reference::{check_repository, check_tag, Reference, ReferenceError};
-pub use verify::{verify_file, VerifyOptions, Verified, ZSTD_MAGIC};
+pub use verify::{verify_file, Verified, VerifyOptions, ZSTD_MAGIC};

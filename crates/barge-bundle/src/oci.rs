@@ -19,7 +19,10 @@ pub const MAX_MANIFEST_SIZE: u64 = 4 * 1024 * 1024;
 
 /// Is this media type a manifest or an index (as opposed to a config or layer blob)?
 pub fn is_manifest_type(media_type: &str) -> bool {
-    matches!(media_type, OCI_MANIFEST | OCI_INDEX | DOCKER_MANIFEST | DOCKER_LIST)
+    matches!(
+        media_type,
+        OCI_MANIFEST | OCI_INDEX | DOCKER_MANIFEST | DOCKER_LIST
+    )
 }
 
 pub fn is_index_type(media_type: &str) -> bool {
@@ -85,8 +88,13 @@ impl Index {
 /// What a manifest or index points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refs {
-    Image { config: Descriptor, layers: Vec<Descriptor> },
-    Index { manifests: Vec<Descriptor> },
+    Image {
+        config: Descriptor,
+        layers: Vec<Descriptor>,
+    },
+    Index {
+        manifests: Vec<Descriptor>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,12 +120,16 @@ pub fn parse_refs(media_type: &str, bytes: &[u8]) -> Result<Refs, ManifestError>
     let m: AnyManifest = serde_json::from_slice(bytes).map_err(|e| ManifestError(e.to_string()))?;
     let kind = m.media_type.as_deref().unwrap_or(media_type);
     match (m.manifests, m.config) {
-        (Some(manifests), None) if kind.is_empty() || is_index_type(kind) => Ok(Refs::Index { manifests }),
+        (Some(manifests), None) if kind.is_empty() || is_index_type(kind) => {
+            Ok(Refs::Index { manifests })
+        }
         (None, Some(config)) => Ok(Refs::Image {
             config,
             layers: m.layers.unwrap_or_default(),
         }),
-        _ => Err(ManifestError(format!("neither an image manifest nor an index (media type {kind:?})"))),
+        _ => Err(ManifestError(format!(
+            "neither an image manifest nor an index (media type {kind:?})"
+        ))),
     }
 }
 
@@ -146,8 +158,13 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let idx = format!(r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{d}","size":1}}]}}"#);
-        assert!(matches!(parse_refs(OCI_INDEX, idx.as_bytes()).unwrap(), Refs::Index { .. }));
+        let idx = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{d}","size":1}}]}}"#
+        );
+        assert!(matches!(
+            parse_refs(OCI_INDEX, idx.as_bytes()).unwrap(),
+            Refs::Index { .. }
+        ));
         assert!(parse_refs(OCI_MANIFEST, b"{}").is_err());
     }
 }

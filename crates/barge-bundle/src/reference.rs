@@ -59,7 +59,11 @@ impl Reference {
         })
     }
 
-    pub fn from_parts(repository: &str, tag: Option<&str>, digest: Option<Digest>) -> Result<Reference, ReferenceError> {
+    pub fn from_parts(
+        repository: &str,
+        tag: Option<&str>,
+        digest: Option<Digest>,
+    ) -> Result<Reference, ReferenceError> {
         let mut s = repository.to_string();
         if let Some(t) = tag {
             s.push(':');
@@ -150,7 +154,11 @@ fn component_ok(c: &[u8]) -> bool {
 pub fn check_tag(tag: &str) -> Result<(), String> {
     let b = tag.as_bytes();
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
-    if b.is_empty() || b.len() > MAX_TAG || !word(b[0]) || !b.iter().all(|&c| word(c) || c == b'.' || c == b'-') {
+    if b.is_empty()
+        || b.len() > MAX_TAG
+        || !word(b[0])
+        || !b.iter().all(|&c| word(c) || c == b'.' || c == b'-')
+    {
         return Err(format!(
             "tag {tag:?} must match [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}"
         ));
@@ -168,7 +176,10 @@ mod tests {
         assert_eq!(r.tag(), Some("latest"));
         assert_eq!(r.to_string(), "samples/hello-world:latest");
         let r = Reference::parse("samples/hello-world:v1").unwrap();
-        assert_eq!((r.repository(), r.tag()), ("samples/hello-world", Some("v1")));
+        assert_eq!(
+            (r.repository(), r.tag()),
+            ("samples/hello-world", Some("v1"))
+        );
         let d = format!("sha256:{}", "ab".repeat(32));
         let r = Reference::parse(&format!("myrepo@{d}")).unwrap();
         assert_eq!(r.tag(), None);
@@ -181,8 +192,17 @@ mod tests {
     #[test]
     fn rejects() {
         for bad in [
-            "", "Samples/x", "a//b", "a/", "-a", "a:", "a:-x", "a@sha256:12", "a b",
-            "a..b", "a/../b",
+            "",
+            "Samples/x",
+            "a//b",
+            "a/",
+            "-a",
+            "a:",
+            "a:-x",
+            "a@sha256:12",
+            "a b",
+            "a..b",
+            "a/../b",
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} should be rejected");
         }

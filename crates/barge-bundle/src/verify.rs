@@ -40,7 +40,11 @@ pub struct Verified {
 }
 
 /// Verify the bundle at `path`. `progress` is called with byte counts as they are hashed.
-pub fn verify_file(path: &Path, opts: &VerifyOptions, progress: &(dyn Fn(u64) + Sync)) -> Result<Verified, BundleError> {
+pub fn verify_file(
+    path: &Path,
+    opts: &VerifyOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Verified, BundleError> {
     let mut file = File::open(path)?;
     let file_size = file.metadata()?.len();
     let mut magic = [0u8; 4];
@@ -57,29 +61,40 @@ struct Job {
     offset: u64,
 }
 
-fn verify_plain(mut file: File, file_size: u64, opts: &VerifyOptions, progress: &(dyn Fn(u64) + Sync)) -> Result<Verified, BundleError> {
+fn verify_plain(
+    mut file: File,
+    file_size: u64,
+    opts: &VerifyOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Verified, BundleError> {
     // Pass 1: headers, metadata and manifests, in order, seeking over blob data.
     let mut check = BundleCheck::new();
     let mut headers = Headers::default();
     let mut pos = 0u64;
     let mut jobs = Vec::new();
     let mut block = [0u8; BLOCK];
-    let read_block = |file: &mut File, pos: u64, block: &mut [u8; BLOCK]| -> Result<(), BundleError> {
-        if pos + BLOCK as u64 > file_size {
-            return Err(BundleError::Truncated(format!("it ends at byte {file_size}, inside the tar header at {pos}")));
-        }
-        file.read_exact_at(block, pos)?;
-        Ok(())
-    };
+    let read_block =
+        |file: &mut File, pos: u64, block: &mut [u8; BLOCK]| -> Result<(), BundleError> {
+            if pos + BLOCK as u64 > file_size {
+                return Err(BundleError::Truncated(format!(
+                    "it ends at byte {file_size}, inside the tar header at {pos}"
+                )));
+            }
+            file.read_exact_at(block, pos)?;
+            Ok(())
+        };
     loop {
         read_block(&mut file, pos, &mut block)?;
         pos += BLOCK as u64;
         match headers.feed(&block)? {
             Step::End => {
-                read_block(&mut file, pos, &mut block)
-                    .map_err(|_| BundleError::Truncated("the second end-of-archive block is missing".into()))?;
+                read_block(&mut file, pos, &mut block).map_err(|_| {
+                    BundleError::Truncated("the second end-of-archive block is missing".into())
+                })?;
                 if block.iter().any(|&b| b != 0) {
-                    return Err(BundleError::Corrupt("the end-of-archive marker is damaged".into()));
+                    return Err(BundleError::Corrupt(
+                        "the end-of-archive marker is damaged".into(),
+                    ));
                 }
                 pos += BLOCK as u64;
                 break;
@@ -115,7 +130,10 @@ fn verify_plain(mut file: File, file_size: u64, opts: &VerifyOptions, progress: 
                             check.manifest(i, &data)?;
                             progress(e.size);
                         } else {
-                            jobs.push(Job { index: i, offset: pos });
+                            jobs.push(Job {
+                                index: i,
+                                offset: pos,
+                            });
                         }
                     }
                 }
@@ -131,7 +149,9 @@ fn verify_plain(mut file: File, file_size: u64, opts: &VerifyOptions, progress: 
             let n = ((file_size - at) as usize).min(CHUNK);
             file.read_exact_at(&mut rest[..n], at)?;
             if rest[..n].iter().any(|&b| b != 0) {
-                return Err(BundleError::Corrupt(format!("data after the end of the archive at byte {at}")));
+                return Err(BundleError::Corrupt(format!(
+                    "data after the end of the archive at byte {at}"
+                )));
             }
             at += n as u64;
         }
@@ -141,7 +161,9 @@ fn verify_plain(mut file: File, file_size: u64, opts: &VerifyOptions, progress: 
     // Pass 2: hash blobs in parallel, largest first; the whole file too if asked.
     jobs.sort_by_key(|j| std::cmp::Reverse(catalog.blobs[j.index].size));
     let threads = if opts.threads == 0 {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
     } else {
         opts.threads
     };
@@ -151,12 +173,14 @@ fn verify_plain(mut file: File, file_size: u64, opts: &VerifyOptions, progress: 
     let want_whole = opts.catalog_digest.is_some();
     std::thread::scope(|s| {
         if want_whole {
-            s.spawn(|| match hash_range(&file, 0, file_size, Algorithm::Sha256, &|_| {}) {
-                Ok(d) => *whole.lock().unwrap() = Some(d),
-                Err(e) => {
-                    first_error.lock().unwrap().get_or_insert(e);
-                }
-            });
+            s.spawn(
+                || match hash_range(&file, 0, file_size, Algorithm::Sha256, &|_| {}) {
+                    Ok(d) => *whole.lock().unwrap() = Some(d),
+                    Err(e) => {
+                        first_error.lock().unwrap().get_or_insert(e);
+                    }
+                },
+            );
         }
         for _ in 0..threads {
             s.spawn(|| loop {
@@ -166,8 +190,14 @@ fn verify_plain(mut file: File, file_size: u64, opts: &VerifyOptions, progress: 
                 let k = next.fetch_add(1, Ordering::Relaxed);
                 let Some(job) = jobs.get(k) else { return };
                 let blob = &catalog.blobs[job.index];
-                let r = hash_range(&file, job.offset, blob.size, blob.digest.algorithm(), progress)
-                    .and_then(|d| expect_digest(&blob.digest, d));
+                let r = hash_range(
+                    &file,
+                    job.offset,
+                    blob.size,
+                    blob.digest.algorithm(),
+                    progress,
+                )
+                .and_then(|d| expect_digest(&blob.digest, d));
                 if let Err(e) = r {
                     first_error.lock().unwrap().get_or_insert(e);
                     return;
@@ -181,22 +211,38 @@ fn verify_plain(mut file: File, file_size: u64, opts: &VerifyOptions, progress: 
     let catalog_digest = whole.into_inner().unwrap();
     if let (Some(expected), Some(actual)) = (&opts.catalog_digest, &catalog_digest) {
         if expected != actual {
-            return Err(BundleError::CatalogDigestMismatch { expected: expected.clone(), actual: actual.clone() });
+            return Err(BundleError::CatalogDigestMismatch {
+                expected: expected.clone(),
+                actual: actual.clone(),
+            });
         }
     }
-    Ok(Verified { catalog, catalog_digest, compressed: false, file_size })
+    Ok(Verified {
+        catalog,
+        catalog_digest,
+        compressed: false,
+        file_size,
+    })
 }
 
 fn read_at(file: &File, pos: u64, size: u64, file_size: u64) -> Result<Vec<u8>, BundleError> {
     if pos + size > file_size {
-        return Err(BundleError::Truncated(format!("entry at byte {pos} runs past the end of the file")));
+        return Err(BundleError::Truncated(format!(
+            "entry at byte {pos} runs past the end of the file"
+        )));
     }
     let mut data = vec![0u8; size as usize];
     file.read_exact_at(&mut data, pos)?;
     Ok(data)
 }
 
-fn hash_range(file: &File, offset: u64, size: u64, alg: Algorithm, progress: &(dyn Fn(u64) + Sync)) -> Result<Digest, BundleError> {
+fn hash_range(
+    file: &File,
+    offset: u64,
+    size: u64,
+    alg: Algorithm,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Digest, BundleError> {
     let mut h = Hasher::new(alg);
     let mut buf = vec![0u8; CHUNK];
     let mut done = 0u64;
@@ -233,8 +279,16 @@ impl<R: Read> Read for Decoded<R> {
     }
 }
 
-fn verify_zstd(file: File, file_size: u64, opts: &VerifyOptions, progress: &(dyn Fn(u64) + Sync)) -> Result<Verified, BundleError> {
-    let mut raw = HashingReader { inner: BufReader::with_capacity(CHUNK, file), hasher: Hasher::new(Algorithm::Sha256) };
+fn verify_zstd(
+    file: File,
+    file_size: u64,
+    opts: &VerifyOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Verified, BundleError> {
+    let mut raw = HashingReader {
+        inner: BufReader::with_capacity(CHUNK, file),
+        hasher: Hasher::new(Algorithm::Sha256),
+    };
     let catalog = {
         let mut dec = Decoded(zstd::stream::read::Decoder::new(&mut raw).map_err(BundleError::Io)?);
         let c = read_sequential(&mut dec, progress)?;
@@ -246,14 +300,25 @@ fn verify_zstd(file: File, file_size: u64, opts: &VerifyOptions, progress: &(dyn
     let actual = raw.hasher.finish();
     if let Some(expected) = &opts.catalog_digest {
         if expected != &actual {
-            return Err(BundleError::CatalogDigestMismatch { expected: expected.clone(), actual });
+            return Err(BundleError::CatalogDigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
         }
     }
-    Ok(Verified { catalog, catalog_digest: Some(actual), compressed: true, file_size })
+    Ok(Verified {
+        catalog,
+        catalog_digest: Some(actual),
+        compressed: true,
+        file_size,
+    })
 }
 
 /// Check a bundle read strictly in order from `r` (a decompressed stream).
-pub fn read_sequential(r: &mut dyn Read, progress: &(dyn Fn(u64) + Sync)) -> Result<Catalog, BundleError> {
+pub fn read_sequential(
+    r: &mut dyn Read,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Catalog, BundleError> {
     let mut check = BundleCheck::new();
     let mut headers = Headers::default();
     let mut block = [0u8; BLOCK];
@@ -262,7 +327,9 @@ pub fn read_sequential(r: &mut dyn Read, progress: &(dyn Fn(u64) + Sync)) -> Res
         r.read_exact(&mut block)?;
         match headers.feed(&block)? {
             Step::End => {
-                r.read_exact(&mut block).map_err(|_| BundleError::Truncated("the second end-of-archive block is missing".into()))?;
+                r.read_exact(&mut block).map_err(|_| {
+                    BundleError::Truncated("the second end-of-archive block is missing".into())
+                })?;
                 break;
             }
             Step::Pax { size } => {
@@ -278,7 +345,8 @@ pub fn read_sequential(r: &mut dyn Read, progress: &(dyn Fn(u64) + Sync)) -> Res
                         check.meta(m, &data)?;
                     }
                     Role::Blob(i) => {
-                        let blob = check.catalog().expect("blobs follow the catalog").blobs[i].clone();
+                        let blob =
+                            check.catalog().expect("blobs follow the catalog").blobs[i].clone();
                         if blob.kind == BlobKind::Manifest {
                             let data = read_vec(r, e.size)?;
                             let mut h = blob.digest.hasher();
@@ -315,7 +383,9 @@ fn read_vec(r: &mut dyn Read, size: u64) -> Result<Vec<u8>, BundleError> {
 fn skip(r: &mut dyn Read, n: u64) -> Result<(), BundleError> {
     let copied = std::io::copy(&mut r.take(n), &mut std::io::sink())?;
     if copied != n {
-        return Err(BundleError::Truncated("it ends in the middle of an entry".into()));
+        return Err(BundleError::Truncated(
+            "it ends in the middle of an entry".into(),
+        ));
     }
     Ok(())
 }

@@ -30,11 +30,23 @@ pub enum TransferError {
     #[error("{0} not found")]
     NotFound(String),
     #[error("tag {reference} already points to {existing}, not {wanted}; pass --overwrite-tags to move it")]
-    TagExists { reference: String, existing: Digest, wanted: Digest },
+    TagExists {
+        reference: String,
+        existing: Digest,
+        wanted: Digest,
+    },
     #[error("{what} {digest} from {source_name} does not match its digest (got {actual})")]
-    WrongContent { what: &'static str, digest: Digest, actual: Digest, source_name: String },
+    WrongContent {
+        what: &'static str,
+        digest: Digest,
+        actual: Digest,
+        source_name: String,
+    },
     #[error("artifact {name}: {source}")]
-    Artifact { name: String, source: Box<TransferError> },
+    Artifact {
+        name: String,
+        source: Box<TransferError>,
+    },
     #[error("no artifact could be exported; the first failure: {0}")]
     NothingExported(Box<TransferError>),
     #[error("permission denied: {0}")]
@@ -42,7 +54,10 @@ pub enum TransferError {
     #[error("no space left writing {0}")]
     NoSpace(String),
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = TransferError> = std::result::Result<T, E>;
@@ -55,7 +70,9 @@ impl TransferError {
             TransferError::Usage(_) | TransferError::TooManyArtifacts { .. } => Category::Usage,
             TransferError::Exists(_) | TransferError::TagExists { .. } => Category::Usage,
             TransferError::WrongContent { .. } => Category::Integrity,
-            TransferError::Artifact { source, .. } | TransferError::NothingExported(source) => source.category(),
+            TransferError::Artifact { source, .. } | TransferError::NothingExported(source) => {
+                source.category()
+            }
             TransferError::Permission(_) => Category::Auth,
             TransferError::NoSpace(_) => Category::NoSpace,
             TransferError::NotFound(_) | TransferError::Io { .. } => Category::Other,
@@ -68,15 +85,20 @@ impl TransferError {
         match source.kind() {
             std::io::ErrorKind::StorageFull => TransferError::NoSpace(context),
             std::io::ErrorKind::PermissionDenied => TransferError::Permission(context),
-            std::io::ErrorKind::UnexpectedEof => {
-                TransferError::Bundle(BundleError::Truncated(format!("{context}: the data ends early")))
+            std::io::ErrorKind::UnexpectedEof => TransferError::Bundle(BundleError::Truncated(
+                format!("{context}: the data ends early"),
+            )),
+            std::io::ErrorKind::InvalidData => {
+                TransferError::Bundle(BundleError::Corrupt(format!("{context}: {source}")))
             }
-            std::io::ErrorKind::InvalidData => TransferError::Bundle(BundleError::Corrupt(format!("{context}: {source}"))),
             _ => TransferError::Io { context, source },
         }
     }
 
     pub fn for_artifact(self, name: &str) -> TransferError {
-        TransferError::Artifact { name: name.to_string(), source: Box::new(self) }
+        TransferError::Artifact {
+            name: name.to_string(),
+            source: Box::new(self),
+        }
     }
 }

@@ -67,10 +67,15 @@ struct Resolved {
 /// Check the artifact list before anything is fetched: the limit, then every name.
 pub fn parse_artifacts(artifacts: &[String], max: usize) -> Result<Vec<Reference>> {
     if artifacts.is_empty() {
-        return Err(TransferError::Usage("no artifacts given; name at least one (repo, repo:tag or repo@sha256:...)".into()));
+        return Err(TransferError::Usage(
+            "no artifacts given; name at least one (repo, repo:tag or repo@sha256:...)".into(),
+        ));
     }
     if artifacts.len() > max {
-        return Err(TransferError::TooManyArtifacts { given: artifacts.len(), limit: max });
+        return Err(TransferError::TooManyArtifacts {
+            given: artifacts.len(),
+            limit: max,
+        });
     }
     let mut bad = Vec::new();
     let mut refs = Vec::new();
@@ -122,8 +127,13 @@ pub async fn export(
         }
     }
     if resolved.is_empty() {
-        let first = outcomes.first().and_then(|o| o.error.clone()).unwrap_or_default();
-        return Err(TransferError::NothingExported(Box::new(TransferError::Usage(first))));
+        let first = outcomes
+            .first()
+            .and_then(|o| o.error.clone())
+            .unwrap_or_default();
+        return Err(TransferError::NothingExported(Box::new(
+            TransferError::Usage(first),
+        )));
     }
 
     // Gather every blob once, remembering where to read it and what it is.
@@ -138,14 +148,22 @@ pub async fn export(
                 media_type: m.media_type.clone(),
                 kind: BlobKind::Manifest,
             });
-            manifests.entry(m.digest.clone()).or_insert_with(|| m.clone());
+            manifests
+                .entry(m.digest.clone())
+                .or_insert_with(|| m.clone());
         }
         for (b, repo) in &r.blobs {
             blobs.push(b.clone());
-            sources.entry(b.digest.clone()).or_insert_with(|| repo.clone());
+            sources
+                .entry(b.digest.clone())
+                .or_insert_with(|| repo.clone());
         }
     }
-    let created = resolved.iter().filter_map(|r| r.created.clone()).max().unwrap_or_else(|| "1970-01-01T00:00:00Z".into());
+    let created = resolved
+        .iter()
+        .filter_map(|r| r.created.clone())
+        .max()
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into());
     for r in &resolved {
         outcomes.push(ArtifactOutcome {
             artifact: r.request.clone(),
@@ -168,15 +186,24 @@ pub async fn export(
     reporter.start("exporting", Some(catalog.blob_bytes()));
     for entry in catalog.plan() {
         match entry {
-            Planned::Dir(name) => out.write(&encode_header(&name, 0, entry_kind(true))).await?,
+            Planned::Dir(name) => {
+                out.write(&encode_header(&name, 0, entry_kind(true)))
+                    .await?
+            }
             Planned::File { name, bytes } => {
-                out.write(&encode_header(name, bytes.len() as u64, entry_kind(false))).await?;
+                out.write(&encode_header(name, bytes.len() as u64, entry_kind(false)))
+                    .await?;
                 out.write(&bytes).await?;
                 out.write(&vec![0u8; padding(bytes.len() as u64)]).await?;
             }
             Planned::Blob(i) => {
                 let b = &catalog.blobs[i];
-                out.write(&encode_header(&b.digest.layout_path(), b.size, entry_kind(false))).await?;
+                out.write(&encode_header(
+                    &b.digest.layout_path(),
+                    b.size,
+                    entry_kind(false),
+                ))
+                .await?;
                 if let Some(m) = manifests.get(&b.digest) {
                     out.write(&m.bytes).await?;
                     reporter.advance(b.size);
@@ -184,7 +211,15 @@ pub async fn export(
                     let repo = &sources[&b.digest];
                     let mut r = registry.open_blob(repo, &b.digest, b.size).await?;
                     let what = format!("blob {} of {repo}", b.digest);
-                    let actual = crate::io::copy_exact(&mut r, &mut out, b.size, b.digest.algorithm(), &what, reporter).await?;
+                    let actual = crate::io::copy_exact(
+                        &mut r,
+                        &mut out,
+                        b.size,
+                        b.digest.algorithm(),
+                        &what,
+                        reporter,
+                    )
+                    .await?;
                     if actual != b.digest {
                         return Err(TransferError::WrongContent {
                             what: "blob",
@@ -227,10 +262,23 @@ async fn resolve(registry: &dyn Registry, request: &str, r: &Reference) -> Resul
     let mut manifests = Vec::new();
     let mut blobs: Vec<(Blob, String)> = Vec::new();
     let mut seen = HashSet::new();
-    walk(registry, repo, root.clone(), 0, &mut manifests, &mut blobs, &mut seen).await?;
+    walk(
+        registry,
+        repo,
+        root.clone(),
+        0,
+        &mut manifests,
+        &mut blobs,
+        &mut seen,
+    )
+    .await?;
     for (b, _) in &blobs {
         if !registry.has_blob(repo, &b.digest).await? {
-            return Err(TransferError::NotFound(format!("blob {} in {}/{repo}", b.digest, registry.name())));
+            return Err(TransferError::NotFound(format!(
+                "blob {} in {}/{repo}",
+                b.digest,
+                registry.name()
+            )));
         }
     }
     let created = annotation(&root.bytes, "org.opencontainers.image.created");
@@ -244,7 +292,13 @@ async fn resolve(registry: &dyn Registry, request: &str, r: &Reference) -> Resul
         manifests: manifests.iter().map(|m| m.digest.clone()).collect(),
         blobs: blobs.iter().map(|(b, _)| b.digest.clone()).collect(),
     };
-    Ok(Resolved { request: request.to_string(), artifact, manifests, blobs, created })
+    Ok(Resolved {
+        request: request.to_string(),
+        artifact,
+        manifests,
+        blobs,
+        created,
+    })
 }
 
 /// Post-order walk: children are pushed before the index that lists them.
@@ -268,7 +322,12 @@ fn walk<'a>(
                 let mut add = |d: &oci::Descriptor, kind| {
                     if !blobs.iter().any(|(b, _)| b.digest == d.digest) {
                         blobs.push((
-                            Blob { digest: d.digest.clone(), size: d.size, media_type: d.media_type.clone(), kind },
+                            Blob {
+                                digest: d.digest.clone(),
+                                size: d.size,
+                                media_type: d.media_type.clone(),
+                                kind,
+                            },
                             repo.to_string(),
                         ));
                     }
@@ -278,9 +337,14 @@ fn walk<'a>(
                     add(l, BlobKind::Layer);
                 }
             }
-            Refs::Index { manifests: children } => {
+            Refs::Index {
+                manifests: children,
+            } => {
                 if depth >= MAX_DEPTH {
-                    return Err(TransferError::Usage(format!("index {} in {repo} nests deeper than {MAX_DEPTH}", m.digest)));
+                    return Err(TransferError::Usage(format!(
+                        "index {} in {repo} nests deeper than {MAX_DEPTH}",
+                        m.digest
+                    )));
                 }
                 for c in children {
                     let child = registry.manifest(repo, Target::Digest(&c.digest)).await?;

@@ -12,7 +12,9 @@ use std::task::{Context, Poll};
 use async_compression::tokio::bufread::ZstdDecoder;
 use barge_bundle::catalog::expect_digest;
 use barge_bundle::tar::{padding, Headers, Step, BLOCK};
-use barge_bundle::{Algorithm, BlobKind, BundleCheck, BundleError, Catalog, Digest, Role, ZSTD_MAGIC};
+use barge_bundle::{
+    Algorithm, BlobKind, BundleCheck, BundleError, Catalog, Digest, Role, ZSTD_MAGIC,
+};
 use futures::stream::{self, StreamExt};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader, ReadBuf};
 
@@ -54,7 +56,11 @@ struct Progress<'a> {
 }
 
 impl AsyncRead for Progress<'_> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = buf.filled().len() - before;
@@ -75,22 +81,40 @@ enum Source<'a> {
 
 impl<'a> Source<'a> {
     async fn new(stream: ByteStream, reporter: &'a dyn Reporter, what: &str) -> Result<Source<'a>> {
-        let hashed = HashingReader::new(Progress { inner: stream, reporter }, Algorithm::Sha256);
+        let hashed = HashingReader::new(
+            Progress {
+                inner: stream,
+                reporter,
+            },
+            Algorithm::Sha256,
+        );
         let mut raw = BufReader::with_capacity(CHUNK, hashed);
-        let head = raw.fill_buf().await.map_err(|e| TransferError::io(format!("reading {what}"), e))?;
-        Ok(if head.starts_with(&ZSTD_MAGIC) { Source::Zstd(ZstdDecoder::new(raw)) } else { Source::Plain(raw) })
+        let head = raw
+            .fill_buf()
+            .await
+            .map_err(|e| TransferError::io(format!("reading {what}"), e))?;
+        Ok(if head.starts_with(&ZSTD_MAGIC) {
+            Source::Zstd(ZstdDecoder::new(raw))
+        } else {
+            Source::Plain(raw)
+        })
     }
 
     /// Read to the end (what follows the archive must be zeros) and return the raw stream's digest.
     async fn finish(mut self, what: &str) -> Result<Digest> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let n = self.read(&mut buf).await.map_err(|e| TransferError::io(format!("reading {what}"), e))?;
+            let n = self
+                .read(&mut buf)
+                .await
+                .map_err(|e| TransferError::io(format!("reading {what}"), e))?;
             if n == 0 {
                 break;
             }
             if buf[..n].iter().any(|&b| b != 0) {
-                return Err(BundleError::Corrupt("data after the end of the archive".into()).into());
+                return Err(
+                    BundleError::Corrupt("data after the end of the archive".into()).into(),
+                );
             }
         }
         let mut raw = match self {
@@ -98,13 +122,19 @@ impl<'a> Source<'a> {
             Source::Zstd(z) => z.into_inner(),
         };
         // Whatever the decoder left unread still belongs to the file's digest.
-        tokio::io::copy(&mut raw, &mut tokio::io::sink()).await.map_err(|e| TransferError::io(format!("reading {what}"), e))?;
+        tokio::io::copy(&mut raw, &mut tokio::io::sink())
+            .await
+            .map_err(|e| TransferError::io(format!("reading {what}"), e))?;
         Ok(raw.into_inner().finish().0)
     }
 }
 
 impl AsyncRead for Source<'_> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Source::Plain(r) => Pin::new(r).poll_read(cx, buf),
             Source::Zstd(z) => match Pin::new(z).poll_read(cx, buf) {
@@ -125,25 +155,50 @@ struct Plan {
     present: usize,
 }
 
-async fn preflight(registry: &dyn Registry, catalog: &Catalog, opts: &ImportOptions) -> Result<Plan> {
-    let mut plan = Plan { settled: vec![None; catalog.artifacts.len()], outcomes: BTreeMap::new(), need: BTreeMap::new(), present: 0 };
+async fn preflight(
+    registry: &dyn Registry,
+    catalog: &Catalog,
+    opts: &ImportOptions,
+) -> Result<Plan> {
+    let mut plan = Plan {
+        settled: vec![None; catalog.artifacts.len()],
+        outcomes: BTreeMap::new(),
+        need: BTreeMap::new(),
+        present: 0,
+    };
     for (i, a) in catalog.artifacts.iter().enumerate() {
         let current = match &a.tag {
             Some(t) => registry.resolve_tag(&a.repository, t).await?,
-            None => registry.has_manifest(&a.repository, &a.digest).await?.then(|| a.digest.clone()),
+            None => registry
+                .has_manifest(&a.repository, &a.digest)
+                .await?
+                .then(|| a.digest.clone()),
         };
         match current {
             Some(d) if d == a.digest => {
                 plan.settled[i] = Some(Status::Unchanged);
-                plan.outcomes.insert(i, ArtifactOutcome { artifact: a.ref_name(), digest: Some(d), status: Status::Unchanged, error: None });
+                plan.outcomes.insert(
+                    i,
+                    ArtifactOutcome {
+                        artifact: a.ref_name(),
+                        digest: Some(d),
+                        status: Status::Unchanged,
+                        error: None,
+                    },
+                );
             }
             Some(existing) if !opts.overwrite_tags => {
-                let e = TransferError::TagExists { reference: a.ref_name(), existing, wanted: a.digest.clone() };
+                let e = TransferError::TagExists {
+                    reference: a.ref_name(),
+                    existing,
+                    wanted: a.digest.clone(),
+                };
                 if !opts.continue_on_errors {
                     return Err(e);
                 }
                 plan.settled[i] = Some(Status::Failed);
-                plan.outcomes.insert(i, ArtifactOutcome::failed(&a.ref_name(), &e));
+                plan.outcomes
+                    .insert(i, ArtifactOutcome::failed(&a.ref_name(), &e));
             }
             _ => {}
         }
@@ -176,10 +231,21 @@ async fn preflight(registry: &dyn Registry, catalog: &Catalog, opts: &ImportOpti
     Ok(plan)
 }
 
-pub async fn import(source: &dyn BlobStore, registry: &dyn Registry, opts: &ImportOptions, reporter: &dyn Reporter) -> Result<ImportReport> {
+pub async fn import(
+    source: &dyn BlobStore,
+    registry: &dyn Registry,
+    opts: &ImportOptions,
+    reporter: &dyn Reporter,
+) -> Result<ImportReport> {
     let what = source.display();
-    let info = source.info().await?.ok_or_else(|| TransferError::NotFound(format!("bundle {what}")))?;
-    let mut report = ImportReport { bundle: what.clone(), ..Default::default() };
+    let info = source
+        .info()
+        .await?
+        .ok_or_else(|| TransferError::NotFound(format!("bundle {what}")))?;
+    let mut report = ImportReport {
+        bundle: what.clone(),
+        ..Default::default()
+    };
     reporter.start("importing", Some(info.size));
     let mut src = Source::new(source.open().await?, reporter, &what).await?;
 
@@ -193,9 +259,9 @@ pub async fn import(source: &dyn BlobStore, registry: &dyn Registry, opts: &Impo
         src.read_exact(&mut block).await.map_err(read_err)?;
         match headers.feed(&block)? {
             Step::End => {
-                src.read_exact(&mut block)
-                    .await
-                    .map_err(|_| BundleError::Truncated("the second end-of-archive block is missing".into()))?;
+                src.read_exact(&mut block).await.map_err(|_| {
+                    BundleError::Truncated("the second end-of-archive block is missing".into())
+                })?;
                 break;
             }
             Step::Pax { size } => {
@@ -214,33 +280,61 @@ pub async fn import(source: &dyn BlobStore, registry: &dyn Registry, opts: &Impo
                         }
                     }
                     Role::Blob(i) => {
-                        let blob = check.catalog().expect("blobs follow the catalog").blobs[i].clone();
+                        let blob =
+                            check.catalog().expect("blobs follow the catalog").blobs[i].clone();
                         if blob.kind == BlobKind::Manifest {
                             let bytes = read_small(&mut src, blob.size, &e.name).await?;
                             let mut h = blob.digest.hasher();
                             h.update(&bytes);
                             expect_digest(&blob.digest, h.finish())?;
                             check.manifest(i, &bytes)?;
-                            manifests.insert(blob.digest.clone(), RawManifest { media_type: blob.media_type.clone(), digest: blob.digest.clone(), bytes });
+                            manifests.insert(
+                                blob.digest.clone(),
+                                RawManifest {
+                                    media_type: blob.media_type.clone(),
+                                    digest: blob.digest.clone(),
+                                    bytes,
+                                },
+                            );
                         } else {
-                            let plan = plan.as_ref().expect("the plan is made when the catalog is read");
-                            let repos = plan.need.get(&blob.digest).map(Vec::as_slice).unwrap_or(&[]);
+                            let plan = plan
+                                .as_ref()
+                                .expect("the plan is made when the catalog is read");
+                            let repos = plan
+                                .need
+                                .get(&blob.digest)
+                                .map(Vec::as_slice)
+                                .unwrap_or(&[]);
                             match repos.split_first() {
                                 None => {
                                     let what = format!("blob {}", blob.digest);
-                                    let got = copy_exact(&mut src, &mut tokio::io::sink(), blob.size, blob.digest.algorithm(), &what, &Silent).await?;
+                                    let got = copy_exact(
+                                        &mut src,
+                                        &mut tokio::io::sink(),
+                                        blob.size,
+                                        blob.digest.algorithm(),
+                                        &what,
+                                        &Silent,
+                                    )
+                                    .await?;
                                     expect_digest(&blob.digest, got)?;
                                 }
                                 Some((first, rest)) => {
-                                    registry.push_blob(first, &blob.digest, blob.size, &mut src).await?;
+                                    registry
+                                        .push_blob(first, &blob.digest, blob.size, &mut src)
+                                        .await?;
                                     report.blobs_uploaded += 1;
                                     report.bytes_uploaded += blob.size;
                                     for other in rest {
                                         if registry.mount_blob(first, other, &blob.digest).await? {
                                             report.blobs_mounted += 1;
                                         } else {
-                                            let mut r = registry.open_blob(first, &blob.digest, blob.size).await?;
-                                            registry.push_blob(other, &blob.digest, blob.size, &mut r).await?;
+                                            let mut r = registry
+                                                .open_blob(first, &blob.digest, blob.size)
+                                                .await?;
+                                            registry
+                                                .push_blob(other, &blob.digest, blob.size, &mut r)
+                                                .await?;
                                             report.blobs_uploaded += 1;
                                             report.bytes_uploaded += blob.size;
                                         }
@@ -259,7 +353,11 @@ pub async fn import(source: &dyn BlobStore, registry: &dyn Registry, opts: &Impo
     reporter.finish();
     if let Some(expected) = &opts.catalog_digest {
         if expected != &digest {
-            return Err(BundleError::CatalogDigestMismatch { expected: expected.clone(), actual: digest }.into());
+            return Err(BundleError::CatalogDigestMismatch {
+                expected: expected.clone(),
+                actual: digest,
+            }
+            .into());
         }
     }
     report.catalog_digest = Some(digest);
@@ -280,14 +378,24 @@ pub async fn import(source: &dyn BlobStore, registry: &dyn Registry, opts: &Impo
                     pushed += 1;
                 }
             }
-            registry.set_tag(&a.repository, a.tag.as_deref(), &manifests[&a.digest]).await?;
+            registry
+                .set_tag(&a.repository, a.tag.as_deref(), &manifests[&a.digest])
+                .await?;
             Ok(pushed)
         }
         .await;
         match r {
             Ok(n) => {
                 report.manifests_pushed += n;
-                outcomes.insert(i, ArtifactOutcome { artifact: a.ref_name(), digest: Some(a.digest.clone()), status: Status::Succeeded, error: None });
+                outcomes.insert(
+                    i,
+                    ArtifactOutcome {
+                        artifact: a.ref_name(),
+                        digest: Some(a.digest.clone()),
+                        status: Status::Succeeded,
+                        error: None,
+                    },
+                );
             }
             Err(e) if opts.continue_on_errors => {
                 outcomes.insert(i, ArtifactOutcome::failed(&a.ref_name(), &e));

@@ -26,7 +26,12 @@ pub struct ArtifactOutcome {
 
 impl ArtifactOutcome {
     pub fn failed(artifact: &str, error: &crate::TransferError) -> ArtifactOutcome {
-        ArtifactOutcome { artifact: artifact.to_string(), digest: None, status: Status::Failed, error: Some(error.to_string()) }
+        ArtifactOutcome {
+            artifact: artifact.to_string(),
+            digest: None,
+            status: Status::Failed,
+            error: Some(error.to_string()),
+        }
     }
 }
 

@@ -59,7 +59,13 @@ pub trait Registry: Send + Sync {
 
     /// Store exactly `size` bytes read from `data` as blob `digest`; content
     /// that does not hash to `digest` is refused and never becomes visible.
-    async fn push_blob(&self, repo: &str, digest: &Digest, size: u64, data: &mut (dyn AsyncRead + Send + Unpin)) -> Result<()>;
+    async fn push_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        data: &mut (dyn AsyncRead + Send + Unpin),
+    ) -> Result<()>;
 
     /// Make a blob that `from` has available in `to` without sending it again.
     /// `Ok(false)` when the registry cannot; the caller then uploads it.
@@ -86,7 +92,9 @@ impl RegistryAddr {
     pub fn parse(s: &str) -> Result<RegistryAddr> {
         if let Some(p) = s.strip_prefix("oci:") {
             if p.is_empty() {
-                return Err(TransferError::Usage("registry \"oci:\" needs a directory: oci:PATH".into()));
+                return Err(TransferError::Usage(
+                    "registry \"oci:\" needs a directory: oci:PATH".into(),
+                ));
             }
             return Ok(RegistryAddr::Layout(PathBuf::from(p)));
         }

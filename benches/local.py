@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Local benchmarks of barge (issue 2): verify throughput against sha256sum, and
+peak RSS of export and import with one large layer.
+
+Usage: benches/local.py [--gib N] [--keep]
+Builds barge in release mode, generates workloads under .work/bench with
+barge-fixtures, runs each command under /usr/bin/time, and prints wall-clock
+seconds, throughput, ratios and peak RSS. Ratios, not absolute numbers, are what
+to compare across machines.
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORK = os.path.join(ROOT, ".work", "bench")
+BARGE = os.path.join(ROOT, "target", "release", "barge")
+FIXTURES = os.path.join(ROOT, "target", "release", "barge-fixtures")
+
+
+def run(cmd, quiet=True):
+    """Run cmd under /usr/bin/time; return (seconds, peak RSS in MiB)."""
+    t0 = time.perf_counter()
+    p = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, stdout=subprocess.DEVNULL if quiet else None,
+                       stderr=subprocess.PIPE, text=True)
+    secs = time.perf_counter() - t0
+    if p.returncode != 0:
+        sys.exit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr}")
+    rss_kib = int(p.stderr.strip().splitlines()[-1])
+    return secs, rss_kib / 1024
+
+
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gib", type=float, default=1.0, help="bundle size in GiB (default 1)")
+    ap.add_argument("--keep", action="store_true", help="keep .work/bench afterwards")
+    a = ap.parse_args()
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--workspace"], cwd=ROOT, check=True)
+    shutil.rmtree(WORK, ignore_errors=True)
+    os.makedirs(WORK)
+    total = int(a.gib * (1 << 30))
+
+    # 1. verify: 8 images of one layer each, so blobs can be hashed in parallel.
+    reg = os.path.join(WORK, "reg-many")
+    per = total // 8
+    for i in range(8):
+        subprocess.run([FIXTURES, "image", reg, f"bench/img{i}:v1", f"{100 + i}:{per}"], check=True)
+    bundle = os.path.join(WORK, "many.tar")
+    run([BARGE, "export", "--registry", "oci:" + reg, "--to", bundle] + [f"bench/img{i}:v1" for i in range(8)])
+    size = os.path.getsize(bundle)
+    run(["sha256sum", bundle])  # warm the page cache for both
+    rows = []
+    best = {}
+    for name, cmd in [("barge verify", [BARGE, "verify", bundle]), ("sha256sum", ["sha256sum", bundle])]:
+        times = [run(cmd)[0] for _ in range(3)]
+        best[name] = min(times)
+        rows.append((name, best[name], size / best[name] / 1e9))
+    print(f"\nverify a {size / (1 << 30):.2f} GiB bundle (8 blobs), best of 3:")
+    for name, secs, gbs in rows:
+        print(f"  {name:14s} {secs:6.2f} s  {gbs:5.2f} GB/s")
+    print(f"  ratio: barge verify is {best['sha256sum'] / best['barge verify']:.2f}x faster than sha256sum")
+
+    # 2. memory: one image with a single layer of the whole size.
+    reg1 = os.path.join(WORK, "reg-one")
+    subprocess.run([FIXTURES, "image", reg1, "bench/big:v1", f"7:{total}"], check=True)
+    one = os.path.join(WORK, "one.tar")
+    e_secs, e_rss = run([BARGE, "export", "--registry", "oci:" + reg1, "--to", one, "bench/big:v1"])
+    i_secs, i_rss = run([BARGE, "import", one, "--registry", "oci:" + os.path.join(WORK, "dst")])
+    c_secs, c_rss = run([BARGE, "copy", one, os.path.join(WORK, "copy.tar")])
+    v_secs, v_rss = run([BARGE, "verify", one])
+    print(f"\none {total / (1 << 30):.2f} GiB layer: seconds and peak RSS")
+    for name, secs, rss in [("export", e_secs, e_rss), ("import", i_secs, i_rss), ("copy", c_secs, c_rss), ("verify", v_secs, v_rss)]:
+        print(f"  {name:7s} {secs:6.2f} s  {rss:6.1f} MiB  {total / secs / 1e6:7.0f} MB/s")
+    if not a.keep:
+        shutil.rmtree(WORK, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -454,3 +454,58 @@ fn json_errors_are_one_object_on_stdout() {
     assert_eq!(j["exitCode"], 1);
     assert!(j["error"].as_str().unwrap().contains("nothing-here"));
 }
+
+#[test]
+fn digest_only_artifacts_travel_untagged() {
+    let w = Work::new();
+    let raw = skopeo_raw(&format!("oci:{}/samples/multiarch:v1", w.s("src")));
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&raw))
+    );
+    let artifact = format!("samples/multiarch@{digest}");
+    barge_ok(
+        &[
+            "export",
+            "--registry",
+            &w.reg("src"),
+            "--to",
+            &w.s("store-a/b"),
+            &artifact,
+        ],
+        0,
+    );
+    // skopeo finds it in the bundle by its digest name.
+    assert_eq!(
+        skopeo_raw(&format!("oci-archive:{}:{artifact}", w.s("store-a/b"))),
+        raw
+    );
+    let r = barge_ok(
+        &[
+            "import",
+            "--output",
+            "json",
+            &w.s("store-a/b"),
+            "--registry",
+            &w.reg("dst"),
+        ],
+        0,
+    );
+    assert_eq!(r.json()["artifacts"][0]["artifact"], artifact);
+    assert_eq!(
+        skopeo_raw(&format!("oci:{}/samples/multiarch@{digest}", w.s("dst"))),
+        raw
+    );
+    // A digest that does not exist is named in the error.
+    let missing = format!("samples/multiarch@sha256:{}", "0".repeat(64));
+    let r = barge(&[
+        "export",
+        "--registry",
+        &w.reg("src"),
+        "--to",
+        &w.s("store-a/c"),
+        &missing,
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains(&missing), "{}", r.stderr);
+}

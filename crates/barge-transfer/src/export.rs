@@ -113,6 +113,7 @@ pub async fn export(
 
     let mut outcomes = Vec::new();
     let mut resolved = Vec::new();
+    let mut first_error = None;
     for (request, r) in results {
         match r {
             Ok(res) => resolved.push(res),
@@ -123,6 +124,7 @@ pub async fn export(
                 }
                 reporter.note(&format!("skipping: {e}"));
                 outcomes.push(ArtifactOutcome::failed(&request, &e));
+                first_error.get_or_insert(e);
             }
         }
     }

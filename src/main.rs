@@ -11,8 +11,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use barge_bundle::{BundleError, Digest, VerifyOptions};
 use barge_transfer::{
-    any_failed, Category, Compression, CopyOptions, ExportOptions, ImportOptions, Location,
-    RegistryAddr, Reporter, Status, TransferError, DEFAULT_MAX_ARTIFACTS,
+    any_failed, Category, Compression, ConnectOptions, CopyOptions, Credentials, ExportOptions, ImportOptions, Location,
+    RegistryAddr, Reporter, Secret, Status, TransferError, DEFAULT_MAX_ARTIFACTS,
 };
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
@@ -33,6 +33,42 @@ struct Cli {
     command: Command,
 }
 
+/// How to reach and log in to a network registry.
+#[derive(clap::Args)]
+struct Connect {
+    /// Reach this registry (HOST[:PORT]) over plain HTTP; loopback addresses always may be.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    insecure: Vec<String>,
+    /// Trust the CA certificates in this PEM file as well.
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
+    /// Log in as this user; the password is read from stdin (--password-stdin).
+    #[arg(long, requires = "password_stdin")]
+    username: Option<String>,
+    /// Read the password for --username from standard input.
+    #[arg(long, requires = "username")]
+    password_stdin: bool,
+    /// Blobs transferred at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+}
+
+impl Connect {
+    fn options(&self) -> anyhow::Result<ConnectOptions> {
+        let credentials = match &self.username {
+            Some(u) => {
+                let mut p = String::new();
+                std::io::stdin().read_line(&mut p).context("reading the password from stdin")?;
+                let p = p.trim_end_matches(['\n', '\r']);
+                anyhow::ensure!(!p.is_empty(), "--password-stdin read an empty password");
+                Some(Credentials { username: u.clone(), password: Secret::new(p) })
+            }
+            None => None,
+        };
+        Ok(ConnectOptions { insecure: self.insecure.clone(), ca_file: self.ca_file.clone(), credentials })
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Output {
     Text,
@@ -43,9 +79,14 @@ enum Output {
 enum Command {
     /// Export artifacts from a registry into one bundle (ACR: ExportPipeline run).
     Export {
-        /// Source registry: oci:PATH (a directory of OCI layouts, one per repository).
+        /// Source registry: HOST[:PORT], or oci:PATH (a directory of OCI layouts, one per repository).
         #[arg(long)]
         registry: String,
+        #[command(flatten)]
+        connect: Connect,
+        /// Leave out signatures, SBOMs and attestations that refer to the artifacts.
+        #[arg(long)]
+        no_referrers: bool,
         /// Where to write the bundle.
         #[arg(long)]
         to: String,
@@ -69,9 +110,11 @@ enum Command {
     Import {
         /// The bundle to import.
         source: String,
-        /// Target registry: oci:PATH.
+        /// Target registry: HOST[:PORT] or oci:PATH.
         #[arg(long)]
         registry: String,
+        #[command(flatten)]
+        connect: Connect,
         /// Move tags that exist at another digest (ACR's OverwriteTags).
         #[arg(long)]
         overwrite_tags: bool,
@@ -153,6 +196,8 @@ async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
     match &cli.command {
         Command::Export {
             registry,
+            connect,
+            no_referrers,
             to,
             overwrite,
             continue_on_errors,
@@ -160,27 +205,19 @@ async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
             compress,
             artifacts,
         } => {
-            let registry = RegistryAddr::parse(registry)?.open();
+            barge_transfer::parse_artifacts(artifacts, *max_artifacts)?;
+            let registry = RegistryAddr::parse(registry)?.open(&connect.options()?).await?;
             let dest = Location::parse(to)?.open();
             let opts = ExportOptions {
                 max_artifacts: *max_artifacts,
                 continue_on_errors: *continue_on_errors,
                 overwrite: *overwrite,
-                compression: if compress.is_some() {
-                    Compression::Zstd
-                } else {
-                    Compression::None
-                },
-                ..Default::default()
+                compression: if compress.is_some() { Compression::Zstd } else { Compression::None },
+                concurrency: connect.concurrency,
+                referrers: !no_referrers,
             };
-            let r =
-                barge_transfer::export(registry.as_ref(), artifacts, dest.as_ref(), &opts, bars)
-                    .await?;
-            let ok = r
-                .artifacts
-                .iter()
-                .filter(|a| a.status != Status::Failed)
-                .count();
+            let r = barge_transfer::export(registry, artifacts, dest.as_ref(), &opts, bars).await?;
+            let ok = r.artifacts.iter().filter(|a| a.status != Status::Failed).count();
             let mut text = format!(
                 "exported {ok} artifact(s), {} blobs ({}), to {}\ncatalogDigest: {}\n",
                 r.blobs,
@@ -191,30 +228,27 @@ async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
             for a in r.artifacts.iter().filter(|a| a.status == Status::Failed) {
                 text += &format!("failed: {}\n", a.error.as_deref().unwrap_or(&a.artifact));
             }
-            Ok(Done {
-                text,
-                partial: any_failed(&r.artifacts),
-                json: serde_json::to_value(&r)?,
-            })
+            Ok(Done { text, partial: any_failed(&r.artifacts), json: serde_json::to_value(&r)? })
         }
         Command::Import {
             source,
             registry,
+            connect,
             overwrite_tags,
             continue_on_errors,
             delete_source_blob_on_success,
             catalog_digest,
         } => {
-            let registry = RegistryAddr::parse(registry)?.open();
+            let registry = RegistryAddr::parse(registry)?.open(&connect.options()?).await?;
             let src = Location::parse(source)?.open();
             let opts = ImportOptions {
                 overwrite_tags: *overwrite_tags,
                 continue_on_errors: *continue_on_errors,
                 delete_source_on_success: *delete_source_blob_on_success,
                 catalog_digest: catalog_digest.clone(),
-                concurrency: 8,
+                concurrency: connect.concurrency,
             };
-            let r = barge_transfer::import(src.as_ref(), registry.as_ref(), &opts, bars).await?;
+            let r = barge_transfer::import(src.as_ref(), registry, &opts, bars).await?;
             let mut text = String::new();
             for a in &r.artifacts {
                 let status = match a.status {
@@ -244,61 +278,25 @@ async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
             if r.source_deleted {
                 text += &format!("deleted {}\n", r.bundle);
             }
-            Ok(Done {
-                text,
-                partial: any_failed(&r.artifacts),
-                json: serde_json::to_value(&r)?,
-            })
+            Ok(Done { text, partial: any_failed(&r.artifacts), json: serde_json::to_value(&r)? })
         }
-        Command::Copy {
-            source,
-            destination,
-            overwrite,
-        } => {
+        Command::Copy { source, destination, overwrite } => {
             let src = Location::parse(source)?.open();
             let dst = Location::parse(destination)?.open();
-            let r = barge_transfer::copy(
-                src.as_ref(),
-                dst.as_ref(),
-                &CopyOptions {
-                    overwrite: *overwrite,
-                },
-                bars,
-            )
-            .await?;
-            let text = format!(
-                "copied {} to {} ({}, {})\n",
-                r.source,
-                r.destination,
-                human(r.size),
-                r.sha256
-            );
-            Ok(Done {
-                text,
-                partial: false,
-                json: serde_json::to_value(&r)?,
-            })
+            let r =
+                barge_transfer::copy(src.as_ref(), dst.as_ref(), &CopyOptions { overwrite: *overwrite }, bars).await?;
+            let text = format!("copied {} to {} ({}, {})\n", r.source, r.destination, human(r.size), r.sha256);
+            Ok(Done { text, partial: false, json: serde_json::to_value(&r)? })
         }
-        Command::Verify {
-            bundle,
-            catalog_digest,
-            threads,
-        } => {
-            let opts = VerifyOptions {
-                catalog_digest: catalog_digest.clone(),
-                threads: *threads,
-            };
+        Command::Verify { bundle, catalog_digest, threads } => {
+            let opts = VerifyOptions { catalog_digest: catalog_digest.clone(), threads: *threads };
             let path = bundle.clone();
             let started = std::time::Instant::now();
-            let size = std::fs::metadata(&path)
-                .with_context(|| format!("reading {}", path.display()))?
-                .len();
+            let size = std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?.len();
             bars.start("verifying", Some(size));
             let bar = bars.clone();
-            let v = tokio::task::spawn_blocking(move || {
-                barge_bundle::verify_file(&path, &opts, &|n| bar.advance(n))
-            })
-            .await??;
+            let v = tokio::task::spawn_blocking(move || barge_bundle::verify_file(&path, &opts, &|n| bar.advance(n)))
+                .await??;
             bars.clear();
             let secs = started.elapsed().as_secs_f64();
             let mut text = format!(
@@ -321,11 +319,7 @@ async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
                 "compressed": v.compressed,
                 "seconds": secs,
             });
-            Ok(Done {
-                text,
-                partial: false,
-                json,
-            })
+            Ok(Done { text, partial: false, json })
         }
     }
 }
@@ -346,8 +340,7 @@ fn human(n: u64) -> String {
 }
 
 async fn interrupted() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
@@ -357,10 +350,7 @@ async fn interrupted() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let bars = Bars::new(cli.quiet || cli.output == Output::Json);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     // Dropping the operation on a signal drops its temporary files with it.
     let result = rt.block_on(async {
         tokio::select! {
@@ -370,10 +360,7 @@ fn main() -> ExitCode {
     });
     bars.clear();
     let (code, outcome) = match result {
-        None => (
-            EXIT_INTERRUPTED,
-            Err("interrupted; nothing was left half-written".to_string()),
-        ),
+        None => (EXIT_INTERRUPTED, Err("interrupted; nothing was left half-written".to_string())),
         Some(Ok(done)) => (if done.partial { EXIT_PARTIAL } else { 0 }, Ok(done)),
         Some(Err(e)) => (exit_code(&e), Err(format!("{e:#}"))),
     };

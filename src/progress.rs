@@ -15,11 +15,7 @@ pub struct Bars {
 
 impl Bars {
     pub fn new(quiet: bool) -> Bars {
-        Bars {
-            quiet,
-            draw: !quiet && std::io::stderr().is_terminal(),
-            bar: Arc::new(Mutex::new(None)),
-        }
+        Bars { quiet, draw: !quiet && std::io::stderr().is_terminal(), bar: Arc::new(Mutex::new(None)) }
     }
 
     pub fn clear(&self) {
@@ -35,17 +31,15 @@ impl Reporter for Bars {
             return;
         }
         let bar = match total {
-            Some(t) => ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr())
-                .with_style(
+            Some(t) => ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr()).with_style(
                 ProgressStyle::with_template(
                     "{msg:>12} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
                 )
                 .expect("valid template")
                 .progress_chars("=> "),
             ),
-            None => ProgressBar::new_spinner().with_style(
-                ProgressStyle::with_template("{msg:>12} {spinner}").expect("valid template"),
-            ),
+            None => ProgressBar::new_spinner()
+                .with_style(ProgressStyle::with_template("{msg:>12} {spinner}").expect("valid template")),
         };
         bar.set_message(phase.to_string());
         if let Some(old) = self.bar.lock().unwrap().replace(bar) {

@@ -7,15 +7,7 @@ use common::*;
 fn export(w: &Work, to: &str, extra: &[&str]) -> Run {
     let reg = w.reg("src");
     let to = w.s(to);
-    let mut args = vec![
-        "export",
-        "--output",
-        "json",
-        "--registry",
-        &reg,
-        "--to",
-        &to,
-    ];
+    let mut args = vec!["export", "--output", "json", "--registry", &reg, "--to", &to];
     args.extend_from_slice(extra);
     args.extend_from_slice(&SAMPLES);
     barge_ok(&args, 0)
@@ -26,23 +18,9 @@ fn round_trip_is_byte_identical_for_skopeo() {
     let w = Work::new();
     export(&w, "store-a/bundle", &[]);
     barge_ok(&["copy", &w.s("store-a/bundle"), &w.s("store-b/bundle")], 0);
-    let r = barge_ok(
-        &[
-            "import",
-            "--output",
-            "json",
-            &w.s("store-b/bundle"),
-            "--registry",
-            &w.reg("dst"),
-        ],
-        0,
-    );
+    let r = barge_ok(&["import", "--output", "json", &w.s("store-b/bundle"), "--registry", &w.reg("dst")], 0);
     assert_eq!(r.json()["artifacts"].as_array().unwrap().len(), 3);
-    for (repo, tag) in [
-        ("samples/hello-world", "v1"),
-        ("samples/multiarch", "v1"),
-        ("library/tools", "latest"),
-    ] {
+    for (repo, tag) in [("samples/hello-world", "v1"), ("samples/multiarch", "v1"), ("library/tools", "latest")] {
         let src = skopeo_raw(&format!("oci:{}/{repo}:{tag}", w.s("src")));
         let dst = skopeo_raw(&format!("oci:{}/{repo}:{tag}", w.s("dst")));
         assert_eq!(src, dst, "{repo}:{tag} differs after the round trip");
@@ -54,11 +32,7 @@ fn round_trip_is_byte_identical_for_skopeo() {
         &format!("oci:{}/samples/multiarch:v1", w.s("dst")),
         &format!("oci:{}:x", w.s("check")),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -70,16 +44,9 @@ fn skopeo_reads_a_bundle_as_an_oci_archive() {
             "copy",
             "--all",
             &format!("oci-archive:{}:{name}", w.s("store-a/bundle.tar")),
-            &format!(
-                "oci:{}:x",
-                w.s(&format!("sk-{}", name.replace(['/', ':'], "-")))
-            ),
+            &format!("oci:{}:x", w.s(&format!("sk-{}", name.replace(['/', ':'], "-")))),
         ]);
-        assert!(
-            out.status.success(),
-            "skopeo copy {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "skopeo copy {name}: {}", String::from_utf8_lossy(&out.stderr));
         let raw = skopeo_raw(&format!("oci-archive:{}:{name}", w.s("store-a/bundle.tar")));
         let (repo, tag) = name.rsplit_once(':').unwrap();
         assert_eq!(raw, skopeo_raw(&format!("oci:{}/{repo}:{tag}", w.s("src"))));
@@ -94,36 +61,13 @@ fn re_export_gives_the_same_catalog_digest() {
         // The same artifacts in another order.
         let reg = w.reg("src");
         let to = w.s("store-a/two");
-        let mut args = vec![
-            "export",
-            "--output",
-            "json",
-            "--overwrite",
-            "--registry",
-            &reg,
-            "--to",
-            &to,
-        ];
+        let mut args = vec!["export", "--output", "json", "--overwrite", "--registry", &reg, "--to", &to];
         args.extend_from_slice(compress);
         args.extend(SAMPLES.iter().rev());
         let b = barge_ok(&args, 0).json();
-        assert_eq!(
-            a["catalogDigest"], b["catalogDigest"],
-            "compress {compress:?}"
-        );
-        assert_eq!(
-            std::fs::read(w.path("store-a/one")).unwrap(),
-            std::fs::read(w.path("store-a/two")).unwrap()
-        );
-        barge_ok(
-            &[
-                "verify",
-                &w.s("store-a/one"),
-                "--catalog-digest",
-                a["catalogDigest"].as_str().unwrap(),
-            ],
-            0,
-        );
+        assert_eq!(a["catalogDigest"], b["catalogDigest"], "compress {compress:?}");
+        assert_eq!(std::fs::read(w.path("store-a/one")).unwrap(), std::fs::read(w.path("store-a/two")).unwrap());
+        barge_ok(&["verify", &w.s("store-a/one"), "--catalog-digest", a["catalogDigest"].as_str().unwrap()], 0);
     }
 }
 
@@ -133,10 +77,7 @@ fn zstd_bundles_import() {
     export(&w, "store-a/b.zst", &["--compress", "zstd"]);
     let head = std::fs::read(w.path("store-a/b.zst")).unwrap();
     assert_eq!(&head[..4], &[0x28, 0xB5, 0x2F, 0xFD]);
-    barge_ok(
-        &["import", &w.s("store-a/b.zst"), "--registry", &w.reg("dst")],
-        0,
-    );
+    barge_ok(&["import", &w.s("store-a/b.zst"), "--registry", &w.reg("dst")], 0);
     assert_eq!(
         skopeo_raw(&format!("oci:{}/samples/multiarch:v1", w.s("src"))),
         skopeo_raw(&format!("oci:{}/samples/multiarch:v1", w.s("dst")))
@@ -147,20 +88,10 @@ fn zstd_bundles_import() {
 fn export_refuses_an_existing_bundle_without_overwrite() {
     let w = Work::new();
     std::fs::write(w.path("store-a/bundle"), b"precious").unwrap();
-    let r = barge(&[
-        "export",
-        "--registry",
-        &w.reg("src"),
-        "--to",
-        &w.s("store-a/bundle"),
-        "samples/hello-world:v1",
-    ]);
+    let r = barge(&["export", "--registry", &w.reg("src"), "--to", &w.s("store-a/bundle"), "samples/hello-world:v1"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("--overwrite"), "{}", r.stderr);
-    assert_eq!(
-        std::fs::read(w.path("store-a/bundle")).unwrap(),
-        b"precious"
-    );
+    assert_eq!(std::fs::read(w.path("store-a/bundle")).unwrap(), b"precious");
     barge_ok(
         &[
             "export",
@@ -186,33 +117,15 @@ fn too_many_artifacts_is_refused_before_anything_happens() {
     args.extend(names.iter().map(String::as_str));
     let r = barge(&args);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(
-        r.stderr.contains("51 artifacts") && r.stderr.contains("limit of 50"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("51 artifacts") && r.stderr.contains("limit of 50"), "{}", r.stderr);
     assert!(snapshot(&w.path("store-a")).is_empty());
-    let r = barge(&[
-        "export",
-        "--max-artifacts",
-        "2",
-        "--registry",
-        &reg,
-        "--to",
-        &to,
-        SAMPLES[0],
-        SAMPLES[1],
-        SAMPLES[2],
-    ]);
+    let r =
+        barge(&["export", "--max-artifacts", "2", "--registry", &reg, "--to", &to, SAMPLES[0], SAMPLES[1], SAMPLES[2]]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("limit of 2"), "{}", r.stderr);
     let r = barge(&["export", "--registry", &reg, "--to", &to, "Bad/Name:v1"]);
     assert_eq!(r.code, 2);
-    assert!(
-        r.stderr.contains("Bad/Name:v1") && r.stderr.contains("lowercase"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("Bad/Name:v1") && r.stderr.contains("lowercase"), "{}", r.stderr);
 }
 
 #[test]
@@ -220,21 +133,10 @@ fn continue_on_errors_exports_the_rest() {
     let w = Work::new();
     let reg = w.reg("src");
     let to = w.s("store-a/bundle");
-    let r = barge(&[
-        "export",
-        "--registry",
-        &reg,
-        "--to",
-        &to,
-        "samples/hello-world:v1",
-        "samples/missing:v1",
-    ]);
+    let r = barge(&["export", "--registry", &reg, "--to", &to, "samples/hello-world:v1", "samples/missing:v1"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("samples/missing:v1"), "{}", r.stderr);
-    assert!(
-        snapshot(&w.path("store-a")).is_empty(),
-        "a failed export left files"
-    );
+    assert!(snapshot(&w.path("store-a")).is_empty(), "a failed export left files");
     let r = barge_ok(
         &[
             "export",
@@ -250,13 +152,8 @@ fn continue_on_errors_exports_the_rest() {
         ],
         6,
     );
-    let failed: Vec<_> = r.json()["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["status"] == "Failed")
-        .cloned()
-        .collect();
+    let failed: Vec<_> =
+        r.json()["artifacts"].as_array().unwrap().iter().filter(|a| a["status"] == "Failed").cloned().collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["artifact"], "samples/missing:v1");
     barge_ok(&["import", &to, "--registry", &w.reg("dst")], 0);
@@ -281,60 +178,23 @@ fn overwrite_tags_is_checked_before_any_write() {
     let bundle = w.s("store-a/bundle");
     let r = barge(&["import", &bundle, "--registry", &w.reg("dst")]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(
-        r.stderr.contains("samples/hello-world:v1") && r.stderr.contains("--overwrite-tags"),
-        "{}",
-        r.stderr
-    );
-    assert_eq!(
-        before,
-        snapshot(&w.path("dst")),
-        "a refused import wrote something"
-    );
+    assert!(r.stderr.contains("samples/hello-world:v1") && r.stderr.contains("--overwrite-tags"), "{}", r.stderr);
+    assert_eq!(before, snapshot(&w.path("dst")), "a refused import wrote something");
 
     // With ContinueOnErrors the tag is kept, the rest arrive, exit 6.
-    let r = barge_ok(
-        &[
-            "import",
-            "--output",
-            "json",
-            "--continue-on-errors",
-            &bundle,
-            "--registry",
-            &w.reg("dst"),
-        ],
-        6,
-    );
+    let r = barge_ok(&["import", "--output", "json", "--continue-on-errors", &bundle, "--registry", &w.reg("dst")], 6);
     let j = r.json();
     let status = |name: &str| {
-        j["artifacts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["artifact"] == name)
-            .unwrap()["status"]
-            .clone()
+        j["artifacts"].as_array().unwrap().iter().find(|a| a["artifact"] == name).unwrap()["status"].clone()
     };
     assert_eq!(status("samples/hello-world:v1"), "Failed");
     assert_eq!(status("samples/multiarch:v1"), "Succeeded");
     assert_eq!(status("library/tools:latest"), "Unchanged");
     let kept = skopeo_raw(&format!("oci:{}/samples/hello-world:v1", w.s("dst")));
-    assert_ne!(
-        kept,
-        skopeo_raw(&format!("oci:{}/samples/hello-world:v1", w.s("src")))
-    );
+    assert_ne!(kept, skopeo_raw(&format!("oci:{}/samples/hello-world:v1", w.s("src"))));
 
     // With OverwriteTags the tag moves.
-    barge_ok(
-        &[
-            "import",
-            "--overwrite-tags",
-            &bundle,
-            "--registry",
-            &w.reg("dst"),
-        ],
-        0,
-    );
+    barge_ok(&["import", "--overwrite-tags", &bundle, "--registry", &w.reg("dst")], 0);
     assert_eq!(
         skopeo_raw(&format!("oci:{}/samples/hello-world:v1", w.s("dst"))),
         skopeo_raw(&format!("oci:{}/samples/hello-world:v1", w.s("src")))
@@ -346,34 +206,12 @@ fn re_import_uploads_nothing_and_delete_source_works() {
     let w = Work::new();
     export(&w, "store-a/bundle", &[]);
     let bundle = w.s("store-a/bundle");
-    let first = barge_ok(
-        &[
-            "import",
-            "--output",
-            "json",
-            &bundle,
-            "--registry",
-            &w.reg("dst"),
-        ],
-        0,
-    )
-    .json();
+    let first = barge_ok(&["import", "--output", "json", &bundle, "--registry", &w.reg("dst")], 0).json();
     assert!(first["blobsUploaded"].as_u64().unwrap() > 0);
-    assert!(
-        first["blobsMounted"].as_u64().unwrap() > 0,
-        "the shared layer should be linked, not written twice"
-    );
+    assert!(first["blobsMounted"].as_u64().unwrap() > 0, "the shared layer should be linked, not written twice");
     let before = snapshot(&w.path("dst"));
     let again = barge_ok(
-        &[
-            "import",
-            "--output",
-            "json",
-            "--delete-source-blob-on-success",
-            &bundle,
-            "--registry",
-            &w.reg("dst"),
-        ],
+        &["import", "--output", "json", "--delete-source-blob-on-success", &bundle, "--registry", &w.reg("dst")],
         0,
     )
     .json();
@@ -389,21 +227,11 @@ fn wrong_catalog_digest_imports_nothing() {
     let w = Work::new();
     export(&w, "store-a/bundle", &[]);
     let wrong = format!("sha256:{}", "0".repeat(64));
-    let r = barge(&[
-        "import",
-        "--catalog-digest",
-        &wrong,
-        &w.s("store-a/bundle"),
-        "--registry",
-        &w.reg("dst"),
-    ]);
+    let r = barge(&["import", "--catalog-digest", &wrong, &w.s("store-a/bundle"), "--registry", &w.reg("dst")]);
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(r.stderr.contains(&wrong), "{}", r.stderr);
     for repo in ["samples/hello-world", "samples/multiarch", "library/tools"] {
-        assert!(
-            !w.path(&format!("dst/{repo}/index.json")).exists(),
-            "{repo} was tagged"
-        );
+        assert!(!w.path(&format!("dst/{repo}/index.json")).exists(), "{repo} was tagged");
     }
 }
 
@@ -415,34 +243,15 @@ fn copy_checks_and_refuses_to_overwrite() {
     let r = barge(&["copy", &w.s("store-a/bundle"), &w.s("store-b/bundle")]);
     assert_eq!(r.code, 2);
     assert_eq!(std::fs::read(w.path("store-b/bundle")).unwrap(), b"old");
-    let r = barge_ok(
-        &[
-            "copy",
-            "--output",
-            "json",
-            "--overwrite",
-            &w.s("store-a/bundle"),
-            &w.s("store-b/bundle"),
-        ],
-        0,
-    );
-    assert_eq!(
-        std::fs::read(w.path("store-b/bundle")).unwrap(),
-        std::fs::read(w.path("store-a/bundle")).unwrap()
-    );
+    let r = barge_ok(&["copy", "--output", "json", "--overwrite", &w.s("store-a/bundle"), &w.s("store-b/bundle")], 0);
+    assert_eq!(std::fs::read(w.path("store-b/bundle")).unwrap(), std::fs::read(w.path("store-a/bundle")).unwrap());
     assert!(r.json()["sha256"].as_str().unwrap().starts_with("sha256:"));
-    let leftovers: Vec<_> = snapshot(&w.path("store-b"))
-        .into_iter()
-        .filter(|(p, _)| p.to_string_lossy().contains("barge-tmp"))
-        .collect();
+    let leftovers: Vec<_> =
+        snapshot(&w.path("store-b")).into_iter().filter(|(p, _)| p.to_string_lossy().contains("barge-tmp")).collect();
     assert!(leftovers.is_empty());
     let r = barge(&["copy", &w.s("store-a/nope"), &w.s("store-b/x")]);
     assert_eq!(r.code, 1);
-    assert!(
-        r.stderr.contains("store-a/nope") && r.stderr.contains("not found"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("store-a/nope") && r.stderr.contains("not found"), "{}", r.stderr);
 }
 
 #[test]
@@ -459,62 +268,25 @@ fn json_errors_are_one_object_on_stdout() {
 fn digest_only_artifacts_travel_untagged() {
     let w = Work::new();
     let raw = skopeo_raw(&format!("oci:{}/samples/multiarch:v1", w.s("src")));
-    let digest = format!(
-        "sha256:{}",
-        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&raw))
-    );
+    let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&raw)));
     let artifact = format!("samples/multiarch@{digest}");
-    barge_ok(
-        &[
-            "export",
-            "--registry",
-            &w.reg("src"),
-            "--to",
-            &w.s("store-a/b"),
-            &artifact,
-        ],
-        0,
-    );
+    barge_ok(&["export", "--registry", &w.reg("src"), "--to", &w.s("store-a/b"), &artifact], 0);
     // skopeo finds it in the bundle by its digest name.
-    assert_eq!(
-        skopeo_raw(&format!("oci-archive:{}:{artifact}", w.s("store-a/b"))),
-        raw
-    );
-    let r = barge_ok(
-        &[
-            "import",
-            "--output",
-            "json",
-            &w.s("store-a/b"),
-            "--registry",
-            &w.reg("dst"),
-        ],
-        0,
-    );
+    assert_eq!(skopeo_raw(&format!("oci-archive:{}:{artifact}", w.s("store-a/b"))), raw);
+    let r = barge_ok(&["import", "--output", "json", &w.s("store-a/b"), "--registry", &w.reg("dst")], 0);
     assert_eq!(r.json()["artifacts"][0]["artifact"], artifact);
     // skopeo's oci: cannot name an untagged manifest, so read the layout: an
     // untagged root entry in index.json, and the manifest's bytes unchanged.
     let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(w.path("dst/samples/multiarch/index.json")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(w.path("dst/samples/multiarch/index.json")).unwrap()).unwrap();
     let entry = &index["manifests"][0];
     assert_eq!(entry["digest"], digest);
     assert!(entry.get("annotations").is_none());
     let hex = digest.trim_start_matches("sha256:");
-    assert_eq!(
-        std::fs::read(w.path(&format!("dst/samples/multiarch/blobs/sha256/{hex}"))).unwrap(),
-        raw
-    );
+    assert_eq!(std::fs::read(w.path(&format!("dst/samples/multiarch/blobs/sha256/{hex}"))).unwrap(), raw);
     // A digest that does not exist is named in the error.
     let missing = format!("samples/multiarch@sha256:{}", "0".repeat(64));
-    let r = barge(&[
-        "export",
-        "--registry",
-        &w.reg("src"),
-        "--to",
-        &w.s("store-a/c"),
-        &missing,
-    ]);
+    let r = barge(&["export", "--registry", &w.reg("src"), "--to", &w.s("store-a/c"), &missing]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains(&missing), "{}", r.stderr);
 }

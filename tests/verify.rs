@@ -10,13 +10,7 @@ use common::*;
 
 /// Export the samples and return the bundle's bytes.
 fn good_bundle(w: &Work) -> Vec<u8> {
-    let mut args = vec![
-        "export".to_string(),
-        "--registry".into(),
-        w.reg("src"),
-        "--to".into(),
-        w.s("store-a/good"),
-    ];
+    let mut args = vec!["export".to_string(), "--registry".into(), w.reg("src"), "--to".into(), w.s("store-a/good")];
     args.extend(SAMPLES.iter().map(|s| s.to_string()));
     barge_ok(&args.iter().map(String::as_str).collect::<Vec<_>>(), 0);
     std::fs::read(w.path("store-a/good")).unwrap()
@@ -30,27 +24,12 @@ fn assert_rejected(w: &Work, name: &str, bytes: &[u8], needle: &str) {
     let p = path.display().to_string();
     let r = barge(&["verify", &p]);
     assert_eq!(r.code, 3, "verify {name}: {}", r.stderr);
-    assert!(
-        r.stderr.contains(needle),
-        "verify {name}: expected {needle:?} in {}",
-        r.stderr
-    );
+    assert!(r.stderr.contains(needle), "verify {name}: expected {needle:?} in {}", r.stderr);
     let target = w.path(&format!("dst-{name}"));
-    let r = barge(&[
-        "import",
-        &p,
-        "--registry",
-        &format!("oci:{}", target.display()),
-    ]);
+    let r = barge(&["import", &p, "--registry", &format!("oci:{}", target.display())]);
     assert_eq!(r.code, 3, "import {name}: {}", r.stderr);
-    let tagged: Vec<_> = snapshot(&target)
-        .into_iter()
-        .filter(|(p, _)| p.ends_with("index.json"))
-        .collect();
-    assert!(
-        tagged.is_empty(),
-        "import of {name} tagged something: {tagged:?}"
-    );
+    let tagged: Vec<_> = snapshot(&target).into_iter().filter(|(p, _)| p.ends_with("index.json")).collect();
+    assert!(tagged.is_empty(), "import of {name} tagged something: {tagged:?}");
 }
 
 /// Offset of the data of the tar entry named `name`.
@@ -58,14 +37,8 @@ fn entry_offset(bundle: &[u8], name: &str) -> (usize, usize) {
     let mut pos = 0;
     loop {
         let h = &bundle[pos..pos + BLOCK];
-        let n = String::from_utf8_lossy(&h[..100])
-            .trim_end_matches('\0')
-            .to_string();
-        let size = usize::from_str_radix(
-            String::from_utf8_lossy(&h[124..135]).trim_end_matches('\0'),
-            8,
-        )
-        .unwrap();
+        let n = String::from_utf8_lossy(&h[..100]).trim_end_matches('\0').to_string();
+        let size = usize::from_str_radix(String::from_utf8_lossy(&h[124..135]).trim_end_matches('\0'), 8).unwrap();
         if n == name {
             return (pos + BLOCK, size);
         }
@@ -88,10 +61,7 @@ fn a_good_bundle_verifies_and_reports_its_digest() {
         ],
         0,
     );
-    assert_eq!(
-        r.json()["catalogDigest"],
-        Digest::sha256_of(&bytes).to_string()
-    );
+    assert_eq!(r.json()["catalogDigest"], Digest::sha256_of(&bytes).to_string());
     assert_eq!(r.json()["artifacts"].as_array().unwrap().len(), 3);
 }
 
@@ -101,24 +71,10 @@ fn truncated_bundles_are_rejected() {
     let bytes = good_bundle(&w);
     let (layer_at, _) = {
         let c = catalog_of(&bytes);
-        let layer = c
-            .blobs
-            .iter()
-            .find(|b| b.kind == BlobKind::Layer)
-            .unwrap()
-            .digest
-            .layout_path();
+        let layer = c.blobs.iter().find(|b| b.kind == BlobKind::Layer).unwrap().digest.layout_path();
         entry_offset(&bytes, &layer)
     };
-    for (i, cut) in [
-        bytes.len() - 1,
-        bytes.len() - 2 * BLOCK,
-        layer_at + 100,
-        700,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (i, cut) in [bytes.len() - 1, bytes.len() - 2 * BLOCK, layer_at + 100, 700].into_iter().enumerate() {
         assert_rejected(&w, &format!("cut{i}"), &bytes[..cut], "truncated");
     }
 }
@@ -163,11 +119,7 @@ fn build(catalog: &Catalog, blobs: &[(Digest, Vec<u8>)], extra: &[Vec<u8>]) -> V
             Planned::Blob(i) => {
                 let b = &catalog.blobs[i];
                 let data = &blobs.iter().find(|(d, _)| d == &b.digest).unwrap().1;
-                out.extend(encode_header(
-                    &b.digest.layout_path(),
-                    data.len() as u64,
-                    Kind::File,
-                ));
+                out.extend(encode_header(&b.digest.layout_path(), data.len() as u64, Kind::File));
                 out.extend(data);
                 out.resize(out.len() + padding(data.len() as u64), 0);
             }
@@ -185,8 +137,7 @@ fn tiny(missing: Option<&Digest>) -> (Catalog, Vec<(Digest, Vec<u8>)>) {
     let layer = b"layer-bytes".to_vec();
     let config = b"{}".to_vec();
     let (ld, cd) = (Digest::sha256_of(&layer), Digest::sha256_of(&config));
-    let mut layers =
-        vec![serde_json::json!({"mediaType": OCI_LAYER_TAR, "digest": ld, "size": layer.len()})];
+    let mut layers = vec![serde_json::json!({"mediaType": OCI_LAYER_TAR, "digest": ld, "size": layer.len()})];
     if let Some(m) = missing {
         layers.push(serde_json::json!({"mediaType": OCI_LAYER_TAR, "digest": m, "size": 5}));
     }
@@ -233,10 +184,7 @@ fn a_hand_built_bundle_is_accepted() {
     let (c, blobs) = tiny(None);
     std::fs::write(w.path("store-a/tiny"), build(&c, &blobs, &[])).unwrap();
     barge_ok(&["verify", &w.s("store-a/tiny")], 0);
-    barge_ok(
-        &["import", &w.s("store-a/tiny"), "--registry", &w.reg("dst")],
-        0,
-    );
+    barge_ok(&["import", &w.s("store-a/tiny"), "--registry", &w.reg("dst")], 0);
 }
 
 #[test]
@@ -275,16 +223,8 @@ fn unsafe_and_unlisted_entries_are_rejected() {
     let cases = [
         ("dotdot", with_data("../../etc/evil"), "'..'"),
         ("absolute", with_data("/etc/evil"), "absolute path"),
-        (
-            "symlink",
-            raw_header("blobs/sha256/link", 0, b'2'),
-            "symbolic link",
-        ),
-        (
-            "hardlink",
-            raw_header("blobs/sha256/hard", 0, b'1'),
-            "hard link",
-        ),
+        ("symlink", raw_header("blobs/sha256/link", 0, b'2'), "symbolic link"),
+        ("hardlink", raw_header("blobs/sha256/hard", 0, b'1'), "hard link"),
         ("device", raw_header("dev", 0, b'3'), "device"),
         ("unlisted", with_data("extra.txt"), "not listed"),
         ("duplicate", with_data("oci-layout"), "twice"),
@@ -294,11 +234,7 @@ fn unsafe_and_unlisted_entries_are_rejected() {
     }
     // An unsafe entry first of all is refused before anything else is read.
     let mut first = raw_header("../x", 0, b'0');
-    first.extend(encode_header(
-        "oci-layout",
-        OCI_LAYOUT_JSON.len() as u64,
-        Kind::File,
-    ));
+    first.extend(encode_header("oci-layout", OCI_LAYOUT_JSON.len() as u64, Kind::File));
     first.extend(OCI_LAYOUT_JSON);
     first.resize(first.len() + padding(OCI_LAYOUT_JSON.len() as u64), 0);
     first.extend(end_of_archive());

@@ -13,16 +13,12 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(self.stdout.trim())
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
     }
 }
 
 pub fn barge(args: &[&str]) -> Run {
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_barge"))
-        .args(args)
-        .output()
-        .expect("run barge");
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_barge")).args(args).output().expect("run barge");
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -33,11 +29,7 @@ pub fn barge(args: &[&str]) -> Run {
 /// Run barge and require the exit code, showing its output when it differs.
 pub fn barge_ok(args: &[&str], code: i32) -> Run {
     let r = barge(args);
-    assert_eq!(
-        r.code, code,
-        "barge {args:?}\nstdout: {}\nstderr: {}",
-        r.stdout, r.stderr
-    );
+    assert_eq!(r.code, code, "barge {args:?}\nstdout: {}\nstderr: {}", r.stdout, r.stderr);
     r
 }
 
@@ -68,11 +60,7 @@ impl Work {
     }
 }
 
-pub const SAMPLES: [&str; 3] = [
-    "samples/hello-world:v1",
-    "samples/multiarch:v1",
-    "library/tools",
-];
+pub const SAMPLES: [&str; 3] = ["samples/hello-world:v1", "samples/multiarch:v1", "library/tools"];
 
 /// The raw manifest skopeo reads for an `oci:` image reference.
 pub fn skopeo_raw(image: &str) -> Vec<u8> {
@@ -80,19 +68,12 @@ pub fn skopeo_raw(image: &str) -> Vec<u8> {
         .args(["inspect", "--raw", image])
         .output()
         .expect("skopeo must be installed (scripts/test installs it)");
-    assert!(
-        out.status.success(),
-        "skopeo inspect --raw {image}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "skopeo inspect --raw {image}: {}", String::from_utf8_lossy(&out.stderr));
     out.stdout
 }
 
 pub fn skopeo(args: &[&str]) -> Output {
-    Command::new("skopeo")
-        .args(args)
-        .output()
-        .expect("skopeo must be installed (scripts/test installs it)")
+    Command::new("skopeo").args(args).output().expect("skopeo must be installed (scripts/test installs it)")
 }
 
 /// Every file under `dir`, with its content, for "nothing was written" checks.

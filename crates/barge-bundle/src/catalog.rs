@@ -143,29 +143,24 @@ impl Catalog {
         struct Version {
             format_version: u32,
         }
-        let v: Version = serde_json::from_slice(bytes)
-            .map_err(|e| BundleError::Corrupt(format!("{CATALOG_NAME}: {e}")))?;
+        let v: Version =
+            serde_json::from_slice(bytes).map_err(|e| BundleError::Corrupt(format!("{CATALOG_NAME}: {e}")))?;
         if v.format_version > FORMAT_VERSION {
             return Err(BundleError::UnsupportedVersion(v.format_version));
         }
-        let c: Catalog = serde_json::from_slice(bytes)
-            .map_err(|e| BundleError::Corrupt(format!("{CATALOG_NAME}: {e}")))?;
+        let c: Catalog =
+            serde_json::from_slice(bytes).map_err(|e| BundleError::Corrupt(format!("{CATALOG_NAME}: {e}")))?;
         let mut listed = BTreeSet::new();
         for b in &c.blobs {
             if !listed.insert(&b.digest) {
-                return Err(BundleError::Corrupt(format!(
-                    "{CATALOG_NAME} lists blob {} twice",
-                    b.digest
-                )));
+                return Err(BundleError::Corrupt(format!("{CATALOG_NAME} lists blob {} twice", b.digest)));
             }
         }
         for a in &c.artifacts {
-            crate::reference::check_repository(&a.repository).map_err(|e| {
-                BundleError::Corrupt(format!("{CATALOG_NAME}: artifact {:?}: {e}", a.request))
-            })?;
+            crate::reference::check_repository(&a.repository)
+                .map_err(|e| BundleError::Corrupt(format!("{CATALOG_NAME}: artifact {:?}: {e}", a.request)))?;
             if let Some(t) = &a.tag {
-                crate::reference::check_tag(t)
-                    .map_err(|e| BundleError::Corrupt(format!("{CATALOG_NAME}: {e}")))?;
+                crate::reference::check_tag(t).map_err(|e| BundleError::Corrupt(format!("{CATALOG_NAME}: {e}")))?;
             }
             if a.manifests.last() != Some(&a.digest) {
                 return Err(BundleError::Corrupt(format!(
@@ -175,11 +170,7 @@ impl Catalog {
             }
             for d in a.manifests.iter().chain(&a.blobs) {
                 if !listed.contains(d) {
-                    return Err(BundleError::MissingBlob {
-                        what: "artifact",
-                        owner: a.ref_name(),
-                        missing: d.clone(),
-                    });
+                    return Err(BundleError::MissingBlob { what: "artifact", owner: a.ref_name(), missing: d.clone() });
                 }
             }
         }
@@ -228,29 +219,13 @@ impl Catalog {
     /// The entries of the bundle in the order they are written.
     pub fn plan(&self) -> Vec<Planned> {
         let mut out = vec![
-            Planned::File {
-                name: OCI_LAYOUT_NAME,
-                bytes: OCI_LAYOUT_JSON.to_vec(),
-            },
-            Planned::File {
-                name: INDEX_NAME,
-                bytes: self.index_json(),
-            },
-            Planned::File {
-                name: CATALOG_NAME,
-                bytes: self.to_json(),
-            },
+            Planned::File { name: OCI_LAYOUT_NAME, bytes: OCI_LAYOUT_JSON.to_vec() },
+            Planned::File { name: INDEX_NAME, bytes: self.index_json() },
+            Planned::File { name: CATALOG_NAME, bytes: self.to_json() },
             Planned::Dir("blobs/".into()),
         ];
-        let algs: BTreeSet<_> = self
-            .blobs
-            .iter()
-            .map(|b| b.digest.algorithm().name())
-            .collect();
-        out.extend(
-            algs.into_iter()
-                .map(|a| Planned::Dir(format!("blobs/{a}/"))),
-        );
+        let algs: BTreeSet<_> = self.blobs.iter().map(|b| b.digest.algorithm().name()).collect();
+        out.extend(algs.into_iter().map(|a| Planned::Dir(format!("blobs/{a}/"))));
         out.extend((0..self.blobs.len()).map(Planned::Blob));
         out
     }
@@ -268,10 +243,7 @@ impl Catalog {
 /// Compare what a blob hashed to with what it should be.
 pub fn expect_digest(expected: &Digest, actual: Digest) -> Result<(), BundleError> {
     if &actual != expected {
-        return Err(BundleError::DigestMismatch {
-            expected: expected.clone(),
-            actual,
-        });
+        return Err(BundleError::DigestMismatch { expected: expected.clone(), actual });
     }
     Ok(())
 }

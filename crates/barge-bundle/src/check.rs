@@ -59,13 +59,9 @@ impl BundleCheck {
             return Err(BundleError::Duplicate(e.name.clone()));
         }
         if e.kind == Kind::Dir {
-            let ok = e.name == "blobs/"
-                || (e.name.starts_with("blobs/") && matches!(&e.name[6..], "sha256/" | "sha512/"));
-            return if ok {
-                Ok(Role::Dir)
-            } else {
-                Err(BundleError::Unlisted(e.name.clone()))
-            };
+            let ok =
+                e.name == "blobs/" || (e.name.starts_with("blobs/") && matches!(&e.name[6..], "sha256/" | "sha512/"));
+            return if ok { Ok(Role::Dir) } else { Err(BundleError::Unlisted(e.name.clone())) };
         }
         let meta = match e.name.as_str() {
             OCI_LAYOUT_NAME => Some(Meta::OciLayout),
@@ -75,25 +71,16 @@ impl BundleCheck {
         };
         if let Some(m) = meta {
             if self.catalog.is_some() && m != Meta::Catalog || self.next_blob > 0 {
-                return Err(BundleError::Corrupt(format!(
-                    "{} comes after the catalog",
-                    e.name
-                )));
+                return Err(BundleError::Corrupt(format!("{} comes after the catalog", e.name)));
             }
             if e.size > MAX_META_SIZE {
-                return Err(BundleError::Corrupt(format!(
-                    "{} is {} bytes, larger than barge reads",
-                    e.name, e.size
-                )));
+                return Err(BundleError::Corrupt(format!("{} is {} bytes, larger than barge reads", e.name, e.size)));
             }
             return Ok(Role::Meta(m));
         }
         let Some(catalog) = &self.catalog else {
             if e.name.starts_with("blobs/") {
-                return Err(BundleError::Corrupt(format!(
-                    "blob entry {} comes before {CATALOG_NAME}",
-                    e.name
-                )));
+                return Err(BundleError::Corrupt(format!("blob entry {} comes before {CATALOG_NAME}", e.name)));
             }
             return Err(BundleError::Unlisted(e.name.clone()));
         };
@@ -109,26 +96,15 @@ impl BundleCheck {
             return Err(BundleError::Corrupt(format!(
                 "blob {} is out of order (expected {} next)",
                 catalog.blobs[i].digest,
-                catalog
-                    .blobs
-                    .get(self.next_blob)
-                    .map(|b| b.digest.to_string())
-                    .unwrap_or_default()
+                catalog.blobs.get(self.next_blob).map(|b| b.digest.to_string()).unwrap_or_default()
             )));
         }
         let b = &catalog.blobs[i];
         if b.size != e.size {
-            return Err(BundleError::SizeMismatch {
-                digest: b.digest.clone(),
-                expected: b.size,
-                actual: e.size,
-            });
+            return Err(BundleError::SizeMismatch { digest: b.digest.clone(), expected: b.size, actual: e.size });
         }
         if b.kind == BlobKind::Manifest && b.size > MAX_MANIFEST_SIZE {
-            return Err(BundleError::Corrupt(format!(
-                "manifest {} is larger than 4 MiB",
-                b.digest
-            )));
+            return Err(BundleError::Corrupt(format!("manifest {} is larger than 4 MiB", b.digest)));
         }
         self.next_blob += 1;
         Ok(Role::Blob(i))
@@ -138,34 +114,25 @@ impl BundleCheck {
     pub fn meta(&mut self, m: Meta, bytes: &[u8]) -> Result<(), BundleError> {
         match m {
             Meta::OciLayout => {
-                let v: serde_json::Value = serde_json::from_slice(bytes)
-                    .map_err(|e| BundleError::Corrupt(format!("oci-layout: {e}")))?;
+                let v: serde_json::Value =
+                    serde_json::from_slice(bytes).map_err(|e| BundleError::Corrupt(format!("oci-layout: {e}")))?;
                 if v.get("imageLayoutVersion").and_then(|v| v.as_str()) != Some("1.0.0") {
-                    return Err(BundleError::Corrupt(
-                        "oci-layout does not say imageLayoutVersion 1.0.0".into(),
-                    ));
+                    return Err(BundleError::Corrupt("oci-layout does not say imageLayoutVersion 1.0.0".into()));
                 }
                 self.layout = true;
             }
             Meta::Index => {
-                let idx: Index = serde_json::from_slice(bytes)
-                    .map_err(|e| BundleError::Corrupt(format!("index.json: {e}")))?;
+                let idx: Index =
+                    serde_json::from_slice(bytes).map_err(|e| BundleError::Corrupt(format!("index.json: {e}")))?;
                 self.index = Some(idx);
             }
             Meta::Catalog => {
                 if !self.layout || self.index.is_none() {
-                    return Err(BundleError::Corrupt(format!(
-                        "{CATALOG_NAME} comes before oci-layout and index.json"
-                    )));
+                    return Err(BundleError::Corrupt(format!("{CATALOG_NAME} comes before oci-layout and index.json")));
                 }
                 let c = Catalog::parse(bytes)?;
                 c.check_index(self.index.as_ref().expect("checked above"))?;
-                self.positions = c
-                    .blobs
-                    .iter()
-                    .enumerate()
-                    .map(|(i, b)| (b.digest.clone(), i))
-                    .collect();
+                self.positions = c.blobs.iter().enumerate().map(|(i, b)| (b.digest.clone(), i)).collect();
                 self.catalog = Some(c);
             }
         }
@@ -174,17 +141,14 @@ impl BundleCheck {
 
     /// Take a manifest whose digest the reader has checked; its references must be in the bundle.
     pub fn manifest(&self, i: usize, bytes: &[u8]) -> Result<Refs, BundleError> {
-        let catalog = self
-            .catalog
-            .as_ref()
-            .expect("blob roles come after the catalog");
+        let catalog = self.catalog.as_ref().expect("blob roles come after the catalog");
         let b = &catalog.blobs[i];
         let refs = oci::parse_refs(&b.media_type, bytes)
             .map_err(|e| BundleError::Corrupt(format!("manifest {}: {e}", b.digest)))?;
         let named: Vec<&Digest> = match &refs {
-            Refs::Image { config, layers } => std::iter::once(&config.digest)
-                .chain(layers.iter().map(|l| &l.digest))
-                .collect(),
+            Refs::Image { config, layers } => {
+                std::iter::once(&config.digest).chain(layers.iter().map(|l| &l.digest)).collect()
+            }
             Refs::Index { manifests } => manifests.iter().map(|m| &m.digest).collect(),
         };
         for d in named {
@@ -202,9 +166,7 @@ impl BundleCheck {
     /// The archive ended: everything the catalog lists must have been seen.
     pub fn finish(self) -> Result<Catalog, BundleError> {
         let Some(catalog) = self.catalog else {
-            return Err(BundleError::Corrupt(format!(
-                "the bundle has no {CATALOG_NAME}"
-            )));
+            return Err(BundleError::Corrupt(format!("the bundle has no {CATALOG_NAME}")));
         };
         if self.next_blob < catalog.blobs.len() {
             return Err(BundleError::Truncated(format!(

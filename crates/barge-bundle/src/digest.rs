@@ -46,13 +46,8 @@ pub struct DigestError {
 
 impl Digest {
     pub fn parse(s: &str) -> Result<Digest, DigestError> {
-        let err = |why| DigestError {
-            shown: s.chars().take(80).collect(),
-            why,
-        };
-        let (alg, hex) = s
-            .split_once(':')
-            .ok_or_else(|| err("no algorithm prefix"))?;
+        let err = |why| DigestError { shown: s.chars().take(80).collect(), why };
+        let (alg, hex) = s.split_once(':').ok_or_else(|| err("no algorithm prefix"))?;
         let algorithm = match alg {
             "sha256" => Algorithm::Sha256,
             "sha512" => Algorithm::Sha512,
@@ -64,10 +59,7 @@ impl Digest {
         if !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(err("not lowercase hex"));
         }
-        Ok(Digest {
-            algorithm,
-            hex: hex.to_string(),
-        })
+        Ok(Digest { algorithm, hex: hex.to_string() })
     }
 
     /// The sha256 digest of `data`.
@@ -76,10 +68,7 @@ impl Digest {
     }
 
     pub fn from_sha256_bytes(bytes: &[u8]) -> Digest {
-        Digest {
-            algorithm: Algorithm::Sha256,
-            hex: hex::encode(bytes),
-        }
+        Digest { algorithm: Algorithm::Sha256, hex: hex::encode(bytes) }
     }
 
     pub fn algorithm(&self) -> Algorithm {
@@ -157,14 +146,8 @@ impl Hasher {
 
     pub fn finish(self) -> Digest {
         match self {
-            Hasher::Sha256(h) => Digest {
-                algorithm: Algorithm::Sha256,
-                hex: hex::encode(h.finalize()),
-            },
-            Hasher::Sha512(h) => Digest {
-                algorithm: Algorithm::Sha512,
-                hex: hex::encode(h.finalize()),
-            },
+            Hasher::Sha256(h) => Digest { algorithm: Algorithm::Sha256, hex: hex::encode(h.finalize()) },
+            Hasher::Sha512(h) => Digest { algorithm: Algorithm::Sha512, hex: hex::encode(h.finalize()) },
         }
     }
 }
@@ -192,10 +175,7 @@ mod tests {
     #[test]
     fn layout_path() {
         let d = Digest::sha256_of(b"");
-        assert_eq!(
-            d.layout_path(),
-            "blobs/sha256/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(d.layout_path(), "blobs/sha256/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
         let mut h = d.hasher();
         h.update(b"");
         assert_eq!(h.finish(), d);

@@ -15,17 +15,9 @@ pub enum BundleError {
     #[error("blob {expected} does not match its digest (content hashes to {actual})")]
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("blob {digest} is {actual} bytes, the catalog says {expected}")]
-    SizeMismatch {
-        digest: Digest,
-        expected: u64,
-        actual: u64,
-    },
+    SizeMismatch { digest: Digest, expected: u64, actual: u64 },
     #[error("{what} {owner} refers to {missing}, which the bundle does not contain")]
-    MissingBlob {
-        what: &'static str,
-        owner: String,
-        missing: Digest,
-    },
+    MissingBlob { what: &'static str, owner: String, missing: Digest },
     #[error("bundle digest is {actual}, but {expected} was expected (--catalog-digest)")]
     CatalogDigestMismatch { expected: Digest, actual: Digest },
     #[error("bundle format version {0} is newer than this barge understands (1); upgrade barge")]
@@ -39,9 +31,7 @@ pub enum BundleError {
 impl From<std::io::Error> for BundleError {
     fn from(e: std::io::Error) -> Self {
         match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => {
-                BundleError::Truncated("it ends in the middle of an entry".into())
-            }
+            std::io::ErrorKind::UnexpectedEof => BundleError::Truncated("it ends in the middle of an entry".into()),
             std::io::ErrorKind::InvalidData => BundleError::Corrupt(e.to_string()),
             _ => BundleError::Io(e),
         }

@@ -19,10 +19,7 @@ pub const MAX_MANIFEST_SIZE: u64 = 4 * 1024 * 1024;
 
 /// Is this media type a manifest or an index (as opposed to a config or layer blob)?
 pub fn is_manifest_type(media_type: &str) -> bool {
-    matches!(
-        media_type,
-        OCI_MANIFEST | OCI_INDEX | DOCKER_MANIFEST | DOCKER_LIST
-    )
+    matches!(media_type, OCI_MANIFEST | OCI_INDEX | DOCKER_MANIFEST | DOCKER_LIST)
 }
 
 pub fn is_index_type(media_type: &str) -> bool {
@@ -76,25 +73,15 @@ pub struct Index {
 
 impl Index {
     pub fn empty() -> Index {
-        Index {
-            schema_version: 2,
-            media_type: Some(OCI_INDEX.to_string()),
-            manifests: Vec::new(),
-            annotations: None,
-        }
+        Index { schema_version: 2, media_type: Some(OCI_INDEX.to_string()), manifests: Vec::new(), annotations: None }
     }
 }
 
 /// What a manifest or index points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refs {
-    Image {
-        config: Descriptor,
-        layers: Vec<Descriptor>,
-    },
-    Index {
-        manifests: Vec<Descriptor>,
-    },
+    Image { config: Descriptor, layers: Vec<Descriptor> },
+    Index { manifests: Vec<Descriptor> },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,25 +107,15 @@ pub fn parse_refs(media_type: &str, bytes: &[u8]) -> Result<Refs, ManifestError>
     let m: AnyManifest = serde_json::from_slice(bytes).map_err(|e| ManifestError(e.to_string()))?;
     let kind = m.media_type.as_deref().unwrap_or(media_type);
     match (m.manifests, m.config) {
-        (Some(manifests), None) if kind.is_empty() || is_index_type(kind) => {
-            Ok(Refs::Index { manifests })
-        }
-        (None, Some(config)) => Ok(Refs::Image {
-            config,
-            layers: m.layers.unwrap_or_default(),
-        }),
-        _ => Err(ManifestError(format!(
-            "neither an image manifest nor an index (media type {kind:?})"
-        ))),
+        (Some(manifests), None) if kind.is_empty() || is_index_type(kind) => Ok(Refs::Index { manifests }),
+        (None, Some(config)) => Ok(Refs::Image { config, layers: m.layers.unwrap_or_default() }),
+        _ => Err(ManifestError(format!("neither an image manifest nor an index (media type {kind:?})"))),
     }
 }
 
 /// The media type a manifest document declares, or the one given.
 pub fn declared_media_type(bytes: &[u8], fallback: &str) -> String {
-    serde_json::from_slice::<AnyManifest>(bytes)
-        .ok()
-        .and_then(|m| m.media_type)
-        .unwrap_or_else(|| fallback.to_string())
+    serde_json::from_slice::<AnyManifest>(bytes).ok().and_then(|m| m.media_type).unwrap_or_else(|| fallback.to_string())
 }
 
 #[cfg(test)]
@@ -158,13 +135,9 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let idx = format!(
-            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{d}","size":1}}]}}"#
-        );
-        assert!(matches!(
-            parse_refs(OCI_INDEX, idx.as_bytes()).unwrap(),
-            Refs::Index { .. }
-        ));
+        let idx =
+            format!(r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{d}","size":1}}]}}"#);
+        assert!(matches!(parse_refs(OCI_INDEX, idx.as_bytes()).unwrap(), Refs::Index { .. }));
         assert!(parse_refs(OCI_MANIFEST, b"{}").is_err());
     }
 }

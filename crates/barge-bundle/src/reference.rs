@@ -27,21 +27,13 @@ const MAX_TAG: usize = 128;
 
 impl Reference {
     pub fn parse(s: &str) -> Result<Reference, ReferenceError> {
-        let err = |why: String| ReferenceError {
-            shown: s.chars().take(300).collect(),
-            why,
-        };
+        let err = |why: String| ReferenceError { shown: s.chars().take(300).collect(), why };
         let (name_tag, digest) = match s.split_once('@') {
-            Some((n, d)) => (
-                n,
-                Some(Digest::parse(d).map_err(|e| err(format!("bad digest: {e}")))?),
-            ),
+            Some((n, d)) => (n, Some(Digest::parse(d).map_err(|e| err(format!("bad digest: {e}")))?)),
             None => (s, None),
         };
         let (name, tag) = match name_tag.rfind(':') {
-            Some(i) if !name_tag[i..].contains('/') => {
-                (&name_tag[..i], Some(name_tag[i + 1..].to_string()))
-            }
+            Some(i) if !name_tag[i..].contains('/') => (&name_tag[..i], Some(name_tag[i + 1..].to_string())),
             _ => (name_tag, None),
         };
         check_repository(name).map_err(err)?;
@@ -52,11 +44,7 @@ impl Reference {
             (None, None) => Some("latest".to_string()),
             _ => tag,
         };
-        Ok(Reference {
-            repository: name.to_string(),
-            tag,
-            digest,
-        })
+        Ok(Reference { repository: name.to_string(), tag, digest })
     }
 
     pub fn from_parts(
@@ -117,9 +105,7 @@ pub fn check_repository(name: &str) -> Result<(), String> {
     }
     for comp in name.split('/') {
         if !component_ok(comp.as_bytes()) {
-            return Err(format!(
-                "repository path component {comp:?} must match [a-z0-9]+((.|_|__|-+)[a-z0-9]+)*"
-            ));
+            return Err(format!("repository path component {comp:?} must match [a-z0-9]+((.|_|__|-+)[a-z0-9]+)*"));
         }
     }
     Ok(())
@@ -154,14 +140,8 @@ fn component_ok(c: &[u8]) -> bool {
 pub fn check_tag(tag: &str) -> Result<(), String> {
     let b = tag.as_bytes();
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
-    if b.is_empty()
-        || b.len() > MAX_TAG
-        || !word(b[0])
-        || !b.iter().all(|&c| word(c) || c == b'.' || c == b'-')
-    {
-        return Err(format!(
-            "tag {tag:?} must match [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}"
-        ));
+    if b.is_empty() || b.len() > MAX_TAG || !word(b[0]) || !b.iter().all(|&c| word(c) || c == b'.' || c == b'-') {
+        return Err(format!("tag {tag:?} must match [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}"));
     }
     Ok(())
 }
@@ -176,10 +156,7 @@ mod tests {
         assert_eq!(r.tag(), Some("latest"));
         assert_eq!(r.to_string(), "samples/hello-world:latest");
         let r = Reference::parse("samples/hello-world:v1").unwrap();
-        assert_eq!(
-            (r.repository(), r.tag()),
-            ("samples/hello-world", Some("v1"))
-        );
+        assert_eq!((r.repository(), r.tag()), ("samples/hello-world", Some("v1")));
         let d = format!("sha256:{}", "ab".repeat(32));
         let r = Reference::parse(&format!("myrepo@{d}")).unwrap();
         assert_eq!(r.tag(), None);
@@ -191,19 +168,7 @@ mod tests {
 
     #[test]
     fn rejects() {
-        for bad in [
-            "",
-            "Samples/x",
-            "a//b",
-            "a/",
-            "-a",
-            "a:",
-            "a:-x",
-            "a@sha256:12",
-            "a b",
-            "a..b",
-            "a/../b",
-        ] {
+        for bad in ["", "Samples/x", "a//b", "a/", "-a", "a:", "a:-x", "a@sha256:12", "a b", "a..b", "a/../b"] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} should be rejected");
         }
         assert!(Reference::parse(&format!("a:{}", "t".repeat(129))).is_err());

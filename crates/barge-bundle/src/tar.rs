@@ -122,18 +122,9 @@ impl Headers {
         }
         check_checksum(block)?;
         let raw_name = field_str(&block[0..100]);
-        let prefix = if &block[257..262] == b"ustar" {
-            field_str(&block[345..500])
-        } else {
-            String::new()
-        };
-        let mut name = if prefix.is_empty() {
-            raw_name
-        } else {
-            format!("{prefix}/{raw_name}")
-        };
-        let mut size =
-            parse_size(&block[124..136]).ok_or_else(|| invalid(&name, "unreadable size field"))?;
+        let prefix = if &block[257..262] == b"ustar" { field_str(&block[345..500]) } else { String::new() };
+        let mut name = if prefix.is_empty() { raw_name } else { format!("{prefix}/{raw_name}") };
+        let mut size = parse_size(&block[124..136]).ok_or_else(|| invalid(&name, "unreadable size field"))?;
         let flag = block[156];
         if flag == b'x' {
             if size > MAX_PAX {
@@ -154,12 +145,7 @@ impl Headers {
             b'2' => return Err(unsafe_entry(&name, "symbolic link")),
             b'3' | b'4' => return Err(unsafe_entry(&name, "device node")),
             b'6' => return Err(unsafe_entry(&name, "FIFO")),
-            other => {
-                return Err(unsafe_entry(
-                    &name,
-                    &format!("entry type {:?}", other as char),
-                ))
-            }
+            other => return Err(unsafe_entry(&name, &format!("entry type {:?}", other as char))),
         };
         check_name(&name)?;
         Ok(Step::Entry(Entry { name, size, kind }))
@@ -168,20 +154,14 @@ impl Headers {
     pub fn feed_pax(&mut self, data: &[u8]) -> Result<(), BundleError> {
         let mut rest = data;
         while !rest.is_empty() {
-            let sp = rest
-                .iter()
-                .position(|&b| b == b' ')
-                .ok_or_else(|| invalid("PAX", "bad record"))?;
+            let sp = rest.iter().position(|&b| b == b' ').ok_or_else(|| invalid("PAX", "bad record"))?;
             let len: usize = std::str::from_utf8(&rest[..sp])
                 .ok()
                 .and_then(|s| s.parse().ok())
                 .filter(|&l| l > sp + 1 && l <= rest.len())
                 .ok_or_else(|| invalid("PAX", "bad record length"))?;
-            let rec = std::str::from_utf8(&rest[sp + 1..len - 1])
-                .map_err(|_| invalid("PAX", "record not UTF-8"))?;
-            let (k, v) = rec
-                .split_once('=')
-                .ok_or_else(|| invalid("PAX", "record without '='"))?;
+            let rec = std::str::from_utf8(&rest[sp + 1..len - 1]).map_err(|_| invalid("PAX", "record not UTF-8"))?;
+            let (k, v) = rec.split_once('=').ok_or_else(|| invalid("PAX", "record without '='"))?;
             match k {
                 "path" => self.pax_path = Some(v.to_string()),
                 "size" => self.pax_size = Some(v.parse().map_err(|_| invalid("PAX", "bad size"))?),
@@ -198,22 +178,10 @@ fn check_checksum(block: &[u8; BLOCK]) -> Result<(), BundleError> {
     let stored = field_str(&block[148..156]);
     let stored = u32::from_str_radix(stored.trim(), 8)
         .map_err(|_| invalid(&field_str(&block[..100]), "bad header checksum field"))?;
-    let sum: u32 = block
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                b' ' as u32
-            } else {
-                b as u32
-            }
-        })
-        .sum();
+    let sum: u32 =
+        block.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { b' ' as u32 } else { b as u32 }).sum();
     if sum != stored {
-        return Err(BundleError::Corrupt(format!(
-            "tar header of {:?} has a wrong checksum",
-            field_str(&block[..100])
-        )));
+        return Err(BundleError::Corrupt(format!("tar header of {:?} has a wrong checksum", field_str(&block[..100]))));
     }
     Ok(())
 }
@@ -253,17 +221,11 @@ fn check_name(name: &str) -> Result<(), BundleError> {
 }
 
 fn unsafe_entry(name: &str, why: &str) -> BundleError {
-    BundleError::UnsafeEntry {
-        name: name.chars().take(200).collect(),
-        why: why.to_string(),
-    }
+    BundleError::UnsafeEntry { name: name.chars().take(200).collect(), why: why.to_string() }
 }
 
 fn invalid(name: &str, why: &str) -> BundleError {
-    BundleError::Corrupt(format!(
-        "tar entry {:?}: {why}",
-        name.chars().take(200).collect::<String>()
-    ))
+    BundleError::Corrupt(format!("tar entry {:?}: {why}", name.chars().take(200).collect::<String>()))
 }
 
 #[cfg(test)]
@@ -303,14 +265,7 @@ mod tests {
         let huge = encode_header("big", 9 << 30, Kind::File);
         ar.extend(end_of_archive());
         let entries = parse_all(&ar).unwrap();
-        assert_eq!(
-            entries[0],
-            Entry {
-                name: "oci-layout".into(),
-                size: 3,
-                kind: Kind::File
-            }
-        );
+        assert_eq!(entries[0], Entry { name: "oci-layout".into(), size: 3, kind: Kind::File });
         assert_eq!(entries[1].kind, Kind::Dir);
         assert_eq!(entries[2].name, long);
         let mut h = Headers::default();
@@ -325,25 +280,16 @@ mod tests {
         for name in ["../etc/passwd", "/etc/passwd", "a/../../b"] {
             let mut h = Headers::default();
             let block: [u8; BLOCK] = header_block(name, 0, b'0', 0o644);
-            assert!(
-                matches!(h.feed(&block), Err(BundleError::UnsafeEntry { .. })),
-                "{name}"
-            );
+            assert!(matches!(h.feed(&block), Err(BundleError::UnsafeEntry { .. })), "{name}");
         }
         for flag in [b'1', b'2', b'3', b'4', b'6'] {
             let mut h = Headers::default();
             let block = header_block("x", 0, flag, 0o644);
-            assert!(matches!(
-                h.feed(&block),
-                Err(BundleError::UnsafeEntry { .. })
-            ));
+            assert!(matches!(h.feed(&block), Err(BundleError::UnsafeEntry { .. })));
         }
         let mut block = header_block("x", 0, b'0', 0o644);
         block[5] ^= 1;
-        assert!(matches!(
-            Headers::default().feed(&block),
-            Err(BundleError::Corrupt(_))
-        ));
+        assert!(matches!(Headers::default().feed(&block), Err(BundleError::Corrupt(_))));
     }
 
     #[test]

@@ -73,28 +73,22 @@ fn verify_plain(
     let mut pos = 0u64;
     let mut jobs = Vec::new();
     let mut block = [0u8; BLOCK];
-    let read_block =
-        |file: &mut File, pos: u64, block: &mut [u8; BLOCK]| -> Result<(), BundleError> {
-            if pos + BLOCK as u64 > file_size {
-                return Err(BundleError::Truncated(format!(
-                    "it ends at byte {file_size}, inside the tar header at {pos}"
-                )));
-            }
-            file.read_exact_at(block, pos)?;
-            Ok(())
-        };
+    let read_block = |file: &mut File, pos: u64, block: &mut [u8; BLOCK]| -> Result<(), BundleError> {
+        if pos + BLOCK as u64 > file_size {
+            return Err(BundleError::Truncated(format!("it ends at byte {file_size}, inside the tar header at {pos}")));
+        }
+        file.read_exact_at(block, pos)?;
+        Ok(())
+    };
     loop {
         read_block(&mut file, pos, &mut block)?;
         pos += BLOCK as u64;
         match headers.feed(&block)? {
             Step::End => {
-                read_block(&mut file, pos, &mut block).map_err(|_| {
-                    BundleError::Truncated("the second end-of-archive block is missing".into())
-                })?;
+                read_block(&mut file, pos, &mut block)
+                    .map_err(|_| BundleError::Truncated("the second end-of-archive block is missing".into()))?;
                 if block.iter().any(|&b| b != 0) {
-                    return Err(BundleError::Corrupt(
-                        "the end-of-archive marker is damaged".into(),
-                    ));
+                    return Err(BundleError::Corrupt("the end-of-archive marker is damaged".into()));
                 }
                 pos += BLOCK as u64;
                 break;
@@ -130,10 +124,7 @@ fn verify_plain(
                             check.manifest(i, &data)?;
                             progress(e.size);
                         } else {
-                            jobs.push(Job {
-                                index: i,
-                                offset: pos,
-                            });
+                            jobs.push(Job { index: i, offset: pos });
                         }
                     }
                 }
@@ -149,9 +140,7 @@ fn verify_plain(
             let n = ((file_size - at) as usize).min(CHUNK);
             file.read_exact_at(&mut rest[..n], at)?;
             if rest[..n].iter().any(|&b| b != 0) {
-                return Err(BundleError::Corrupt(format!(
-                    "data after the end of the archive at byte {at}"
-                )));
+                return Err(BundleError::Corrupt(format!("data after the end of the archive at byte {at}")));
             }
             at += n as u64;
         }
@@ -161,9 +150,7 @@ fn verify_plain(
     // Pass 2: hash blobs in parallel, largest first; the whole file too if asked.
     jobs.sort_by_key(|j| std::cmp::Reverse(catalog.blobs[j.index].size));
     let threads = if opts.threads == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
     } else {
         opts.threads
     };
@@ -173,14 +160,12 @@ fn verify_plain(
     let want_whole = opts.catalog_digest.is_some();
     std::thread::scope(|s| {
         if want_whole {
-            s.spawn(
-                || match hash_range(&file, 0, file_size, Algorithm::Sha256, &|_| {}) {
-                    Ok(d) => *whole.lock().unwrap() = Some(d),
-                    Err(e) => {
-                        first_error.lock().unwrap().get_or_insert(e);
-                    }
-                },
-            );
+            s.spawn(|| match hash_range(&file, 0, file_size, Algorithm::Sha256, &|_| {}) {
+                Ok(d) => *whole.lock().unwrap() = Some(d),
+                Err(e) => {
+                    first_error.lock().unwrap().get_or_insert(e);
+                }
+            });
         }
         for _ in 0..threads {
             s.spawn(|| loop {
@@ -190,14 +175,8 @@ fn verify_plain(
                 let k = next.fetch_add(1, Ordering::Relaxed);
                 let Some(job) = jobs.get(k) else { return };
                 let blob = &catalog.blobs[job.index];
-                let r = hash_range(
-                    &file,
-                    job.offset,
-                    blob.size,
-                    blob.digest.algorithm(),
-                    progress,
-                )
-                .and_then(|d| expect_digest(&blob.digest, d));
+                let r = hash_range(&file, job.offset, blob.size, blob.digest.algorithm(), progress)
+                    .and_then(|d| expect_digest(&blob.digest, d));
                 if let Err(e) = r {
                     first_error.lock().unwrap().get_or_insert(e);
                     return;
@@ -211,25 +190,15 @@ fn verify_plain(
     let catalog_digest = whole.into_inner().unwrap();
     if let (Some(expected), Some(actual)) = (&opts.catalog_digest, &catalog_digest) {
         if expected != actual {
-            return Err(BundleError::CatalogDigestMismatch {
-                expected: expected.clone(),
-                actual: actual.clone(),
-            });
+            return Err(BundleError::CatalogDigestMismatch { expected: expected.clone(), actual: actual.clone() });
         }
     }
-    Ok(Verified {
-        catalog,
-        catalog_digest,
-        compressed: false,
-        file_size,
-    })
+    Ok(Verified { catalog, catalog_digest, compressed: false, file_size })
 }
 
 fn read_at(file: &File, pos: u64, size: u64, file_size: u64) -> Result<Vec<u8>, BundleError> {
     if pos + size > file_size {
-        return Err(BundleError::Truncated(format!(
-            "entry at byte {pos} runs past the end of the file"
-        )));
+        return Err(BundleError::Truncated(format!("entry at byte {pos} runs past the end of the file")));
     }
     let mut data = vec![0u8; size as usize];
     file.read_exact_at(&mut data, pos)?;
@@ -285,10 +254,8 @@ fn verify_zstd(
     opts: &VerifyOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Verified, BundleError> {
-    let mut raw = HashingReader {
-        inner: BufReader::with_capacity(CHUNK, file),
-        hasher: Hasher::new(Algorithm::Sha256),
-    };
+    let mut raw =
+        HashingReader { inner: BufReader::with_capacity(CHUNK, file), hasher: Hasher::new(Algorithm::Sha256) };
     let catalog = {
         let mut dec = Decoded(zstd::stream::read::Decoder::new(&mut raw).map_err(BundleError::Io)?);
         let c = read_sequential(&mut dec, progress)?;
@@ -300,25 +267,14 @@ fn verify_zstd(
     let actual = raw.hasher.finish();
     if let Some(expected) = &opts.catalog_digest {
         if expected != &actual {
-            return Err(BundleError::CatalogDigestMismatch {
-                expected: expected.clone(),
-                actual,
-            });
+            return Err(BundleError::CatalogDigestMismatch { expected: expected.clone(), actual });
         }
     }
-    Ok(Verified {
-        catalog,
-        catalog_digest: Some(actual),
-        compressed: true,
-        file_size,
-    })
+    Ok(Verified { catalog, catalog_digest: Some(actual), compressed: true, file_size })
 }
 
 /// Check a bundle read strictly in order from `r` (a decompressed stream).
-pub fn read_sequential(
-    r: &mut dyn Read,
-    progress: &(dyn Fn(u64) + Sync),
-) -> Result<Catalog, BundleError> {
+pub fn read_sequential(r: &mut dyn Read, progress: &(dyn Fn(u64) + Sync)) -> Result<Catalog, BundleError> {
     let mut check = BundleCheck::new();
     let mut headers = Headers::default();
     let mut block = [0u8; BLOCK];
@@ -327,9 +283,8 @@ pub fn read_sequential(
         r.read_exact(&mut block)?;
         match headers.feed(&block)? {
             Step::End => {
-                r.read_exact(&mut block).map_err(|_| {
-                    BundleError::Truncated("the second end-of-archive block is missing".into())
-                })?;
+                r.read_exact(&mut block)
+                    .map_err(|_| BundleError::Truncated("the second end-of-archive block is missing".into()))?;
                 break;
             }
             Step::Pax { size } => {
@@ -345,8 +300,7 @@ pub fn read_sequential(
                         check.meta(m, &data)?;
                     }
                     Role::Blob(i) => {
-                        let blob =
-                            check.catalog().expect("blobs follow the catalog").blobs[i].clone();
+                        let blob = check.catalog().expect("blobs follow the catalog").blobs[i].clone();
                         if blob.kind == BlobKind::Manifest {
                             let data = read_vec(r, e.size)?;
                             let mut h = blob.digest.hasher();
@@ -383,9 +337,7 @@ fn read_vec(r: &mut dyn Read, size: u64) -> Result<Vec<u8>, BundleError> {
 fn skip(r: &mut dyn Read, n: u64) -> Result<(), BundleError> {
     let copied = std::io::copy(&mut r.take(n), &mut std::io::sink())?;
     if copied != n {
-        return Err(BundleError::Truncated(
-            "it ends in the middle of an entry".into(),
-        ));
+        return Err(BundleError::Truncated("it ends in the middle of an entry".into()));
     }
     Ok(())
 }

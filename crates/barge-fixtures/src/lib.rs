@@ -9,9 +9,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
 
-use barge_bundle::oci::{
-    Descriptor, Index, OCI_CONFIG, OCI_INDEX, OCI_LAYER_TAR, OCI_MANIFEST, REF_NAME,
-};
+use barge_bundle::oci::{Descriptor, Index, OCI_CONFIG, OCI_INDEX, OCI_LAYER_TAR, OCI_MANIFEST, REF_NAME};
 use barge_bundle::tar::{encode_header, end_of_archive, padding, Kind};
 use barge_bundle::{Algorithm, Digest, Hasher};
 
@@ -32,12 +30,7 @@ pub struct Image {
 
 impl Image {
     pub fn new(layers: Vec<Layer>) -> Image {
-        Image {
-            layers,
-            os: "linux".into(),
-            arch: "amd64".into(),
-            created: "2026-01-01T00:00:00Z".into(),
-        }
+        Image { layers, os: "linux".into(), arch: "amd64".into(), created: "2026-01-01T00:00:00Z".into() }
     }
 }
 
@@ -100,11 +93,7 @@ fn put_blob(repo_dir: &Path, bytes: &[u8]) -> io::Result<(Digest, u64)> {
 
 fn put_layer(repo_dir: &Path, layer: Layer) -> io::Result<(Digest, u64)> {
     let mut w = BlobWriter::new(repo_dir)?;
-    w.write(&encode_header(
-        &format!("data-{:016x}.bin", layer.seed),
-        layer.size,
-        Kind::File,
-    ))?;
+    w.write(&encode_header(&format!("data-{:016x}.bin", layer.seed), layer.size, Kind::File))?;
     let mut noise = Noise(layer.seed);
     let mut buf = vec![0u8; 1 << 20];
     let mut left = layer.size;
@@ -121,10 +110,7 @@ fn put_layer(repo_dir: &Path, layer: Layer) -> io::Result<(Digest, u64)> {
 
 fn init_layout(repo_dir: &Path) -> io::Result<()> {
     fs::create_dir_all(repo_dir)?;
-    fs::write(
-        repo_dir.join("oci-layout"),
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
+    fs::write(repo_dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)
 }
 
 /// Write an image's blobs and manifest into `root/repo`; returns the manifest's descriptor.
@@ -161,16 +147,8 @@ pub fn write_image(root: &Path, repo: &str, image: &Image) -> io::Result<Descrip
 /// Write a multi-platform index of `images` into `root/repo`; returns its descriptor.
 pub fn write_index(root: &Path, repo: &str, images: &[Image]) -> io::Result<Descriptor> {
     let dir = root.join(repo);
-    let children = images
-        .iter()
-        .map(|i| write_image(root, repo, i))
-        .collect::<io::Result<Vec<_>>>()?;
-    let index = Index {
-        schema_version: 2,
-        media_type: Some(OCI_INDEX.into()),
-        manifests: children,
-        annotations: None,
-    };
+    let children = images.iter().map(|i| write_image(root, repo, i)).collect::<io::Result<Vec<_>>>()?;
+    let index = Index { schema_version: 2, media_type: Some(OCI_INDEX.into()), manifests: children, annotations: None };
     let (d, s) = put_blob(&dir, &serde_json::to_vec(&index).expect("json"))?;
     Ok(Descriptor::new(OCI_INDEX, d, s))
 }
@@ -194,45 +172,16 @@ pub fn tag(root: &Path, repo: &str, tag: &str, desc: &Descriptor) -> io::Result<
 /// The demo and test set: a single image, a two-platform index, and an image
 /// sharing a layer with the first, all small.
 pub fn samples(root: &Path) -> io::Result<()> {
-    let base = Layer {
-        seed: 1,
-        size: 4096,
-    };
-    let d = write_image(
-        root,
-        "samples/hello-world",
-        &Image::new(vec![
-            base,
-            Layer {
-                seed: 2,
-                size: 1500,
-            },
-        ]),
-    )?;
+    let base = Layer { seed: 1, size: 4096 };
+    let d = write_image(root, "samples/hello-world", &Image::new(vec![base, Layer { seed: 2, size: 1500 }]))?;
     tag(root, "samples/hello-world", "v1", &d)?;
-    let mut amd = Image::new(vec![Layer {
-        seed: 10,
-        size: 3000,
-    }]);
+    let mut amd = Image::new(vec![Layer { seed: 10, size: 3000 }]);
     amd.arch = "amd64".into();
-    let mut arm = Image::new(vec![Layer {
-        seed: 11,
-        size: 3000,
-    }]);
+    let mut arm = Image::new(vec![Layer { seed: 11, size: 3000 }]);
     arm.arch = "arm64".into();
     let d = write_index(root, "samples/multiarch", &[amd, arm])?;
     tag(root, "samples/multiarch", "v1", &d)?;
-    let d = write_image(
-        root,
-        "library/tools",
-        &Image::new(vec![
-            base,
-            Layer {
-                seed: 3,
-                size: 2048,
-            },
-        ]),
-    )?;
+    let d = write_image(root, "library/tools", &Image::new(vec![base, Layer { seed: 3, size: 2048 }]))?;
     tag(root, "library/tools", "1.0", &d)?;
     tag(root, "library/tools", "latest", &d)
 }

@@ -28,10 +28,7 @@ fn run(args: &[String]) -> Result<(), String> {
                 .iter()
                 .map(|l| {
                     let (seed, sz) = l.split_once(':')?;
-                    Some(Layer {
-                        seed: seed.parse().ok()?,
-                        size: size(sz)?,
-                    })
+                    Some(Layer { seed: seed.parse().ok()?, size: size(sz)? })
                 })
                 .collect::<Option<Vec<_>>>()
                 .ok_or("layers are SEED:SIZE")?;

@@ -11,10 +11,7 @@ fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
             if p.is_dir() {
                 stack.push(p);
             } else {
-                out.push((
-                    p.strip_prefix(dir).unwrap().display().to_string(),
-                    std::fs::read(&p).unwrap(),
-                ));
+                out.push((p.strip_prefix(dir).unwrap().display().to_string(), std::fs::read(&p).unwrap()));
             }
         }
     }
@@ -33,8 +30,5 @@ fn committed_fixtures_match_the_generator() {
         b.iter().map(|x| &x.0).collect::<Vec<_>>(),
         "regenerate with: cargo run -p barge-fixtures -- samples fixtures/registry"
     );
-    assert!(
-        a == b,
-        "fixtures/registry differs from the generator's output; regenerate it"
-    );
+    assert!(a == b, "fixtures/registry differs from the generator's output; regenerate it");
 }

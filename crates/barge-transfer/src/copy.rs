@@ -28,42 +28,17 @@ pub async fn copy(
     opts: &CopyOptions,
     reporter: &dyn Reporter,
 ) -> Result<CopyReport> {
-    let info = src
-        .info()
-        .await?
-        .ok_or_else(|| TransferError::NotFound(src.display()))?;
+    let info = src.info().await?.ok_or_else(|| TransferError::NotFound(src.display()))?;
     let mut sink = dst.create(opts.overwrite).await?;
     let mut reader = src.open().await?;
     reporter.start("copying", Some(info.size));
-    let sha256 = copy_exact(
-        &mut reader,
-        &mut sink,
-        info.size,
-        Algorithm::Sha256,
-        &src.display(),
-        reporter,
-    )
-    .await?;
-    sink.flush()
-        .await
-        .map_err(|e| TransferError::io(format!("writing {}", dst.display()), e))?;
+    let sha256 = copy_exact(&mut reader, &mut sink, info.size, Algorithm::Sha256, &src.display(), reporter).await?;
+    sink.flush().await.map_err(|e| TransferError::io(format!("writing {}", dst.display()), e))?;
     // The source must not have changed while it was read.
     if src.info().await?.map(|i| i.etag) != Some(info.etag) {
-        return Err(TransferError::Usage(format!(
-            "{} changed during the copy; nothing was written",
-            src.display()
-        )));
+        return Err(TransferError::Usage(format!("{} changed during the copy; nothing was written", src.display())));
     }
-    sink.commit(Expect {
-        size: info.size,
-        sha256: Some(sha256.clone()),
-    })
-    .await?;
+    sink.commit(Expect { size: info.size, sha256: Some(sha256.clone()) }).await?;
     reporter.finish();
-    Ok(CopyReport {
-        source: src.display(),
-        destination: dst.display(),
-        size: info.size,
-        sha256,
-    })
+    Ok(CopyReport { source: src.display(), destination: dst.display(), size: info.size, sha256 })
 }

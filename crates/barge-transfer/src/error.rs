@@ -30,34 +30,25 @@ pub enum TransferError {
     #[error("{0} not found")]
     NotFound(String),
     #[error("tag {reference} already points to {existing}, not {wanted}; pass --overwrite-tags to move it")]
-    TagExists {
-        reference: String,
-        existing: Digest,
-        wanted: Digest,
-    },
+    TagExists { reference: String, existing: Digest, wanted: Digest },
     #[error("{what} {digest} from {source_name} does not match its digest (got {actual})")]
-    WrongContent {
-        what: &'static str,
-        digest: Digest,
-        actual: Digest,
-        source_name: String,
-    },
+    WrongContent { what: &'static str, digest: Digest, actual: Digest, source_name: String },
     #[error("artifact {name}: {source}")]
-    Artifact {
-        name: String,
-        source: Box<TransferError>,
-    },
+    Artifact { name: String, source: Box<TransferError> },
     #[error("no artifact could be exported; the first failure: {0}")]
     NothingExported(Box<TransferError>),
     #[error("permission denied: {0}")]
     Permission(String),
+    #[error("{0}")]
+    Auth(String),
+    #[error("{0}")]
+    Tls(String),
+    #[error("registry error: {0}")]
+    Registry(String),
     #[error("no space left writing {0}")]
     NoSpace(String),
     #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    Io { context: String, source: std::io::Error },
 }
 
 pub type Result<T, E = TransferError> = std::result::Result<T, E>;
@@ -70,12 +61,10 @@ impl TransferError {
             TransferError::Usage(_) | TransferError::TooManyArtifacts { .. } => Category::Usage,
             TransferError::Exists(_) | TransferError::TagExists { .. } => Category::Usage,
             TransferError::WrongContent { .. } => Category::Integrity,
-            TransferError::Artifact { source, .. } | TransferError::NothingExported(source) => {
-                source.category()
-            }
-            TransferError::Permission(_) => Category::Auth,
+            TransferError::Artifact { source, .. } | TransferError::NothingExported(source) => source.category(),
+            TransferError::Permission(_) | TransferError::Auth(_) | TransferError::Tls(_) => Category::Auth,
             TransferError::NoSpace(_) => Category::NoSpace,
-            TransferError::NotFound(_) | TransferError::Io { .. } => Category::Other,
+            TransferError::NotFound(_) | TransferError::Io { .. } | TransferError::Registry(_) => Category::Other,
         }
     }
 
@@ -85,9 +74,9 @@ impl TransferError {
         match source.kind() {
             std::io::ErrorKind::StorageFull => TransferError::NoSpace(context),
             std::io::ErrorKind::PermissionDenied => TransferError::Permission(context),
-            std::io::ErrorKind::UnexpectedEof => TransferError::Bundle(BundleError::Truncated(
-                format!("{context}: the data ends early"),
-            )),
+            std::io::ErrorKind::UnexpectedEof => {
+                TransferError::Bundle(BundleError::Truncated(format!("{context}: the data ends early")))
+            }
             std::io::ErrorKind::InvalidData => {
                 TransferError::Bundle(BundleError::Corrupt(format!("{context}: {source}")))
             }
@@ -96,9 +85,6 @@ impl TransferError {
     }
 
     pub fn for_artifact(self, name: &str) -> TransferError {
-        TransferError::Artifact {
-            name: name.to_string(),
-            source: Box::new(self),
-        }
+        TransferError::Artifact { name: name.to_string(), source: Box::new(self) }
     }
 }

@@ -1,12 +1,15 @@
 //! `export`: resolve artifacts in a registry and stream them into one bundle blob.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use barge_bundle::catalog::Planned;
 use barge_bundle::oci::{self, Refs};
 use barge_bundle::tar::{encode_header, end_of_archive, padding};
 use barge_bundle::{Artifact, Blob, BlobKind, Catalog, Digest, Reference};
+use bytes::Bytes;
 use futures::stream::{self, StreamExt};
+use tokio::io::AsyncReadExt;
 
 use crate::outcome::{ArtifactOutcome, Status};
 use crate::registry::{RawManifest, Registry, Target};
@@ -27,8 +30,10 @@ pub struct ExportOptions {
     /// ACR's OverwriteBlobs.
     pub overwrite: bool,
     pub compression: Compression,
-    /// Artifacts resolved at once.
+    /// Artifacts resolved, and blobs fetched ahead, at once.
     pub concurrency: usize,
+    /// Bring signatures, SBOMs and attestations that refer to the artifacts.
+    pub referrers: bool,
 }
 
 impl Default for ExportOptions {
@@ -39,6 +44,7 @@ impl Default for ExportOptions {
             overwrite: false,
             compression: Compression::None,
             concurrency: 8,
+            referrers: true,
         }
     }
 }
@@ -72,10 +78,7 @@ pub fn parse_artifacts(artifacts: &[String], max: usize) -> Result<Vec<Reference
         ));
     }
     if artifacts.len() > max {
-        return Err(TransferError::TooManyArtifacts {
-            given: artifacts.len(),
-            limit: max,
-        });
+        return Err(TransferError::TooManyArtifacts { given: artifacts.len(), limit: max });
     }
     let mut bad = Vec::new();
     let mut refs = Vec::new();
@@ -92,7 +95,7 @@ pub fn parse_artifacts(artifacts: &[String], max: usize) -> Result<Vec<Reference
 }
 
 pub async fn export(
-    registry: &dyn Registry,
+    registry: Arc<dyn Registry>,
     artifacts: &[String],
     dest: &dyn BlobStore,
     opts: &ExportOptions,
@@ -104,11 +107,12 @@ pub async fn export(
     }
 
     reporter.start("resolving artifacts", None);
-    let results: Vec<(String, Result<Resolved>)> = stream::iter(artifacts.iter().zip(&refs))
-        .map(|(request, r)| async move { (request.clone(), resolve(registry, request, r).await) })
-        .buffered(opts.concurrency.max(1))
-        .collect()
-        .await;
+    let requests: Vec<(String, Reference)> = artifacts.iter().cloned().zip(refs).collect();
+    let mut results = resolve_all(registry.as_ref(), requests, opts.concurrency).await;
+    if opts.referrers {
+        let found = find_referrers(registry.as_ref(), &results).await;
+        results.extend(resolve_all(registry.as_ref(), found, opts.concurrency).await);
+    }
     reporter.finish();
 
     let mut outcomes = Vec::new();
@@ -129,13 +133,8 @@ pub async fn export(
         }
     }
     if resolved.is_empty() {
-        let first = outcomes
-            .first()
-            .and_then(|o| o.error.clone())
-            .unwrap_or_default();
-        return Err(TransferError::NothingExported(Box::new(
-            TransferError::Usage(first),
-        )));
+        let first = outcomes.first().and_then(|o| o.error.clone()).unwrap_or_default();
+        return Err(TransferError::NothingExported(Box::new(TransferError::Usage(first))));
     }
 
     // Gather every blob once, remembering where to read it and what it is.
@@ -150,22 +149,15 @@ pub async fn export(
                 media_type: m.media_type.clone(),
                 kind: BlobKind::Manifest,
             });
-            manifests
-                .entry(m.digest.clone())
-                .or_insert_with(|| m.clone());
+            manifests.entry(m.digest.clone()).or_insert_with(|| m.clone());
         }
         for (b, repo) in &r.blobs {
             blobs.push(b.clone());
-            sources
-                .entry(b.digest.clone())
-                .or_insert_with(|| repo.clone());
+            sources.entry(b.digest.clone()).or_insert_with(|| repo.clone());
         }
     }
-    let created = resolved
-        .iter()
-        .filter_map(|r| r.created.clone())
-        .max()
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into());
+    let created =
+        resolved.iter().filter_map(|r| r.created.clone()).max().unwrap_or_else(|| "1970-01-01T00:00:00Z".into());
     for r in &resolved {
         outcomes.push(ArtifactOutcome {
             artifact: r.request.clone(),
@@ -185,43 +177,34 @@ pub async fn export(
     // Stream the bundle: nothing is visible under the destination's name until commit.
     let sink = dest.create(opts.overwrite).await?;
     let mut out = BundleWriter::new(sink, opts.compression, dest.display());
+    let jobs: Vec<(String, Digest, u64)> = catalog
+        .blobs
+        .iter()
+        .filter(|b| !manifests.contains_key(&b.digest))
+        .map(|b| (sources[&b.digest].clone(), b.digest.clone(), b.size))
+        .collect();
+    let mut prefetch = Prefetch::new(registry.clone(), jobs, opts.concurrency.max(1));
     reporter.start("exporting", Some(catalog.blob_bytes()));
     for entry in catalog.plan() {
         match entry {
-            Planned::Dir(name) => {
-                out.write(&encode_header(&name, 0, entry_kind(true)))
-                    .await?
-            }
+            Planned::Dir(name) => out.write(&encode_header(&name, 0, entry_kind(true))).await?,
             Planned::File { name, bytes } => {
-                out.write(&encode_header(name, bytes.len() as u64, entry_kind(false)))
-                    .await?;
+                out.write(&encode_header(name, bytes.len() as u64, entry_kind(false))).await?;
                 out.write(&bytes).await?;
                 out.write(&vec![0u8; padding(bytes.len() as u64)]).await?;
             }
             Planned::Blob(i) => {
                 let b = &catalog.blobs[i];
-                out.write(&encode_header(
-                    &b.digest.layout_path(),
-                    b.size,
-                    entry_kind(false),
-                ))
-                .await?;
+                out.write(&encode_header(&b.digest.layout_path(), b.size, entry_kind(false))).await?;
                 if let Some(m) = manifests.get(&b.digest) {
                     out.write(&m.bytes).await?;
                     reporter.advance(b.size);
                 } else {
                     let repo = &sources[&b.digest];
-                    let mut r = registry.open_blob(repo, &b.digest, b.size).await?;
+                    let mut r = prefetch.next();
                     let what = format!("blob {} of {repo}", b.digest);
-                    let actual = crate::io::copy_exact(
-                        &mut r,
-                        &mut out,
-                        b.size,
-                        b.digest.algorithm(),
-                        &what,
-                        reporter,
-                    )
-                    .await?;
+                    let actual =
+                        crate::io::copy_exact(&mut r, &mut out, b.size, b.digest.algorithm(), &what, reporter).await?;
                     if actual != b.digest {
                         return Err(TransferError::WrongContent {
                             what: "blob",
@@ -257,6 +240,137 @@ fn entry_kind(dir: bool) -> barge_bundle::tar::Kind {
     }
 }
 
+/// Resolve requests concurrently, keeping their order.
+async fn resolve_all(
+    registry: &dyn Registry,
+    requests: Vec<(String, Reference)>,
+    concurrency: usize,
+) -> Vec<(String, Result<Resolved>)> {
+    stream::iter(requests)
+        .map(|(request, r)| async move {
+            let res = resolve(registry, &request, &r).await;
+            (request, res)
+        })
+        .buffered(concurrency.max(1))
+        .collect()
+        .await
+}
+
+/// What refers to the resolved artifacts: cosign's `sha256-<hex>.sig/.att/.sbom`
+/// tags, the `sha256-<hex>` tag-schema index, then what the Referrers API lists
+/// that those did not bring already. One tag listing per repository.
+async fn find_referrers(registry: &dyn Registry, resolved: &[(String, Result<Resolved>)]) -> Vec<(String, Reference)> {
+    let mut tags: HashMap<String, HashSet<String>> = HashMap::new();
+    let mut out = Vec::new();
+    let mut wanted = HashSet::new();
+    for (_, r) in resolved {
+        let Ok(r) = r else { continue };
+        let repo = r.artifact.repository.clone();
+        if !tags.contains_key(&repo) {
+            let t = registry.tags(&repo).await.unwrap_or_default();
+            tags.insert(repo.clone(), t.into_iter().collect());
+        }
+        for d in &r.artifact.manifests {
+            let base = format!("{}-{}", d.algorithm().name(), d.hex());
+            for suffix in ["", ".sig", ".att", ".sbom"] {
+                let tag = format!("{base}{suffix}");
+                if tags[&repo].contains(&tag) && wanted.insert(format!("{repo}:{tag}")) {
+                    if let Ok(reference) = Reference::from_parts(&repo, Some(&tag), None) {
+                        out.push((reference.to_string(), reference));
+                    }
+                }
+            }
+        }
+    }
+    // The Referrers API (oci-client falls back to the tag schema itself).
+    let mut by_tag: HashSet<Digest> = HashSet::new();
+    for (_, reference) in &out {
+        if let Ok(m) = registry.manifest(reference.repository(), Target::of(reference)).await {
+            by_tag.insert(m.digest.clone());
+            if let Ok(Refs::Index { manifests }) = oci::parse_refs(&m.media_type, &m.bytes) {
+                by_tag.extend(manifests.into_iter().map(|c| c.digest));
+            }
+        }
+    }
+    for (_, r) in resolved {
+        let Ok(r) = r else { continue };
+        for d in &r.artifact.manifests {
+            for desc in registry.referrers(&r.artifact.repository, d).await.unwrap_or_default() {
+                if by_tag.insert(desc.digest.clone()) {
+                    if let Ok(reference) = Reference::from_parts(&r.artifact.repository, None, Some(desc.digest)) {
+                        out.push((reference.to_string(), reference));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Blob downloads running ahead of the writer, in bundle order: at most
+/// `window` at once, each buffering at most a few chunks, so memory stays
+/// bounded whatever the blob sizes.
+struct Prefetch {
+    registry: Arc<dyn Registry>,
+    jobs: VecDeque<(String, Digest, u64)>,
+    running: VecDeque<futures::channel::mpsc::Receiver<std::io::Result<Bytes>>>,
+    window: usize,
+}
+
+const PREFETCH_CHUNK: usize = 256 * 1024;
+
+impl Prefetch {
+    fn new(registry: Arc<dyn Registry>, jobs: Vec<(String, Digest, u64)>, window: usize) -> Prefetch {
+        let mut p = Prefetch { registry, jobs: jobs.into(), running: VecDeque::new(), window };
+        p.fill();
+        p
+    }
+
+    fn fill(&mut self) {
+        while self.running.len() < self.window {
+            let Some((repo, digest, size)) = self.jobs.pop_front() else { return };
+            let (mut tx, rx) = futures::channel::mpsc::channel(4);
+            let registry = self.registry.clone();
+            tokio::spawn(async move {
+                use futures::SinkExt;
+                let mut r = match registry.open_blob(&repo, &digest, size).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                        return;
+                    }
+                };
+                loop {
+                    let mut buf = vec![0u8; PREFETCH_CHUNK];
+                    match r.read(&mut buf).await {
+                        Ok(0) => return,
+                        Ok(n) => {
+                            buf.truncate(n);
+                            if tx.send(Ok(Bytes::from(buf))).await.is_err() {
+                                return; // the writer stopped
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    }
+                }
+            });
+            self.running.push_back(rx);
+        }
+    }
+
+    /// The next blob's bytes, as a stream.
+    fn next(
+        &mut self,
+    ) -> tokio_util::io::StreamReader<futures::channel::mpsc::Receiver<std::io::Result<Bytes>>, Bytes> {
+        let rx = self.running.pop_front().expect("one download per non-manifest blob, in plan order");
+        self.fill();
+        tokio_util::io::StreamReader::new(rx)
+    }
+}
+
 /// Fetch an artifact's manifests (an index with every child) and list its blobs.
 async fn resolve(registry: &dyn Registry, request: &str, r: &Reference) -> Result<Resolved> {
     let repo = r.repository();
@@ -264,23 +378,10 @@ async fn resolve(registry: &dyn Registry, request: &str, r: &Reference) -> Resul
     let mut manifests = Vec::new();
     let mut blobs: Vec<(Blob, String)> = Vec::new();
     let mut seen = HashSet::new();
-    walk(
-        registry,
-        repo,
-        root.clone(),
-        0,
-        &mut manifests,
-        &mut blobs,
-        &mut seen,
-    )
-    .await?;
+    walk(registry, repo, root.clone(), 0, &mut manifests, &mut blobs, &mut seen).await?;
     for (b, _) in &blobs {
         if !registry.has_blob(repo, &b.digest).await? {
-            return Err(TransferError::NotFound(format!(
-                "blob {} in {}/{repo}",
-                b.digest,
-                registry.name()
-            )));
+            return Err(TransferError::NotFound(format!("blob {} in {}/{repo}", b.digest, registry.name())));
         }
     }
     let created = annotation(&root.bytes, "org.opencontainers.image.created");
@@ -294,13 +395,7 @@ async fn resolve(registry: &dyn Registry, request: &str, r: &Reference) -> Resul
         manifests: manifests.iter().map(|m| m.digest.clone()).collect(),
         blobs: blobs.iter().map(|(b, _)| b.digest.clone()).collect(),
     };
-    Ok(Resolved {
-        request: request.to_string(),
-        artifact,
-        manifests,
-        blobs,
-        created,
-    })
+    Ok(Resolved { request: request.to_string(), artifact, manifests, blobs, created })
 }
 
 /// Post-order walk: children are pushed before the index that lists them.
@@ -324,12 +419,7 @@ fn walk<'a>(
                 let mut add = |d: &oci::Descriptor, kind| {
                     if !blobs.iter().any(|(b, _)| b.digest == d.digest) {
                         blobs.push((
-                            Blob {
-                                digest: d.digest.clone(),
-                                size: d.size,
-                                media_type: d.media_type.clone(),
-                                kind,
-                            },
+                            Blob { digest: d.digest.clone(), size: d.size, media_type: d.media_type.clone(), kind },
                             repo.to_string(),
                         ));
                     }
@@ -339,9 +429,7 @@ fn walk<'a>(
                     add(l, BlobKind::Layer);
                 }
             }
-            Refs::Index {
-                manifests: children,
-            } => {
+            Refs::Index { manifests: children } => {
                 if depth >= MAX_DEPTH {
                     return Err(TransferError::Usage(format!(
                         "index {} in {repo} nests deeper than {MAX_DEPTH}",

@@ -7,16 +7,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use async_compression::tokio::bufread::ZstdDecoder;
 use barge_bundle::catalog::expect_digest;
 use barge_bundle::tar::{padding, Headers, Step, BLOCK};
-use barge_bundle::{
-    Algorithm, BlobKind, BundleCheck, BundleError, Catalog, Digest, Role, ZSTD_MAGIC,
-};
+use barge_bundle::{Algorithm, BlobKind, BundleCheck, BundleError, Catalog, Digest, Role, ZSTD_MAGIC};
 use futures::stream::{self, StreamExt};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader, ReadBuf};
+use tokio::task::JoinSet;
 
 use crate::io::{copy_exact, read_small, ByteStream, HashingReader, CHUNK};
 use crate::outcome::{any_failed, ArtifactOutcome, Status};
@@ -56,11 +56,7 @@ struct Progress<'a> {
 }
 
 impl AsyncRead for Progress<'_> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = buf.filled().len() - before;
@@ -81,40 +77,22 @@ enum Source<'a> {
 
 impl<'a> Source<'a> {
     async fn new(stream: ByteStream, reporter: &'a dyn Reporter, what: &str) -> Result<Source<'a>> {
-        let hashed = HashingReader::new(
-            Progress {
-                inner: stream,
-                reporter,
-            },
-            Algorithm::Sha256,
-        );
+        let hashed = HashingReader::new(Progress { inner: stream, reporter }, Algorithm::Sha256);
         let mut raw = BufReader::with_capacity(CHUNK, hashed);
-        let head = raw
-            .fill_buf()
-            .await
-            .map_err(|e| TransferError::io(format!("reading {what}"), e))?;
-        Ok(if head.starts_with(&ZSTD_MAGIC) {
-            Source::Zstd(ZstdDecoder::new(raw))
-        } else {
-            Source::Plain(raw)
-        })
+        let head = raw.fill_buf().await.map_err(|e| TransferError::io(format!("reading {what}"), e))?;
+        Ok(if head.starts_with(&ZSTD_MAGIC) { Source::Zstd(ZstdDecoder::new(raw)) } else { Source::Plain(raw) })
     }
 
     /// Read to the end (what follows the archive must be zeros) and return the raw stream's digest.
     async fn finish(mut self, what: &str) -> Result<Digest> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let n = self
-                .read(&mut buf)
-                .await
-                .map_err(|e| TransferError::io(format!("reading {what}"), e))?;
+            let n = self.read(&mut buf).await.map_err(|e| TransferError::io(format!("reading {what}"), e))?;
             if n == 0 {
                 break;
             }
             if buf[..n].iter().any(|&b| b != 0) {
-                return Err(
-                    BundleError::Corrupt("data after the end of the archive".into()).into(),
-                );
+                return Err(BundleError::Corrupt("data after the end of the archive".into()).into());
             }
         }
         let mut raw = match self {
@@ -130,11 +108,7 @@ impl<'a> Source<'a> {
 }
 
 impl AsyncRead for Source<'_> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Source::Plain(r) => Pin::new(r).poll_read(cx, buf),
             Source::Zstd(z) => match Pin::new(z).poll_read(cx, buf) {
@@ -155,11 +129,7 @@ struct Plan {
     present: usize,
 }
 
-async fn preflight(
-    registry: &dyn Registry,
-    catalog: &Catalog,
-    opts: &ImportOptions,
-) -> Result<Plan> {
+async fn preflight(registry: &dyn Registry, catalog: &Catalog, opts: &ImportOptions) -> Result<Plan> {
     let mut plan = Plan {
         settled: vec![None; catalog.artifacts.len()],
         outcomes: BTreeMap::new(),
@@ -169,36 +139,23 @@ async fn preflight(
     for (i, a) in catalog.artifacts.iter().enumerate() {
         let current = match &a.tag {
             Some(t) => registry.resolve_tag(&a.repository, t).await?,
-            None => registry
-                .has_manifest(&a.repository, &a.digest)
-                .await?
-                .then(|| a.digest.clone()),
+            None => registry.has_manifest(&a.repository, &a.digest).await?.then(|| a.digest.clone()),
         };
         match current {
             Some(d) if d == a.digest => {
                 plan.settled[i] = Some(Status::Unchanged);
                 plan.outcomes.insert(
                     i,
-                    ArtifactOutcome {
-                        artifact: a.ref_name(),
-                        digest: Some(d),
-                        status: Status::Unchanged,
-                        error: None,
-                    },
+                    ArtifactOutcome { artifact: a.ref_name(), digest: Some(d), status: Status::Unchanged, error: None },
                 );
             }
             Some(existing) if !opts.overwrite_tags => {
-                let e = TransferError::TagExists {
-                    reference: a.ref_name(),
-                    existing,
-                    wanted: a.digest.clone(),
-                };
+                let e = TransferError::TagExists { reference: a.ref_name(), existing, wanted: a.digest.clone() };
                 if !opts.continue_on_errors {
                     return Err(e);
                 }
                 plan.settled[i] = Some(Status::Failed);
-                plan.outcomes
-                    .insert(i, ArtifactOutcome::failed(&a.ref_name(), &e));
+                plan.outcomes.insert(i, ArtifactOutcome::failed(&a.ref_name(), &e));
             }
             _ => {}
         }
@@ -231,21 +188,64 @@ async fn preflight(
     Ok(plan)
 }
 
+/// Blobs up to this size are read whole, checked, and uploaded in the
+/// background while the stream goes on; larger ones stream straight through.
+const SMALL_BLOB: u64 = 1 << 20;
+
+/// What storing one blob took.
+#[derive(Default)]
+struct Stored {
+    uploaded: usize,
+    mounted: usize,
+    bytes: u64,
+}
+
+/// Upload a blob to the first repository that lacks it, then mount it into
+/// the others (uploading again where a mount is refused).
+async fn store_blob(
+    registry: &dyn Registry,
+    repos: &[String],
+    digest: &Digest,
+    size: u64,
+    data: &mut (dyn AsyncRead + Send + Unpin),
+) -> Result<Stored> {
+    let mut s = Stored::default();
+    let Some((first, rest)) = repos.split_first() else { return Ok(s) };
+    registry.push_blob(first, digest, size, data).await?;
+    s.uploaded += 1;
+    s.bytes += size;
+    for other in rest {
+        if registry.mount_blob(first, other, digest).await? {
+            s.mounted += 1;
+        } else {
+            let mut r = registry.open_blob(first, digest, size).await?;
+            registry.push_blob(other, digest, size, &mut r).await?;
+            s.uploaded += 1;
+            s.bytes += size;
+        }
+    }
+    Ok(s)
+}
+
+impl ImportReport {
+    fn add(&mut self, s: Stored) {
+        self.blobs_uploaded += s.uploaded;
+        self.blobs_mounted += s.mounted;
+        self.bytes_uploaded += s.bytes;
+    }
+}
+
 pub async fn import(
     source: &dyn BlobStore,
-    registry: &dyn Registry,
+    registry: Arc<dyn Registry>,
     opts: &ImportOptions,
     reporter: &dyn Reporter,
 ) -> Result<ImportReport> {
+    let concurrency = opts.concurrency.max(1);
+    let mut uploads: JoinSet<Result<Stored>> = JoinSet::new();
     let what = source.display();
-    let info = source
-        .info()
-        .await?
-        .ok_or_else(|| TransferError::NotFound(format!("bundle {what}")))?;
-    let mut report = ImportReport {
-        bundle: what.clone(),
-        ..Default::default()
-    };
+    let info = source.info().await?.ok_or_else(|| TransferError::NotFound(format!("bundle {what}")))?;
+    let mut report = ImportReport { bundle: what.clone(), ..Default::default() };
     reporter.start("importing", Some(info.size));
     let mut src = Source::new(source.open().await?, reporter, &what).await?;
 
@@ -259,9 +259,9 @@ pub async fn import(
         src.read_exact(&mut block).await.map_err(read_err)?;
         match headers.feed(&block)? {
             Step::End => {
-                src.read_exact(&mut block).await.map_err(|_| {
-                    BundleError::Truncated("the second end-of-archive block is missing".into())
-                })?;
+                src.read_exact(&mut block)
+                    .await
+                    .map_err(|_| BundleError::Truncated("the second end-of-archive block is missing".into()))?;
                 break;
             }
             Step::Pax { size } => {
@@ -276,12 +276,11 @@ pub async fn import(
                         let data = read_small(&mut src, e.size, &e.name).await?;
                         check.meta(m, &data)?;
                         if let Some(c) = check.catalog() {
-                            plan = Some(preflight(registry, c, opts).await?);
+                            plan = Some(preflight(registry.as_ref(), c, opts).await?);
                         }
                     }
                     Role::Blob(i) => {
-                        let blob =
-                            check.catalog().expect("blobs follow the catalog").blobs[i].clone();
+                        let blob = check.catalog().expect("blobs follow the catalog").blobs[i].clone();
                         if blob.kind == BlobKind::Manifest {
                             let bytes = read_small(&mut src, blob.size, &e.name).await?;
                             let mut h = blob.digest.hasher();
@@ -290,56 +289,52 @@ pub async fn import(
                             check.manifest(i, &bytes)?;
                             manifests.insert(
                                 blob.digest.clone(),
-                                RawManifest {
-                                    media_type: blob.media_type.clone(),
-                                    digest: blob.digest.clone(),
-                                    bytes,
-                                },
+                                RawManifest { media_type: blob.media_type.clone(), digest: blob.digest.clone(), bytes },
                             );
                         } else {
-                            let plan = plan
-                                .as_ref()
-                                .expect("the plan is made when the catalog is read");
-                            let repos = plan
-                                .need
-                                .get(&blob.digest)
-                                .map(Vec::as_slice)
-                                .unwrap_or(&[]);
-                            match repos.split_first() {
-                                None => {
-                                    let what = format!("blob {}", blob.digest);
-                                    let got = copy_exact(
-                                        &mut src,
-                                        &mut tokio::io::sink(),
+                            let plan = plan.as_ref().expect("the plan is made when the catalog is read");
+                            let repos = plan.need.get(&blob.digest).cloned().unwrap_or_default();
+                            if repos.is_empty() {
+                                let what = format!("blob {}", blob.digest);
+                                let got = copy_exact(
+                                    &mut src,
+                                    &mut tokio::io::sink(),
+                                    blob.size,
+                                    blob.digest.algorithm(),
+                                    &what,
+                                    &Silent,
+                                )
+                                .await?;
+                                expect_digest(&blob.digest, got)?;
+                            } else if blob.size <= SMALL_BLOB {
+                                let bytes = read_small(&mut src, blob.size, &e.name).await?;
+                                let mut h = blob.digest.hasher();
+                                h.update(&bytes);
+                                expect_digest(&blob.digest, h.finish())?;
+                                while uploads.len() >= concurrency {
+                                    report.add(
+                                        uploads
+                                            .join_next()
+                                            .await
+                                            .expect("non-empty")
+                                            .expect("upload task does not panic")?,
+                                    );
+                                }
+                                let registry = registry.clone();
+                                uploads.spawn(async move {
+                                    store_blob(
+                                        registry.as_ref(),
+                                        &repos,
+                                        &blob.digest,
                                         blob.size,
-                                        blob.digest.algorithm(),
-                                        &what,
-                                        &Silent,
+                                        &mut std::io::Cursor::new(bytes),
                                     )
-                                    .await?;
-                                    expect_digest(&blob.digest, got)?;
-                                }
-                                Some((first, rest)) => {
-                                    registry
-                                        .push_blob(first, &blob.digest, blob.size, &mut src)
-                                        .await?;
-                                    report.blobs_uploaded += 1;
-                                    report.bytes_uploaded += blob.size;
-                                    for other in rest {
-                                        if registry.mount_blob(first, other, &blob.digest).await? {
-                                            report.blobs_mounted += 1;
-                                        } else {
-                                            let mut r = registry
-                                                .open_blob(first, &blob.digest, blob.size)
-                                                .await?;
-                                            registry
-                                                .push_blob(other, &blob.digest, blob.size, &mut r)
-                                                .await?;
-                                            report.blobs_uploaded += 1;
-                                            report.bytes_uploaded += blob.size;
-                                        }
-                                    }
-                                }
+                                    .await
+                                });
+                            } else {
+                                report.add(
+                                    store_blob(registry.as_ref(), &repos, &blob.digest, blob.size, &mut src).await?,
+                                );
                             }
                         }
                     }
@@ -350,14 +345,13 @@ pub async fn import(
     }
     let catalog = check.finish()?;
     let digest = src.finish(&what).await?;
+    while let Some(r) = uploads.join_next().await {
+        report.add(r.expect("upload task does not panic")?);
+    }
     reporter.finish();
     if let Some(expected) = &opts.catalog_digest {
         if expected != &digest {
-            return Err(BundleError::CatalogDigestMismatch {
-                expected: expected.clone(),
-                actual: digest,
-            }
-            .into());
+            return Err(BundleError::CatalogDigestMismatch { expected: expected.clone(), actual: digest }.into());
         }
     }
     report.catalog_digest = Some(digest);
@@ -378,9 +372,7 @@ pub async fn import(
                     pushed += 1;
                 }
             }
-            registry
-                .set_tag(&a.repository, a.tag.as_deref(), &manifests[&a.digest])
-                .await?;
+            registry.set_tag(&a.repository, a.tag.as_deref(), &manifests[&a.digest]).await?;
             Ok(pushed)
         }
         .await;

@@ -24,11 +24,7 @@ pub struct HashingReader<R> {
 
 impl<R> HashingReader<R> {
     pub fn new(inner: R, algorithm: Algorithm) -> Self {
-        HashingReader {
-            inner,
-            hasher: Hasher::new(algorithm),
-            count: 0,
-        }
+        HashingReader { inner, hasher: Hasher::new(algorithm), count: 0 }
     }
 
     pub fn count(&self) -> u64 {
@@ -41,11 +37,7 @@ impl<R> HashingReader<R> {
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for HashingReader<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = &r {
@@ -73,19 +65,15 @@ pub async fn copy_exact(
     let mut left = size;
     while left > 0 {
         let want = (left as usize).min(buf.len());
-        let n = r
-            .read(&mut buf[..want])
-            .await
-            .map_err(|e| TransferError::io(format!("reading {what}"), e))?;
+        let n = r.read(&mut buf[..want]).await.map_err(|e| TransferError::io(format!("reading {what}"), e))?;
         if n == 0 {
-            return Err(TransferError::Bundle(barge_bundle::BundleError::Truncated(
-                format!("{what} ends after {} of {size} bytes", size - left),
-            )));
+            return Err(TransferError::Bundle(barge_bundle::BundleError::Truncated(format!(
+                "{what} ends after {} of {size} bytes",
+                size - left
+            ))));
         }
         hasher.update(&buf[..n]);
-        w.write_all(&buf[..n])
-            .await
-            .map_err(|e| TransferError::io(format!("writing {what}"), e))?;
+        w.write_all(&buf[..n]).await.map_err(|e| TransferError::io(format!("writing {what}"), e))?;
         reporter.advance(n as u64);
         left -= n as u64;
     }
@@ -93,14 +81,8 @@ pub async fn copy_exact(
 }
 
 /// Read exactly `size` bytes into memory (for manifests and other small files).
-pub async fn read_small(
-    r: &mut (dyn AsyncRead + Send + Unpin),
-    size: u64,
-    what: &str,
-) -> Result<Vec<u8>> {
+pub async fn read_small(r: &mut (dyn AsyncRead + Send + Unpin), size: u64, what: &str) -> Result<Vec<u8>> {
     let mut v = vec![0u8; size as usize];
-    r.read_exact(&mut v)
-        .await
-        .map_err(|e| TransferError::io(format!("reading {what}"), e))?;
+    r.read_exact(&mut v).await.map_err(|e| TransferError::io(format!("reading {what}"), e))?;
     Ok(v)
 }

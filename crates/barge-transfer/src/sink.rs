@@ -26,11 +26,7 @@ struct Hashed {
 }
 
 impl AsyncWrite for Hashed {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         let this = &mut *self;
         let r = Pin::new(&mut this.sink).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = &r {
@@ -59,11 +55,7 @@ enum Inner {
 
 impl BundleWriter {
     pub fn new(sink: Box<dyn BlobSink>, compression: Compression, what: String) -> BundleWriter {
-        let hashed = Hashed {
-            sink,
-            hasher: Hasher::new(Algorithm::Sha256),
-            count: 0,
-        };
+        let hashed = Hashed { sink, hasher: Hasher::new(Algorithm::Sha256), count: 0 };
         let inner = match compression {
             Compression::None => Inner::Plain(hashed),
             Compression::Zstd => Inner::Zstd(ZstdEncoder::new(hashed)),
@@ -83,15 +75,11 @@ impl BundleWriter {
         let what = self.what;
         let hashed = match self.inner {
             Inner::Plain(mut h) => {
-                h.flush()
-                    .await
-                    .map_err(|e| TransferError::io(format!("writing {what}"), e))?;
+                h.flush().await.map_err(|e| TransferError::io(format!("writing {what}"), e))?;
                 h
             }
             Inner::Zstd(mut z) => {
-                z.shutdown()
-                    .await
-                    .map_err(|e| TransferError::io(format!("writing {what}"), e))?;
+                z.shutdown().await.map_err(|e| TransferError::io(format!("writing {what}"), e))?;
                 z.into_inner()
             }
         };
@@ -100,11 +88,7 @@ impl BundleWriter {
 }
 
 impl AsyncWrite for BundleWriter {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         match &mut self.inner {
             Inner::Plain(h) => Pin::new(h).poll_write(cx, buf),
             Inner::Zstd(z) => Pin::new(z).poll_write(cx, buf),

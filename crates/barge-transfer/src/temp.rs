@@ -18,21 +18,14 @@ impl TempFile {
     /// A fresh temporary name in the directory of `final_path`.
     pub fn beside(final_path: &Path) -> TempFile {
         let dir = final_path.parent().unwrap_or(Path::new("."));
-        let base = final_path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let base = final_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = format!(".{base}.barge-tmp-{}-{n}", std::process::id());
-        TempFile {
-            path: Some(dir.join(name)),
-        }
+        TempFile { path: Some(dir.join(name)) }
     }
 
     pub fn path(&self) -> &Path {
-        self.path
-            .as_deref()
-            .expect("a temp file is used only before it is committed")
+        self.path.as_deref().expect("a temp file is used only before it is committed")
     }
 
     /// Give the file its final name. Without `overwrite` the rename is
@@ -52,10 +45,7 @@ impl TempFile {
                 if e.kind() == std::io::ErrorKind::AlreadyExists {
                     Err(TransferError::Exists(final_path.display().to_string()))
                 } else {
-                    Err(TransferError::io(
-                        format!("renaming into {}", final_path.display()),
-                        e,
-                    ))
+                    Err(TransferError::io(format!("renaming into {}", final_path.display()), e))
                 }
             }
         }

@@ -27,8 +27,7 @@ impl LayoutRegistry {
 
     fn repo_dir(&self, repo: &str) -> Result<PathBuf> {
         // The name grammar admits no "..", no absolute path, no empty component.
-        check_repository(repo)
-            .map_err(|e| TransferError::Usage(format!("repository {repo:?}: {e}")))?;
+        check_repository(repo).map_err(|e| TransferError::Usage(format!("repository {repo:?}: {e}")))?;
         Ok(self.root.join(repo))
     }
 
@@ -39,9 +38,9 @@ impl LayoutRegistry {
     async fn read_index(&self, repo: &str) -> Result<Option<Index>> {
         let path = self.repo_dir(repo)?.join("index.json");
         match tokio::fs::read(&path).await {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                TransferError::Usage(format!("{} is not a valid OCI index: {e}", path.display()))
-            }),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| TransferError::Usage(format!("{} is not a valid OCI index: {e}", path.display()))),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(TransferError::io(format!("reading {}", path.display()), e)),
         }
@@ -61,9 +60,7 @@ impl LayoutRegistry {
         tokio::fs::create_dir_all(&dir)
             .await
             .map_err(|e| TransferError::io(format!("creating {}", dir.display()), e))?;
-        write_atomic(&layout, OCI_LAYOUT_JSON.to_vec(), false)
-            .await
-            .or_else(ignore_exists)?;
+        write_atomic(&layout, OCI_LAYOUT_JSON.to_vec(), false).await.or_else(ignore_exists)?;
         Ok(dir)
     }
 
@@ -77,9 +74,7 @@ impl LayoutRegistry {
         h.update(bytes);
         expect_digest(digest, h.finish())?;
         create_parent(&path).await?;
-        write_atomic(&path, bytes.to_vec(), false)
-            .await
-            .or_else(ignore_exists)
+        write_atomic(&path, bytes.to_vec(), false).await.or_else(ignore_exists)
     }
 }
 
@@ -92,9 +87,7 @@ fn ignore_exists(e: TransferError) -> Result<()> {
 
 async fn create_parent(path: &Path) -> Result<()> {
     let dir = path.parent().expect("blob paths have a parent");
-    tokio::fs::create_dir_all(dir)
-        .await
-        .map_err(|e| TransferError::io(format!("creating {}", dir.display()), e))
+    tokio::fs::create_dir_all(dir).await.map_err(|e| TransferError::io(format!("creating {}", dir.display()), e))
 }
 
 async fn write_atomic(path: &Path, bytes: Vec<u8>, overwrite: bool) -> Result<()> {
@@ -111,6 +104,19 @@ async fn write_atomic(path: &Path, bytes: Vec<u8>, overwrite: bool) -> Result<()
 
 #[async_trait]
 impl Registry for LayoutRegistry {
+    async fn tags(&self, repo: &str) -> Result<Vec<String>> {
+        Ok(self
+            .read_index(repo)
+            .await?
+            .map(|i| i.manifests.iter().filter_map(|d| d.ref_name().map(str::to_string)).collect())
+            .unwrap_or_default())
+    }
+
+    async fn referrers(&self, _repo: &str, _digest: &Digest) -> Result<Vec<Descriptor>> {
+        // A layout has no Referrers API; tag-schema referrers are found through tags().
+        Ok(Vec::new())
+    }
+
     fn name(&self) -> String {
         format!("oci:{}", self.root.display())
     }
@@ -118,10 +124,7 @@ impl Registry for LayoutRegistry {
     async fn manifest(&self, repo: &str, target: Target<'_>) -> Result<RawManifest> {
         let index = self.read_index(repo).await?;
         let Some(index) = index else {
-            return Err(TransferError::NotFound(format!(
-                "repository {}",
-                self.describe(repo)
-            )));
+            return Err(TransferError::NotFound(format!("repository {}", self.describe(repo))));
         };
         let (digest, listed_type) = match target {
             Target::Tag(t) => {
@@ -130,17 +133,11 @@ impl Registry for LayoutRegistry {
                     .iter()
                     .rev()
                     .find(|d| d.ref_name() == Some(t))
-                    .ok_or_else(|| {
-                        TransferError::NotFound(format!("tag {t:?} in {}", self.describe(repo)))
-                    })?;
+                    .ok_or_else(|| TransferError::NotFound(format!("tag {t:?} in {}", self.describe(repo))))?;
                 (d.digest.clone(), Some(d.media_type.clone()))
             }
             Target::Digest(d) => {
-                let listed = index
-                    .manifests
-                    .iter()
-                    .find(|m| &m.digest == d)
-                    .map(|m| m.media_type.clone());
+                let listed = index.manifests.iter().find(|m| &m.digest == d).map(|m| m.media_type.clone());
                 (d.clone(), listed)
             }
         };
@@ -148,10 +145,7 @@ impl Registry for LayoutRegistry {
         let meta = match tokio::fs::metadata(&path).await {
             Ok(m) => m,
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(TransferError::NotFound(format!(
-                    "manifest {digest} in {}",
-                    self.describe(repo)
-                )))
+                return Err(TransferError::NotFound(format!("manifest {digest} in {}", self.describe(repo))))
             }
             Err(e) => return Err(TransferError::io(format!("reading {}", path.display()), e)),
         };
@@ -161,9 +155,8 @@ impl Registry for LayoutRegistry {
                 self.describe(repo)
             )));
         }
-        let bytes = tokio::fs::read(&path)
-            .await
-            .map_err(|e| TransferError::io(format!("reading {}", path.display()), e))?;
+        let bytes =
+            tokio::fs::read(&path).await.map_err(|e| TransferError::io(format!("reading {}", path.display()), e))?;
         let mut h = digest.hasher();
         h.update(&bytes);
         let actual = h.finish();
@@ -175,23 +168,15 @@ impl Registry for LayoutRegistry {
                 source_name: self.describe(repo),
             });
         }
-        let media_type =
-            oci::declared_media_type(&bytes, listed_type.as_deref().unwrap_or(oci::OCI_MANIFEST));
-        Ok(RawManifest {
-            media_type,
-            digest,
-            bytes,
-        })
+        let media_type = oci::declared_media_type(&bytes, listed_type.as_deref().unwrap_or(oci::OCI_MANIFEST));
+        Ok(RawManifest { media_type, digest, bytes })
     }
 
     async fn resolve_tag(&self, repo: &str, tag: &str) -> Result<Option<Digest>> {
-        Ok(self.read_index(repo).await?.and_then(|i| {
-            i.manifests
-                .iter()
-                .rev()
-                .find(|d| d.ref_name() == Some(tag))
-                .map(|d| d.digest.clone())
-        }))
+        Ok(self
+            .read_index(repo)
+            .await?
+            .and_then(|i| i.manifests.iter().rev().find(|d| d.ref_name() == Some(tag)).map(|d| d.digest.clone())))
     }
 
     async fn open_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<ByteStream> {
@@ -199,18 +184,11 @@ impl Registry for LayoutRegistry {
         let file = match tokio::fs::File::open(&path).await {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(TransferError::NotFound(format!(
-                    "blob {digest} in {}",
-                    self.describe(repo)
-                )))
+                return Err(TransferError::NotFound(format!("blob {digest} in {}", self.describe(repo))))
             }
             Err(e) => return Err(TransferError::io(format!("opening {}", path.display()), e)),
         };
-        let len = file
-            .metadata()
-            .await
-            .map_err(|e| TransferError::io(format!("reading {}", path.display()), e))?
-            .len();
+        let len = file.metadata().await.map_err(|e| TransferError::io(format!("reading {}", path.display()), e))?.len();
         if len != size {
             return Err(TransferError::Usage(format!(
                 "blob {digest} in {} is {len} bytes, its descriptor says {size}",
@@ -221,9 +199,7 @@ impl Registry for LayoutRegistry {
     }
 
     async fn has_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {
-        Ok(tokio::fs::try_exists(self.blob_path(repo, digest)?)
-            .await
-            .unwrap_or(false))
+        Ok(tokio::fs::try_exists(self.blob_path(repo, digest)?).await.unwrap_or(false))
     }
 
     async fn push_blob(
@@ -241,19 +217,9 @@ impl Registry for LayoutRegistry {
             .await
             .map_err(|e| TransferError::io(format!("creating {}", tmp.path().display()), e))?;
         let mut w = BufWriter::with_capacity(CHUNK, file);
-        let actual = copy_exact(
-            data,
-            &mut w,
-            size,
-            digest.algorithm(),
-            &format!("blob {digest}"),
-            &Silent,
-        )
-        .await?;
+        let actual = copy_exact(data, &mut w, size, digest.algorithm(), &format!("blob {digest}"), &Silent).await?;
         expect_digest(digest, actual)?;
-        w.flush()
-            .await
-            .map_err(|e| TransferError::io(format!("writing {}", tmp.path().display()), e))?;
+        w.flush().await.map_err(|e| TransferError::io(format!("writing {}", tmp.path().display()), e))?;
         drop(w);
         tokio::task::spawn_blocking(move || tmp.commit(&path, false).or_else(ignore_exists))
             .await
@@ -282,19 +248,14 @@ impl Registry for LayoutRegistry {
 
     async fn push_manifest(&self, repo: &str, manifest: &RawManifest) -> Result<()> {
         self.ensure_layout(repo).await?;
-        self.put_small_blob(repo, &manifest.digest, &manifest.bytes)
-            .await
+        self.put_small_blob(repo, &manifest.digest, &manifest.bytes).await
     }
 
     async fn set_tag(&self, repo: &str, tag: Option<&str>, manifest: &RawManifest) -> Result<()> {
         let dir = self.ensure_layout(repo).await?;
         let tag = tag.map(str::to_string);
         let desc = {
-            let mut d = Descriptor::new(
-                &manifest.media_type,
-                manifest.digest.clone(),
-                manifest.bytes.len() as u64,
-            );
+            let mut d = Descriptor::new(&manifest.media_type, manifest.digest.clone(), manifest.bytes.len() as u64);
             if let Some(t) = &tag {
                 d.annotations = Some(BTreeMap::from([(REF_NAME.to_string(), t.clone())]));
             }
@@ -305,16 +266,11 @@ impl Registry for LayoutRegistry {
             let lock_path = dir.join(".barge-index.lock");
             let lock = std::fs::File::create(&lock_path)
                 .map_err(|e| TransferError::io(format!("creating {}", lock_path.display()), e))?;
-            lock.lock()
-                .map_err(|e| TransferError::io(format!("locking {}", lock_path.display()), e))?;
+            lock.lock().map_err(|e| TransferError::io(format!("locking {}", lock_path.display()), e))?;
             let path = dir.join("index.json");
             let mut index = match std::fs::read(&path) {
-                Ok(b) => serde_json::from_slice::<Index>(&b).map_err(|e| {
-                    TransferError::Usage(format!(
-                        "{} is not a valid OCI index: {e}",
-                        path.display()
-                    ))
-                })?,
+                Ok(b) => serde_json::from_slice::<Index>(&b)
+                    .map_err(|e| TransferError::Usage(format!("{} is not a valid OCI index: {e}", path.display())))?,
                 Err(e) if e.kind() == ErrorKind::NotFound => Index::empty(),
                 Err(e) => return Err(TransferError::io(format!("reading {}", path.display()), e)),
             };
@@ -328,11 +284,8 @@ impl Registry for LayoutRegistry {
             }
             index.manifests.push(desc);
             let tmp = TempFile::beside(&path);
-            std::fs::write(
-                tmp.path(),
-                serde_json::to_vec(&index).expect("index serializes"),
-            )
-            .map_err(|e| TransferError::io(format!("writing {}", tmp.path().display()), e))?;
+            std::fs::write(tmp.path(), serde_json::to_vec(&index).expect("index serializes"))
+                .map_err(|e| TransferError::io(format!("writing {}", tmp.path().display()), e))?;
             tmp.commit(&path, true)
         })
         .await

@@ -1,14 +1,19 @@
 //! The `Registry` trait: what export reads from and import writes to, whatever the registry is.
 
+pub mod credentials;
 mod layout;
+mod network;
 
 use std::path::PathBuf;
 
 use async_trait::async_trait;
+use barge_bundle::oci::Descriptor;
 use barge_bundle::{Digest, Reference};
 use tokio::io::AsyncRead;
 
+pub use credentials::Credentials;
 pub use layout::LayoutRegistry;
+pub use network::{is_loopback, NetworkRegistry};
 
 use crate::io::ByteStream;
 use crate::{Result, TransferError};
@@ -79,6 +84,24 @@ pub trait Registry: Send + Sync {
     /// Point `tag` at a stored manifest, or with no tag record it as a root
     /// of the repository (what a digest-only artifact needs).
     async fn set_tag(&self, repo: &str, tag: Option<&str>, manifest: &RawManifest) -> Result<()>;
+
+    /// Every tag of the repository (empty when it does not exist).
+    async fn tags(&self, repo: &str) -> Result<Vec<String>>;
+
+    /// Manifests whose `subject` is `digest`, from the Referrers API (or its
+    /// tag-schema fallback). Empty where the registry has no such notion.
+    async fn referrers(&self, repo: &str, digest: &Digest) -> Result<Vec<Descriptor>>;
+}
+
+/// How to reach a network registry.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// Hosts (`name[:port]`) to reach over plain HTTP although not loopback.
+    pub insecure: Vec<String>,
+    /// A PEM file of extra CA certificates.
+    pub ca_file: Option<PathBuf>,
+    /// Credentials given on the command line; otherwise docker's config files are read.
+    pub credentials: Option<Credentials>,
 }
 
 /// Where a registry is, as given to `--registry`.
@@ -86,26 +109,34 @@ pub trait Registry: Send + Sync {
 pub enum RegistryAddr {
     /// `oci:PATH`: a directory of OCI image layouts, one per repository.
     Layout(PathBuf),
+    /// `HOST[:PORT]`, optionally written `docker://HOST[:PORT]`: an OCI distribution registry.
+    Network(String),
 }
 
 impl RegistryAddr {
     pub fn parse(s: &str) -> Result<RegistryAddr> {
         if let Some(p) = s.strip_prefix("oci:") {
             if p.is_empty() {
-                return Err(TransferError::Usage(
-                    "registry \"oci:\" needs a directory: oci:PATH".into(),
-                ));
+                return Err(TransferError::Usage("registry \"oci:\" needs a directory: oci:PATH".into()));
             }
             return Ok(RegistryAddr::Layout(PathBuf::from(p)));
         }
-        Err(TransferError::Usage(format!(
-            "registry {s:?} is not supported by this build; use oci:PATH for a directory of OCI layouts"
-        )))
+        let host = s.strip_prefix("docker://").unwrap_or(s).trim_end_matches('/');
+        let valid = !host.is_empty()
+            && !host.contains('/')
+            && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+        if !valid {
+            return Err(TransferError::Usage(format!(
+                "registry {s:?} is neither oci:PATH nor HOST[:PORT] (for example 127.0.0.1:5000 or myregistry.azurecr.io)"
+            )));
+        }
+        Ok(RegistryAddr::Network(host.to_string()))
     }
 
-    pub fn open(&self) -> Box<dyn Registry> {
-        match self {
-            RegistryAddr::Layout(p) => Box::new(LayoutRegistry::new(p.clone())),
-        }
+    pub async fn open(&self, opts: &ConnectOptions) -> Result<std::sync::Arc<dyn Registry>> {
+        Ok(match self {
+            RegistryAddr::Layout(p) => std::sync::Arc::new(LayoutRegistry::new(p.clone())),
+            RegistryAddr::Network(host) => std::sync::Arc::new(NetworkRegistry::connect(host, opts).await?),
+        })
     }
 }

@@ -26,13 +26,7 @@ impl LocalBlob {
 }
 
 fn etag_of(m: &std::fs::Metadata) -> String {
-    format!(
-        "{:x}-{:x}-{:x}-{:x}",
-        m.ino(),
-        m.size(),
-        m.mtime(),
-        m.mtime_nsec()
-    )
+    format!("{:x}-{:x}-{:x}-{:x}", m.ino(), m.size(), m.mtime(), m.mtime_nsec())
 }
 
 #[async_trait]
@@ -43,33 +37,20 @@ impl BlobStore for LocalBlob {
 
     async fn info(&self) -> Result<Option<BlobInfo>> {
         match tokio::fs::metadata(&self.path).await {
-            Ok(m) if m.is_file() => Ok(Some(BlobInfo {
-                size: m.len(),
-                etag: etag_of(&m),
-                modified: m.modified().ok(),
-            })),
-            Ok(_) => Err(TransferError::Usage(format!(
-                "{} is not a regular file",
-                self.path.display()
-            ))),
+            Ok(m) if m.is_file() => {
+                Ok(Some(BlobInfo { size: m.len(), etag: etag_of(&m), modified: m.modified().ok() }))
+            }
+            Ok(_) => Err(TransferError::Usage(format!("{} is not a regular file", self.path.display()))),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(TransferError::io(
-                format!("reading {}", self.path.display()),
-                e,
-            )),
+            Err(e) => Err(TransferError::io(format!("reading {}", self.path.display()), e)),
         }
     }
 
     async fn open(&self) -> Result<ByteStream> {
         match tokio::fs::File::open(&self.path).await {
             Ok(f) => Ok(Box::new(tokio::io::BufReader::with_capacity(CHUNK, f))),
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                Err(TransferError::NotFound(self.path.display().to_string()))
-            }
-            Err(e) => Err(TransferError::io(
-                format!("opening {}", self.path.display()),
-                e,
-            )),
+            Err(e) if e.kind() == ErrorKind::NotFound => Err(TransferError::NotFound(self.path.display().to_string())),
+            Err(e) => Err(TransferError::io(format!("opening {}", self.path.display()), e)),
         }
     }
 
@@ -77,16 +58,9 @@ impl BlobStore for LocalBlob {
         if !overwrite && self.info().await?.is_some() {
             return Err(TransferError::Exists(self.path.display().to_string()));
         }
-        let dir = self
-            .path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(std::path::Path::new("."));
+        let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
         if !tokio::fs::try_exists(dir).await.unwrap_or(false) {
-            return Err(TransferError::NotFound(format!(
-                "directory {}",
-                dir.display()
-            )));
+            return Err(TransferError::NotFound(format!("directory {}", dir.display())));
         }
         let tmp = TempFile::beside(&self.path);
         let file = tokio::fs::File::create(tmp.path())
@@ -116,10 +90,7 @@ impl BlobStore for LocalBlob {
         match tokio::fs::remove_file(&self.path).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(TransferError::io(
-                format!("deleting {}", self.path.display()),
-                e,
-            )),
+            Err(e) => Err(TransferError::io(format!("deleting {}", self.path.display()), e)),
         }
     }
 }
@@ -132,11 +103,7 @@ struct LocalSink {
 }
 
 impl AsyncWrite for LocalSink {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.writer).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -150,47 +117,26 @@ impl AsyncWrite for LocalSink {
 #[async_trait]
 impl BlobSink for LocalSink {
     async fn commit(self: Box<Self>, expect: Expect) -> Result<()> {
-        let LocalSink {
-            mut writer,
-            tmp,
-            path,
-            overwrite,
-        } = *self;
+        let LocalSink { mut writer, tmp, path, overwrite } = *self;
         let ctx = || format!("writing {}", tmp.path().display());
-        writer
-            .flush()
-            .await
-            .map_err(|e| TransferError::io(ctx(), e))?;
+        writer.flush().await.map_err(|e| TransferError::io(ctx(), e))?;
         let file = writer.into_inner();
-        file.sync_all()
-            .await
-            .map_err(|e| TransferError::io(ctx(), e))?;
+        file.sync_all().await.map_err(|e| TransferError::io(ctx(), e))?;
         drop(file);
-        let size = tokio::fs::metadata(tmp.path())
-            .await
-            .map_err(|e| TransferError::io(ctx(), e))?
-            .len();
+        let size = tokio::fs::metadata(tmp.path()).await.map_err(|e| TransferError::io(ctx(), e))?.len();
         if size != expect.size {
             return Err(TransferError::Io {
                 context: ctx(),
-                source: std::io::Error::other(format!(
-                    "{size} bytes written, {} expected",
-                    expect.size
-                )),
+                source: std::io::Error::other(format!("{size} bytes written, {} expected", expect.size)),
             });
         }
         if let Some(want) = &expect.sha256 {
             // Read back what is on disk: the check is of the file, not of the bytes we meant to write.
-            let mut f = tokio::fs::File::open(tmp.path())
-                .await
-                .map_err(|e| TransferError::io(ctx(), e))?;
+            let mut f = tokio::fs::File::open(tmp.path()).await.map_err(|e| TransferError::io(ctx(), e))?;
             let mut h = Hasher::new(Algorithm::Sha256);
             let mut buf = vec![0u8; CHUNK];
             loop {
-                let n = f
-                    .read(&mut buf)
-                    .await
-                    .map_err(|e| TransferError::io(ctx(), e))?;
+                let n = f.read(&mut buf).await.map_err(|e| TransferError::io(ctx(), e))?;
                 if n == 0 {
                     break;
                 }
@@ -206,8 +152,6 @@ impl BlobSink for LocalSink {
                 });
             }
         }
-        tokio::task::spawn_blocking(move || tmp.commit(&path, overwrite))
-            .await
-            .expect("rename does not panic")
+        tokio::task::spawn_blocking(move || tmp.commit(&path, overwrite)).await.expect("rename does not panic")
     }
 }

@@ -68,9 +68,7 @@ pub enum Location {
 impl Location {
     pub fn parse(s: &str) -> Result<Location> {
         if s.is_empty() {
-            return Err(crate::TransferError::Usage(
-                "an empty location was given; name a file path".into(),
-            ));
+            return Err(crate::TransferError::Usage("an empty location was given; name a file path".into()));
         }
         if s.starts_with("http://") || s.starts_with("https://") {
             return Err(crate::TransferError::Usage(

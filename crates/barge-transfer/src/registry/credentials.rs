@@ -1,0 +1,156 @@
+//! Registry credentials: `--username`/`--password-stdin`, `REGISTRY_AUTH_FILE`, docker's `config.json` and its helpers.
+//!
+//! Each credential belongs to one host; nothing here hands a host another
+//! host's secret.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use base64::Engine;
+use serde::Deserialize;
+
+use crate::secret::Secret;
+use crate::{Result, TransferError};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: Secret,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ConfigFile {
+    #[serde(default)]
+    auths: BTreeMap<String, AuthEntry>,
+    #[serde(default)]
+    cred_helpers: BTreeMap<String, String>,
+    #[serde(default)]
+    creds_store: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct AuthEntry {
+    #[serde(default)]
+    auth: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+/// The files to look in, in order: `REGISTRY_AUTH_FILE`, then `$DOCKER_CONFIG/config.json`
+/// or `~/.docker/config.json`.
+pub fn config_files() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Some(p) = std::env::var_os("REGISTRY_AUTH_FILE") {
+        v.push(PathBuf::from(p));
+    }
+    if let Some(d) = std::env::var_os("DOCKER_CONFIG") {
+        v.push(PathBuf::from(d).join("config.json"));
+    } else if let Some(h) = std::env::var_os("HOME") {
+        v.push(PathBuf::from(h).join(".docker/config.json"));
+    }
+    v
+}
+
+/// Credentials for `host` (`name[:port]`) from the first file that has any.
+pub fn lookup(host: &str, files: &[PathBuf]) -> Result<Option<Credentials>> {
+    for f in files {
+        if let Some(c) = lookup_in(host, f)? {
+            return Ok(Some(c));
+        }
+    }
+    Ok(None)
+}
+
+/// The keys a config may use for a host: `host`, `https://host`, `http://host`, with or without `/v1/` paths.
+fn matches_host(key: &str, host: &str) -> bool {
+    let k = key.trim_start_matches("https://").trim_start_matches("http://");
+    let k = k.split('/').next().unwrap_or(k);
+    k == host || (host == "docker.io" && k == "index.docker.io")
+}
+
+fn lookup_in(host: &str, path: &Path) -> Result<Option<Credentials>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(TransferError::io(format!("reading {}", path.display()), e)),
+    };
+    let cfg: ConfigFile = serde_json::from_slice(&bytes)
+        .map_err(|e| TransferError::Usage(format!("{} is not a valid docker config: {e}", path.display())))?;
+    if let Some((_, helper)) = cfg.cred_helpers.iter().find(|(k, _)| matches_host(k, host)) {
+        return helper_get(helper, host);
+    }
+    if let Some((_, entry)) = cfg.auths.iter().find(|(k, _)| matches_host(k, host)) {
+        if let Some(c) = decode_entry(entry, path)? {
+            return Ok(Some(c));
+        }
+    }
+    if let Some(store) = &cfg.creds_store {
+        return helper_get(store, host);
+    }
+    Ok(None)
+}
+
+fn decode_entry(e: &AuthEntry, path: &Path) -> Result<Option<Credentials>> {
+    if let Some(auth) = e.auth.as_deref().filter(|a| !a.is_empty()) {
+        let bad =
+            || TransferError::Usage(format!("an \"auth\" entry in {} is not base64 of user:password", path.display()));
+        let raw = base64::engine::general_purpose::STANDARD.decode(auth.trim()).map_err(|_| bad())?;
+        let s = String::from_utf8(raw).map_err(|_| bad())?;
+        let (u, p) = s.split_once(':').ok_or_else(bad)?;
+        return Ok(Some(Credentials { username: u.to_string(), password: Secret::new(p) }));
+    }
+    match (&e.username, &e.password) {
+        (Some(u), Some(p)) => Ok(Some(Credentials { username: u.clone(), password: Secret::new(p.clone()) })),
+        _ => Ok(None),
+    }
+}
+
+/// Ask `docker-credential-NAME get`, giving the host on stdin, as docker does.
+fn helper_get(name: &str, host: &str) -> Result<Option<Credentials>> {
+    let program = format!("docker-credential-{name}");
+    let mut child = Command::new(&program)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| TransferError::Auth(format!("cannot run the credential helper {program}: {e}")))?;
+    child.stdin.take().expect("piped").write_all(host.as_bytes()).ok();
+    let out = child.wait_with_output().map_err(|e| TransferError::Auth(format!("credential helper {program}: {e}")))?;
+    if !out.status.success() {
+        // Helpers say "credentials not found in native keychain" when they have nothing.
+        return Ok(None);
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Reply {
+        username: String,
+        secret: String,
+    }
+    let r: Reply = serde_json::from_slice(&out.stdout)
+        .map_err(|_| TransferError::Auth(format!("credential helper {program} gave an answer that is not its JSON")))?;
+    Ok(Some(Credentials { username: r.username, password: Secret::new(r.secret) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_only_the_hosts_own_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("config.json");
+        let enc = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
+        std::fs::write(&f, format!(r#"{{"auths":{{"https://reg.example:5000":{{"auth":"{enc}"}}}}}}"#)).unwrap();
+        let c = lookup("reg.example:5000", &[f.clone()]).unwrap().unwrap();
+        assert_eq!(c.username, "alice");
+        assert_eq!(c.password.expose(), "s3cret");
+        assert!(lookup("reg.example", &[f.clone()]).unwrap().is_none());
+        assert!(lookup("other:5000", &[f]).unwrap().is_none());
+    }
+}

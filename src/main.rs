@@ -11,8 +11,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use barge_bundle::{BundleError, Digest, VerifyOptions};
 use barge_transfer::{
-    any_failed, Category, Compression, ConnectOptions, CopyOptions, Credentials, ExportOptions, ImportOptions, Location,
-    RegistryAddr, Reporter, Secret, Status, TransferError, DEFAULT_MAX_ARTIFACTS,
+    any_failed, Category, Compression, ConnectOptions, CopyOptions, Credentials, ExportOptions, ImportOptions,
+    Location, RegistryAddr, Reporter, Secret, Status, TransferError, DEFAULT_MAX_ARTIFACTS,
 };
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;

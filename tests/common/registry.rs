@@ -1,0 +1,105 @@
+//! A real registry for tests: Debian's `docker-registry` (distribution 2.8) on 127.0.0.1 and a free port, stopped by PID.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct TestRegistry {
+    pub host: String,
+    child: Child,
+    pub creds: Option<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestRegistry {
+    /// An anonymous registry.
+    pub fn start() -> TestRegistry {
+        Self::start_with(None)
+    }
+
+    /// A registry that asks for basic auth (bcrypt htpasswd) as `user`/`password`.
+    pub fn start_with_auth(user: &str, password: &str) -> TestRegistry {
+        Self::start_with(Some((user.to_string(), password.to_string())))
+    }
+
+    fn start_with(creds: Option<(String, String)>) -> TestRegistry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut auth = String::new();
+        if let Some((u, p)) = &creds {
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", u, p])
+                .output()
+                .expect("htpasswd must be installed (scripts/test installs apache2-utils)");
+            assert!(out.status.success());
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, out.stdout).unwrap();
+            auth = format!("auth:\n  htpasswd:\n    realm: barge-test\n    path: {}\n", file.display());
+        }
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
+            dir.path().join("data").display()
+        );
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(&cfg, config).unwrap();
+        let child = Command::new("docker-registry")
+            .args(["serve", &cfg.display().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry must be installed (scripts/test installs it)");
+        let r = TestRegistry { host: format!("127.0.0.1:{port}"), child, creds, _dir: dir };
+        r.wait_ready();
+        r
+    }
+
+    fn wait_ready(&self) {
+        let start = Instant::now();
+        loop {
+            if let Ok(mut s) = TcpStream::connect(&self.host) {
+                let _ = write!(s, "GET /v2/ HTTP/1.0\r\nHost: {}\r\n\r\n", self.host);
+                let mut buf = [0u8; 16];
+                if s.read(&mut buf).map(|n| n > 0).unwrap_or(false) {
+                    return;
+                }
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "docker-registry did not start on {}", self.host);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn creds_args(&self, flag: &str) -> Vec<String> {
+        match &self.creds {
+            Some((u, p)) => vec![format!("{flag}={u}:{p}")],
+            None => vec![],
+        }
+    }
+
+    /// Push `oci:DIR/repo:tag` here with `skopeo copy --all`.
+    pub fn push(&self, layout_root: &Path, repo: &str, tag: &str) {
+        let mut args = vec!["copy".to_string(), "--all".into(), "--quiet".into(), "--dest-tls-verify=false".into()];
+        args.extend(self.creds_args("--dest-creds"));
+        args.push(format!("oci:{}/{repo}:{tag}", layout_root.display()));
+        args.push(format!("docker://{}/{repo}:{tag}", self.host));
+        let out = Command::new("skopeo").args(&args).output().unwrap();
+        assert!(out.status.success(), "skopeo {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// The raw manifest of `repo:tag` (or `repo@digest`) as skopeo reads it here; None if absent.
+    pub fn raw(&self, reference: &str) -> Option<Vec<u8>> {
+        let mut args = vec!["inspect".to_string(), "--raw".into(), "--tls-verify=false".into()];
+        args.extend(self.creds_args("--creds"));
+        args.push(format!("docker://{}/{reference}", self.host));
+        let out = Command::new("skopeo").args(&args).output().unwrap();
+        out.status.success().then_some(out.stdout)
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

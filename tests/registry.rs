@@ -1,0 +1,197 @@
+//! Export from and import into real registries (Debian's docker-registry), judged by skopeo.
+
+mod common;
+
+use common::registry::TestRegistry;
+use common::*;
+
+/// The tags the samples have, and a cosign-style signature of hello-world.
+const TAGS: [(&str, &str); 4] =
+    [("samples/hello-world", "v1"), ("samples/multiarch", "v1"), ("library/tools", "latest"), ("library/tools", "1.0")];
+
+/// A source registry with the samples pushed by skopeo, plus a `.sig` tag for hello-world.
+fn source(w: &Work, reg: &TestRegistry) -> String {
+    for (repo, tag) in TAGS {
+        reg.push(&w.path("src"), repo, tag);
+    }
+    let hello = reg.raw("samples/hello-world:v1").unwrap();
+    let sig_tag = format!("sha256-{}.sig", sha256_hex(&hello));
+    let sig = barge_fixtures::write_image(
+        &w.path("src"),
+        "samples/hello-world",
+        &barge_fixtures::Image::new(vec![barge_fixtures::Layer { seed: 77, size: 300 }]),
+    )
+    .unwrap();
+    barge_fixtures::tag(&w.path("src"), "samples/hello-world", &sig_tag, &sig).unwrap();
+    reg.push(&w.path("src"), "samples/hello-world", &sig_tag);
+    sig_tag
+}
+
+fn export_from(reg: &TestRegistry, w: &Work, to: &str, artifacts: &[&str], extra: &[&str]) -> Run {
+    let to = w.s(to);
+    let mut args = vec!["export", "--output", "json", "--registry", &reg.host, "--to", &to];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(artifacts);
+    barge(&args)
+}
+
+#[test]
+fn registry_to_registry_with_signatures_and_shared_layers() {
+    let w = Work::new();
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    let sig_tag = source(&w, &src);
+    let r = export_from(&src, &w, "store-a/bundle", &SAMPLES, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let artifacts: Vec<String> =
+        r.json()["artifacts"].as_array().unwrap().iter().map(|a| a["artifact"].as_str().unwrap().to_string()).collect();
+    assert!(
+        artifacts.contains(&format!("samples/hello-world:{sig_tag}")),
+        "the signature did not travel: {artifacts:?}"
+    );
+
+    let r = barge_ok(&["import", "--output", "json", &w.s("store-a/bundle"), "--registry", &dst.host], 0);
+    let j = r.json();
+    assert!(j["blobsMounted"].as_u64().unwrap() >= 1, "the layer shared by two repositories was uploaded twice: {j}");
+    for (repo, tag) in [("samples/hello-world", "v1"), ("samples/multiarch", "v1"), ("library/tools", "latest")] {
+        let want = src.raw(&format!("{repo}:{tag}")).unwrap();
+        assert_eq!(dst.raw(&format!("{repo}:{tag}")).as_ref(), Some(&want), "{repo}:{tag}");
+    }
+    assert_eq!(dst.raw(&format!("samples/hello-world:{sig_tag}")), src.raw(&format!("samples/hello-world:{sig_tag}")));
+    // Every platform of the index arrived.
+    let out = skopeo(&[
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        &format!("docker://{}/samples/multiarch:v1", dst.host),
+        &format!("oci:{}:x", w.s("check")),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Re-import: nothing uploaded, exit 0.
+    let again = barge_ok(&["import", "--output", "json", &w.s("store-a/bundle"), "--registry", &dst.host], 0).json();
+    assert_eq!(again["blobsUploaded"], 0, "{again}");
+    assert_eq!(again["manifestsPushed"], 0, "{again}");
+
+    // --no-referrers leaves the signature out.
+    let r = export_from(&src, &w, "store-a/plain", &["samples/hello-world:v1"], &["--no-referrers"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["artifacts"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn digests_tags_and_continue_on_errors() {
+    let w = Work::new();
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    source(&w, &src);
+    let digest = format!("sha256:{}", sha256_hex(&src.raw("samples/multiarch:v1").unwrap()));
+    let by_digest = format!("samples/multiarch@{digest}");
+    let r = export_from(&src, &w, "store-a/b", &[&by_digest, "samples/hello-world:v1", "samples/nope:v1"], &[]);
+    assert_eq!(r.code, 1, "a missing artifact stops the export: {}", r.stderr);
+    assert!(r.stdout.contains("samples/nope:v1"), "{}", r.stdout);
+    let r = export_from(
+        &src,
+        &w,
+        "store-a/b",
+        &[&by_digest, "samples/hello-world:v1", "samples/nope:v1"],
+        &["--continue-on-errors", "--no-referrers"],
+    );
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    barge_ok(&["import", &w.s("store-a/b"), "--registry", &dst.host], 0);
+    assert_eq!(dst.raw(&by_digest), src.raw(&by_digest));
+    assert_eq!(dst.raw("samples/hello-world:v1"), src.raw("samples/hello-world:v1"));
+}
+
+#[test]
+fn overwrite_tags_against_a_registry() {
+    let w = Work::new();
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    source(&w, &src);
+    let r = export_from(&src, &w, "store-a/b", &["samples/hello-world:v1", "library/tools"], &["--no-referrers"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // The target's hello-world:v1 is another image.
+    let other = barge_fixtures::write_image(
+        &w.path("other"),
+        "samples/hello-world",
+        &barge_fixtures::Image::new(vec![barge_fixtures::Layer { seed: 55, size: 100 }]),
+    )
+    .unwrap();
+    barge_fixtures::tag(&w.path("other"), "samples/hello-world", "v1", &other).unwrap();
+    dst.push(&w.path("other"), "samples/hello-world", "v1");
+    let before = dst.raw("samples/hello-world:v1").unwrap();
+
+    let r = barge(&["import", &w.s("store-a/b"), "--registry", &dst.host]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--overwrite-tags"), "{}", r.stderr);
+    assert_eq!(dst.raw("samples/hello-world:v1").unwrap(), before, "the tag moved");
+    assert!(dst.raw("library/tools:latest").is_none(), "a refused import wrote library/tools");
+
+    barge_ok(&["import", "--overwrite-tags", &w.s("store-a/b"), "--registry", &dst.host], 0);
+    assert_eq!(dst.raw("samples/hello-world:v1"), src.raw("samples/hello-world:v1"));
+    assert_eq!(dst.raw("library/tools:latest"), src.raw("library/tools:latest"));
+}
+
+#[test]
+fn basic_auth_from_docker_config_and_password_stdin() {
+    let w = Work::new();
+    let reg = TestRegistry::start_with_auth("barge", "s3cret-pass");
+    for (repo, tag) in TAGS {
+        reg.push(&w.path("src"), repo, tag);
+    }
+    // No credentials: exit 4, a message that says how to give them.
+    let empty = w.path("no-docker");
+    std::fs::create_dir_all(&empty).unwrap();
+    let to = w.s("store-a/b");
+    let args = ["export", "--no-referrers", "--registry", &reg.host, "--to", &to, "samples/hello-world:v1"];
+    let r = barge_with(&args, &[("DOCKER_CONFIG", empty.to_str().unwrap())], "");
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains("--password-stdin"), "{}", r.stderr);
+
+    // docker's config.json with an auths entry for this host only.
+    let cfg = w.path("docker");
+    std::fs::create_dir_all(&cfg).unwrap();
+    let auth = base64_encode("barge:s3cret-pass");
+    std::fs::write(
+        cfg.join("config.json"),
+        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}},"elsewhere.example":{{"auth":"eDp5"}}}}}}"#, reg.host),
+    )
+    .unwrap();
+    let r = barge_with(&args, &[("DOCKER_CONFIG", cfg.to_str().unwrap())], "");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    // --username with --password-stdin; the password appears in no output.
+    let args = [
+        "import",
+        "--output",
+        "json",
+        &to,
+        "--registry",
+        &reg.host,
+        "--username",
+        "barge",
+        "--password-stdin",
+        "--overwrite-tags",
+    ];
+    let r = barge_with(&args, &[("DOCKER_CONFIG", empty.to_str().unwrap())], "s3cret-pass\n");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stdout.contains("s3cret") && !r.stderr.contains("s3cret"));
+}
+
+fn base64_encode(s: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}

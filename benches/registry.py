@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""barge against skopeo on real registries, in the same run (issue 3).
+
+Usage: benches/registry.py [--scale F] [--keep]
+
+Starts three Debian docker-registry instances on 127.0.0.1 (a source, a target
+for barge, a target for skopeo), generates two workloads with barge-fixtures
+and pushes them to the source with skopeo (not timed):
+  big:   10 images, each a 40 MiB base layer shared by all (~30% of each
+         image) plus 100 MiB of its own: about 1 GiB of unique layers;
+  small: 50 small images (ACR's per-run limit), 256 KiB shared + 64 KiB own.
+Then, per workload, it times
+  export: barge export REG → one bundle, against
+          skopeo copy --all docker://… oci:LAYOUT:… for each image into one shared layout;
+  import: barge import bundle → registry, against
+          skopeo copy --all oci:LAYOUT:… docker://… for each image;
+and prints wall-clock seconds, the ratio barge/skopeo, and peak RSS.
+--scale shrinks the big workload's layer sizes (0.1 for a quick run).
+"""
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORK = os.path.join(ROOT, ".work", "bench-registry")
+BARGE = os.path.join(ROOT, "target", "release", "barge")
+FIXTURES = os.path.join(ROOT, "target", "release", "barge-fixtures")
+MIB = 1 << 20
+
+
+class Registry:
+    def __init__(self, name):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        self.port = s.getsockname()[1]
+        s.close()
+        self.host = f"127.0.0.1:{self.port}"
+        d = os.path.join(WORK, name)
+        os.makedirs(d)
+        cfg = os.path.join(d, "config.yml")
+        with open(cfg, "w") as f:
+            f.write(f"version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+                    f"storage:\n  filesystem:\n    rootdirectory: {d}/data\n"
+                    f"http:\n  addr: {self.host}\n")
+        self.proc = subprocess.Popen(["docker-registry", "serve", cfg], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        sys.exit(f"docker-registry {name} did not start")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def timed(cmds):
+    """Run commands one after another under /usr/bin/time; return (seconds, max peak RSS MiB)."""
+    t0 = time.perf_counter()
+    peak = 0
+    for cmd in cmds:
+        p = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+        if p.returncode != 0:
+            sys.exit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr}")
+        peak = max(peak, int(p.stderr.strip().splitlines()[-1]) / 1024)
+    return time.perf_counter() - t0, peak
+
+
+def workload(name, images, src):
+    """images: list of (repo, [(seed, size)]) → generated, pushed to src; returns refs."""
+    layout = os.path.join(WORK, f"gen-{name}")
+    refs = []
+    for repo, layers in images:
+        subprocess.run([FIXTURES, "image", layout, f"{repo}:v1"] + [f"{s}:{z}" for s, z in layers], check=True)
+        subprocess.run(["skopeo", "copy", "--all", "--quiet", "--dest-tls-verify=false",
+                        f"oci:{layout}/{repo}:v1", f"docker://{src.host}/{repo}:v1"], check=True)
+        refs.append(f"{repo}:v1")
+    return refs
+
+
+def bench(name, refs, src):
+    tb, ts = Registry(f"{name}-barge-target"), Registry(f"{name}-skopeo-target")
+    bundle = os.path.join(WORK, f"{name}.tar")
+    layout = os.path.join(WORK, f"{name}-skopeo-layout")
+    os.makedirs(layout)
+    rows = []
+    e_b = timed([[BARGE, "export", "--registry", src.host, "--to", bundle] + refs])
+    e_s = timed([["skopeo", "copy", "--all", "--quiet", "--src-tls-verify=false",
+                  f"docker://{src.host}/{r}", f"oci:{layout}:{r}"] for r in refs])
+    rows.append(("export", e_b, e_s))
+    i_b = timed([[BARGE, "import", bundle, "--registry", tb.host]])
+    i_s = timed([["skopeo", "copy", "--all", "--quiet", "--dest-tls-verify=false",
+                  f"oci:{layout}:{r}", f"docker://{ts.host}/{r}"] for r in refs])
+    rows.append(("import", i_b, i_s))
+    tb.stop()
+    ts.stop()
+    size = os.path.getsize(bundle)
+    print(f"\n{name}: {len(refs)} images, bundle {size / MIB:.0f} MiB")
+    print(f"  {'leg':7s} {'barge s':>8s} {'skopeo s':>9s} {'ratio':>6s} {'barge RSS':>10s} {'skopeo RSS':>11s}")
+    for leg, (bs, br), (ss, sr) in rows:
+        print(f"  {leg:7s} {bs:8.2f} {ss:9.2f} {bs / ss:6.2f} {br:8.1f}Mi {sr:9.1f}Mi")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--keep", action="store_true")
+    a = ap.parse_args()
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--workspace"], cwd=ROOT, check=True)
+    shutil.rmtree(WORK, ignore_errors=True)
+    os.makedirs(WORK)
+    src = Registry("source")
+    try:
+        base, own = int(40 * MIB * a.scale), int(100 * MIB * a.scale)
+        big = workload("big", [(f"bench/big{i}", [(1000, base), (2000 + i, own)]) for i in range(10)], src)
+        small = workload("small", [(f"bench/small{i:02d}", [(3000, 256 * 1024), (4000 + i, 64 * 1024)])
+                                   for i in range(50)], src)
+        bench("big", big, src)
+        bench("small", small, src)
+    finally:
+        src.stop()
+        if not a.keep:
+            shutil.rmtree(WORK, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,6 @@
 //! `export`: resolve artifacts in a registry and stream them into one bundle blob.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use barge_bundle::catalog::Planned;
@@ -110,8 +110,8 @@ pub async fn export(
     let requests: Vec<(String, Reference)> = artifacts.iter().cloned().zip(refs).collect();
     let mut results = resolve_all(registry.as_ref(), requests, opts.concurrency).await;
     if opts.referrers {
-        let found = find_referrers(registry.as_ref(), &results).await;
-        results.extend(resolve_all(registry.as_ref(), found, opts.concurrency).await);
+        let found = find_referrers(registry.as_ref(), &results, opts.concurrency).await;
+        results.extend(found);
     }
     reporter.finish();
 
@@ -256,55 +256,61 @@ async fn resolve_all(
         .await
 }
 
-/// What refers to the resolved artifacts: cosign's `sha256-<hex>.sig/.att/.sbom`
-/// tags, the `sha256-<hex>` tag-schema index, then what the Referrers API lists
-/// that those did not bring already. One tag listing per repository.
-async fn find_referrers(registry: &dyn Registry, resolved: &[(String, Result<Resolved>)]) -> Vec<(String, Reference)> {
-    let mut tags: HashMap<String, HashSet<String>> = HashMap::new();
-    let mut out = Vec::new();
+/// What refers to the resolved artifacts, resolved in turn: cosign's
+/// `sha256-<hex>.sig/.att/.sbom` tags and the `sha256-<hex>` tag-schema index
+/// (one tag listing per repository), then what the Referrers API lists that
+/// those did not bring. Best effort: a registry that will not list is skipped.
+async fn find_referrers(
+    registry: &dyn Registry,
+    resolved: &[(String, Result<Resolved>)],
+    concurrency: usize,
+) -> Vec<(String, Result<Resolved>)> {
+    let ok: Vec<&Resolved> = resolved.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
+    let repos: BTreeSet<&str> = ok.iter().map(|r| r.artifact.repository.as_str()).collect();
+    let tags: HashMap<&str, HashSet<String>> = stream::iter(repos)
+        .map(|repo| async move { (repo, registry.tags(repo).await.unwrap_or_default().into_iter().collect()) })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let mut by_tag = Vec::new();
     let mut wanted = HashSet::new();
-    for (_, r) in resolved {
-        let Ok(r) = r else { continue };
-        let repo = r.artifact.repository.clone();
-        if !tags.contains_key(&repo) {
-            let t = registry.tags(&repo).await.unwrap_or_default();
-            tags.insert(repo.clone(), t.into_iter().collect());
-        }
+    for r in &ok {
+        let repo = r.artifact.repository.as_str();
         for d in &r.artifact.manifests {
             let base = format!("{}-{}", d.algorithm().name(), d.hex());
             for suffix in ["", ".sig", ".att", ".sbom"] {
                 let tag = format!("{base}{suffix}");
-                if tags[&repo].contains(&tag) && wanted.insert(format!("{repo}:{tag}")) {
-                    if let Ok(reference) = Reference::from_parts(&repo, Some(&tag), None) {
-                        out.push((reference.to_string(), reference));
+                if tags[repo].contains(&tag) && wanted.insert(format!("{repo}:{tag}")) {
+                    if let Ok(reference) = Reference::from_parts(repo, Some(&tag), None) {
+                        by_tag.push((reference.to_string(), reference));
                     }
                 }
             }
         }
     }
-    // The Referrers API (oci-client falls back to the tag schema itself).
-    let mut by_tag: HashSet<Digest> = HashSet::new();
-    for (_, reference) in &out {
-        if let Ok(m) = registry.manifest(reference.repository(), Target::of(reference)).await {
-            by_tag.insert(m.digest.clone());
-            if let Ok(Refs::Index { manifests }) = oci::parse_refs(&m.media_type, &m.bytes) {
-                by_tag.extend(manifests.into_iter().map(|c| c.digest));
-            }
-        }
-    }
-    for (_, r) in resolved {
-        let Ok(r) = r else { continue };
-        for d in &r.artifact.manifests {
-            for desc in registry.referrers(&r.artifact.repository, d).await.unwrap_or_default() {
-                if by_tag.insert(desc.digest.clone()) {
-                    if let Ok(reference) = Reference::from_parts(&r.artifact.repository, None, Some(desc.digest)) {
-                        out.push((reference.to_string(), reference));
-                    }
+    let mut found = resolve_all(registry, by_tag, concurrency).await;
+    // Digests already travelling, so the API's answer adds only what is new.
+    let mut known: HashSet<Digest> = ok.iter().flat_map(|r| r.artifact.manifests.iter().cloned()).collect();
+    known.extend(found.iter().filter_map(|(_, r)| r.as_ref().ok()).flat_map(|r| r.artifact.manifests.iter().cloned()));
+    let subjects: Vec<(&str, &Digest)> =
+        ok.iter().flat_map(|r| r.artifact.manifests.iter().map(|d| (r.artifact.repository.as_str(), d))).collect();
+    let listed: Vec<(&str, Vec<oci::Descriptor>)> = stream::iter(subjects)
+        .map(|(repo, d)| async move { (repo, registry.referrers(repo, d).await.unwrap_or_default()) })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let mut by_api = Vec::new();
+    for (repo, descs) in listed {
+        for desc in descs {
+            if known.insert(desc.digest.clone()) {
+                if let Ok(reference) = Reference::from_parts(repo, None, Some(desc.digest)) {
+                    by_api.push((reference.to_string(), reference));
                 }
             }
         }
     }
-    out
+    found.extend(resolve_all(registry, by_api, concurrency).await);
+    found
 }
 
 /// Blob downloads running ahead of the writer, in bundle order: at most
@@ -379,8 +385,10 @@ async fn resolve(registry: &dyn Registry, request: &str, r: &Reference) -> Resul
     let mut blobs: Vec<(Blob, String)> = Vec::new();
     let mut seen = HashSet::new();
     walk(registry, repo, root.clone(), 0, &mut manifests, &mut blobs, &mut seen).await?;
-    for (b, _) in &blobs {
-        if !registry.has_blob(repo, &b.digest).await? {
+    let present: Vec<Result<bool>> =
+        stream::iter(&blobs).map(|(b, _)| registry.has_blob(repo, &b.digest)).buffered(8).collect().await;
+    for ((b, _), has) in blobs.iter().zip(present) {
+        if !has? {
             return Err(TransferError::NotFound(format!("blob {} in {}/{repo}", b.digest, registry.name())));
         }
     }

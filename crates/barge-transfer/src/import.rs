@@ -136,12 +136,18 @@ async fn preflight(registry: &dyn Registry, catalog: &Catalog, opts: &ImportOpti
         need: BTreeMap::new(),
         present: 0,
     };
-    for (i, a) in catalog.artifacts.iter().enumerate() {
-        let current = match &a.tag {
-            Some(t) => registry.resolve_tag(&a.repository, t).await?,
-            None => registry.has_manifest(&a.repository, &a.digest).await?.then(|| a.digest.clone()),
-        };
-        match current {
+    let currents: Vec<Result<Option<Digest>>> = stream::iter(&catalog.artifacts)
+        .map(|a| async move {
+            match &a.tag {
+                Some(t) => registry.resolve_tag(&a.repository, t).await,
+                None => Ok(registry.has_manifest(&a.repository, &a.digest).await?.then(|| a.digest.clone())),
+            }
+        })
+        .buffered(opts.concurrency.max(1))
+        .collect()
+        .await;
+    for (i, (a, current)) in catalog.artifacts.iter().zip(currents).enumerate() {
+        match current? {
             Some(d) if d == a.digest => {
                 plan.settled[i] = Some(Status::Unchanged);
                 plan.outcomes.insert(
@@ -358,24 +364,32 @@ pub async fn import(
     let plan = plan.expect("a checked bundle has a catalog");
     report.blobs_present = plan.present;
 
-    // The whole bundle has passed: manifests, then tags, artifact by artifact.
+    // The whole bundle has passed: per artifact its manifests (children first),
+    // then its tag; artifacts side by side.
     let mut outcomes = plan.outcomes;
-    for (i, a) in catalog.artifacts.iter().enumerate() {
-        if plan.settled[i].is_some() {
-            continue;
-        }
-        let r: Result<usize> = async {
-            let mut pushed = 0;
-            for d in &a.manifests {
-                if !registry.has_manifest(&a.repository, d).await? {
-                    registry.push_manifest(&a.repository, &manifests[d]).await?;
-                    pushed += 1;
+    let manifests = &manifests;
+    let pending: Vec<(usize, &barge_bundle::Artifact)> =
+        catalog.artifacts.iter().enumerate().filter(|(i, _)| plan.settled[*i].is_none()).collect();
+    let published: Vec<(usize, &barge_bundle::Artifact, Result<usize>)> = stream::iter(pending)
+        .map(|(i, a)| {
+            let registry = registry.as_ref();
+            async move {
+                let r = async {
+                    let (root, children) = a.manifests.split_last().expect("a catalog artifact lists its own manifest");
+                    for d in children {
+                        registry.push_manifest(&a.repository, &manifests[d]).await?;
+                    }
+                    registry.set_tag(&a.repository, a.tag.as_deref(), &manifests[root]).await?;
+                    Ok(a.manifests.len())
                 }
+                .await;
+                (i, a, r)
             }
-            registry.set_tag(&a.repository, a.tag.as_deref(), &manifests[&a.digest]).await?;
-            Ok(pushed)
-        }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
         .await;
+    for (i, a, r) in published {
         match r {
             Ok(n) => {
                 report.manifests_pushed += n;

@@ -253,6 +253,7 @@ impl Registry for LayoutRegistry {
 
     async fn set_tag(&self, repo: &str, tag: Option<&str>, manifest: &RawManifest) -> Result<()> {
         let dir = self.ensure_layout(repo).await?;
+        self.put_small_blob(repo, &manifest.digest, &manifest.bytes).await?;
         let tag = tag.map(str::to_string);
         let desc = {
             let mut d = Descriptor::new(&manifest.media_type, manifest.digest.clone(), manifest.bytes.len() as u64);

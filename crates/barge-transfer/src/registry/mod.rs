@@ -81,8 +81,9 @@ pub trait Registry: Send + Sync {
     /// Store a manifest by digest (every blob it names must already be there).
     async fn push_manifest(&self, repo: &str, manifest: &RawManifest) -> Result<()>;
 
-    /// Point `tag` at a stored manifest, or with no tag record it as a root
-    /// of the repository (what a digest-only artifact needs).
+    /// Store `manifest` (every manifest and blob it names must be there
+    /// already) and point `tag` at it; with no tag, record it as a root of
+    /// the repository (what a digest-only artifact needs).
     async fn set_tag(&self, repo: &str, tag: Option<&str>, manifest: &RawManifest) -> Result<()>;
 
     /// Every tag of the repository (empty when it does not exist).

@@ -307,9 +307,9 @@ impl Registry for NetworkRegistry {
 
     async fn set_tag(&self, repo: &str, tag: Option<&str>, manifest: &RawManifest) -> Result<()> {
         match tag {
+            // A PUT by tag stores the manifest and moves the tag in one request.
             Some(t) => self.put_manifest(repo, Target::Tag(t), manifest).await,
-            // Pushed by digest already: a registry keeps untagged manifests.
-            None => Ok(()),
+            None => self.put_manifest(repo, Target::Digest(&manifest.digest), manifest).await,
         }
     }
 

@@ -195,3 +195,45 @@ fn base64_encode(s: &str) -> String {
     }
     out
 }
+
+#[test]
+fn a_registry_serving_wrong_content_is_an_integrity_error() {
+    let w = Work::new();
+    let src = TestRegistry::start();
+    src.push(&w.path("src"), "samples/hello-world", "v1");
+    // Damage a layer inside the registry's storage, keeping its size.
+    let manifest: serde_json::Value = serde_json::from_slice(&src.raw("samples/hello-world:v1").unwrap()).unwrap();
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let file = src.blob_file(&layer);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[700] ^= 0xff;
+    std::fs::write(&file, bytes).unwrap();
+    let r = export_from(&src, &w, "store-a/b", &["samples/hello-world:v1"], &[]);
+    assert_eq!(r.code, 3, "{}", r.stdout);
+    assert!(r.stdout.contains(&layer), "{}", r.stdout);
+    assert!(snapshot(&w.path("store-a")).is_empty(), "a bundle was written from bad content");
+}
+
+#[test]
+fn a_dropped_download_resumes_where_it_stopped() {
+    let w = Work::new();
+    let src = TestRegistry::start();
+    let big = barge_fixtures::write_image(
+        &w.path("src"),
+        "big/one",
+        &barge_fixtures::Image::new(vec![barge_fixtures::Layer { seed: 8, size: 24 << 20 }]),
+    )
+    .unwrap();
+    barge_fixtures::tag(&w.path("src"), "big/one", "v1", &big).unwrap();
+    src.push(&w.path("src"), "big/one", "v1");
+    let direct = export_from(&src, &w, "store-a/direct", &["big/one:v1"], &[]);
+    assert_eq!(direct.code, 0, "{}", direct.stdout);
+    let proxy = common::registry::CuttingProxy::start(&src.host, 4 << 20);
+    let to = w.s("store-a/proxied");
+    let r = barge(&["export", "--output", "json", "--registry", &proxy.host, "--to", &to, "big/one:v1"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(proxy.cuts.load(std::sync::atomic::Ordering::SeqCst) >= 1, "the proxy never cut a download");
+    // Same content (the catalogs differ only in the source registry's name), every digest checked.
+    assert_eq!(r.json()["blobBytes"], direct.json()["blobBytes"]);
+    barge_ok(&["verify", &to], 0);
+}

@@ -10,7 +10,7 @@ pub struct TestRegistry {
     pub host: String,
     child: Child,
     pub creds: Option<(String, String)>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl TestRegistry {
@@ -50,9 +50,14 @@ impl TestRegistry {
             .stderr(Stdio::null())
             .spawn()
             .expect("docker-registry must be installed (scripts/test installs it)");
-        let r = TestRegistry { host: format!("127.0.0.1:{port}"), child, creds, _dir: dir };
+        let r = TestRegistry { host: format!("127.0.0.1:{port}"), child, creds, dir };
         r.wait_ready();
         r
+    }
+
+    /// Where the registry keeps blob `sha256:<hex>` (to damage it on purpose).
+    pub fn blob_file(&self, hex: &str) -> std::path::PathBuf {
+        self.dir.path().join(format!("data/docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
     }
 
     fn wait_ready(&self) {
@@ -101,5 +106,57 @@ impl Drop for TestRegistry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A TCP proxy in front of `upstream` that cuts the first response carrying
+/// more than `cut_after` bytes, once: a dropped download to be resumed.
+pub struct CuttingProxy {
+    pub host: String,
+    pub cuts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CuttingProxy {
+    pub fn start(upstream: &str, cut_after: usize) -> CuttingProxy {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let cuts = Arc::new(AtomicUsize::new(0));
+        let upstream = upstream.to_string();
+        let c = cuts.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(&upstream) else { return };
+                let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_read, &mut s_write);
+                });
+                let cuts = c.clone();
+                std::thread::spawn(move || {
+                    let (mut s_read, mut c_write) = (server, client);
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut total = 0;
+                    loop {
+                        let n = match s_read.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        total += n;
+                        if total > cut_after && cuts.fetch_add(1, Ordering::SeqCst) == 0 {
+                            let _ = c_write.write_all(&buf[..n / 2]);
+                            let _ = c_write.shutdown(std::net::Shutdown::Both);
+                            let _ = s_read.shutdown(std::net::Shutdown::Both);
+                            break;
+                        }
+                        if c_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        CuttingProxy { host, cuts }
     }
 }

@@ -1,6 +1,7 @@
 //! `NetworkRegistry`: an OCI distribution registry over HTTP(S), on `oci-client`. The only file that names its types.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,7 +25,7 @@ const UPLOAD_CHUNK: usize = 256 * 1024;
 
 pub struct NetworkRegistry {
     host: String,
-    client: Client,
+    client: Arc<Client>,
     auth: RegistryAuth,
 }
 
@@ -66,7 +67,7 @@ impl NetworkRegistry {
             None => RegistryAuth::Anonymous,
         };
         // A client keeps the first credentials it sees for a host: this one only ever sees these.
-        let client = Client::new(config);
+        let client = Arc::new(Client::new(config));
         client.store_auth_if_needed(host, &auth).await;
         Ok(NetworkRegistry { host: host.to_string(), client, auth })
     }
@@ -151,6 +152,102 @@ impl NetworkRegistry {
     }
 }
 
+type Body = futures::stream::BoxStream<'static, std::io::Result<Bytes>>;
+
+/// The bytes of a blob response from `offset` on: a server that ignored the
+/// Range header sends the whole blob, whose first `offset` bytes are dropped.
+fn body(resp: BlobResponse, offset: u64) -> Body {
+    use futures::StreamExt;
+    match resp {
+        BlobResponse::Partial(s) => s.stream,
+        BlobResponse::Full(s) if offset == 0 => s.stream,
+        BlobResponse::Full(s) => {
+            let mut skip = offset;
+            s.stream
+                .filter_map(move |chunk| {
+                    let out = match chunk {
+                        Ok(mut b) => {
+                            let n = (skip as usize).min(b.len());
+                            skip -= n as u64;
+                            let rest = b.split_off(n);
+                            (!rest.is_empty()).then_some(Ok(rest))
+                        }
+                        Err(e) => Some(Err(e)),
+                    };
+                    std::future::ready(out)
+                })
+                .boxed()
+        }
+    }
+}
+
+/// A blob download that resumes with a ranged request where the connection dropped.
+struct Download {
+    client: Arc<Client>,
+    reference: Reference,
+    digest: String,
+    offset: u64,
+    size: u64,
+    current: Option<Body>,
+    failures: u32,
+}
+
+impl Download {
+    async fn next(mut self) -> Option<(std::io::Result<Bytes>, Download)> {
+        use futures::StreamExt;
+        loop {
+            if self.offset >= self.size {
+                return None;
+            }
+            let Some(body) = self.current.as_mut() else {
+                match self
+                    .client
+                    .pull_blob_stream_partial(&self.reference, self.digest.as_str(), self.offset, None)
+                    .await
+                {
+                    Ok(r) => self.current = Some(body(r, self.offset)),
+                    Err(e) => {
+                        if !self.failed().await {
+                            return Some((
+                                Err(std::io::Error::other(format!("resuming blob {}: {e}", self.digest))),
+                                self,
+                            ));
+                        }
+                    }
+                }
+                continue;
+            };
+            match body.next().await {
+                Some(Ok(b)) => {
+                    self.offset += b.len() as u64;
+                    return Some((Ok(b), self));
+                }
+                // The connection dropped, or ended before the blob did: go on from here.
+                Some(Err(_)) | None => {
+                    self.current = None;
+                    if !self.failed().await {
+                        let msg = format!(
+                            "blob {} stopped at byte {} of {} and could not be resumed",
+                            self.digest, self.offset, self.size
+                        );
+                        return Some((Err(std::io::Error::other(msg)), self));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Count a failure and wait before the next try; false when out of tries.
+    async fn failed(&mut self) -> bool {
+        self.failures += 1;
+        if self.failures >= ATTEMPTS {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100 << self.failures.min(5))).await;
+        true
+    }
+}
+
 fn transient(e: &OciDistributionError) -> bool {
     match e {
         OciDistributionError::ServerError { code, .. } => *code == 429 || *code >= 500,
@@ -229,16 +326,22 @@ impl Registry for NetworkRegistry {
         self.head_manifest(&self.reference(repo, Target::Tag(tag)), &format!("tag {repo}:{tag}")).await
     }
 
-    async fn open_blob(&self, repo: &str, digest: &Digest, _size: u64) -> Result<ByteStream> {
+    async fn open_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<ByteStream> {
         let reference = self.repo_ref(repo);
         let d = digest.to_string();
         let what = format!("blob {d} of {repo}");
-        // A ranged request from 0: the registry streams, barge hashes (once) and checks.
-        let resp = self.retry(&what, || self.client.pull_blob_stream_partial(&reference, d.as_str(), 0, None)).await?;
-        let stream = match resp {
-            BlobResponse::Full(s) | BlobResponse::Partial(s) => s.stream,
+        // Open once here so that a missing blob or a refusal is reported now, not mid-stream.
+        let first = self.retry(&what, || self.client.pull_blob_stream_partial(&reference, d.as_str(), 0, None)).await?;
+        let state = Download {
+            client: self.client.clone(),
+            reference,
+            digest: d,
+            offset: 0,
+            size,
+            current: Some(body(first, 0)),
+            failures: 0,
         };
-        Ok(Box::new(tokio_util::io::StreamReader::new(stream)))
+        Ok(Box::new(tokio_util::io::StreamReader::new(Box::pin(futures::stream::unfold(state, Download::next)))))
     }
 
     async fn has_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {

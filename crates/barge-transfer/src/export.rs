@@ -108,9 +108,9 @@ pub async fn export(
 
     reporter.start("resolving artifacts", None);
     let requests: Vec<(String, Reference)> = artifacts.iter().cloned().zip(refs).collect();
-    let mut results = resolve_all(registry.as_ref(), requests, opts.concurrency).await;
+    let mut results = resolve_all(registry.as_ref(), requests, opts.concurrency, opts.continue_on_errors).await;
     if opts.referrers {
-        let found = find_referrers(registry.as_ref(), &results, opts.concurrency).await;
+        let found = find_referrers(registry.as_ref(), &results, opts.concurrency, opts.continue_on_errors).await;
         results.extend(found);
     }
     reporter.finish();
@@ -245,10 +245,11 @@ async fn resolve_all(
     registry: &dyn Registry,
     requests: Vec<(String, Reference)>,
     concurrency: usize,
+    check_blobs: bool,
 ) -> Vec<(String, Result<Resolved>)> {
     stream::iter(requests)
         .map(|(request, r)| async move {
-            let res = resolve(registry, &request, &r).await;
+            let res = resolve(registry, &request, &r, check_blobs).await;
             (request, res)
         })
         .buffered(concurrency.max(1))
@@ -264,6 +265,7 @@ async fn find_referrers(
     registry: &dyn Registry,
     resolved: &[(String, Result<Resolved>)],
     concurrency: usize,
+    check_blobs: bool,
 ) -> Vec<(String, Result<Resolved>)> {
     let ok: Vec<&Resolved> = resolved.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
     let repos: BTreeSet<&str> = ok.iter().map(|r| r.artifact.repository.as_str()).collect();
@@ -288,7 +290,7 @@ async fn find_referrers(
             }
         }
     }
-    let mut found = resolve_all(registry, by_tag, concurrency).await;
+    let mut found = resolve_all(registry, by_tag, concurrency, check_blobs).await;
     // Digests already travelling, so the API's answer adds only what is new.
     let mut known: HashSet<Digest> = ok.iter().flat_map(|r| r.artifact.manifests.iter().cloned()).collect();
     known.extend(found.iter().filter_map(|(_, r)| r.as_ref().ok()).flat_map(|r| r.artifact.manifests.iter().cloned()));
@@ -309,7 +311,7 @@ async fn find_referrers(
             }
         }
     }
-    found.extend(resolve_all(registry, by_api, concurrency).await);
+    found.extend(resolve_all(registry, by_api, concurrency, check_blobs).await);
     found
 }
 
@@ -378,15 +380,20 @@ impl Prefetch {
 }
 
 /// Fetch an artifact's manifests (an index with every child) and list its blobs.
-async fn resolve(registry: &dyn Registry, request: &str, r: &Reference) -> Result<Resolved> {
+/// Resolve one artifact. With `check_blobs`, every blob is confirmed present
+/// (HEAD) so that a broken artifact fails here, where ContinueOnErrors can
+/// skip it, rather than in the middle of writing the bundle.
+async fn resolve(registry: &dyn Registry, request: &str, r: &Reference, check_blobs: bool) -> Result<Resolved> {
     let repo = r.repository();
     let root = registry.manifest(repo, Target::of(r)).await?;
     let mut manifests = Vec::new();
     let mut blobs: Vec<(Blob, String)> = Vec::new();
     let mut seen = HashSet::new();
     walk(registry, repo, root.clone(), 0, &mut manifests, &mut blobs, &mut seen).await?;
-    let present: Vec<Result<bool>> =
-        stream::iter(&blobs).map(|(b, _)| registry.has_blob(repo, &b.digest)).buffered(8).collect().await;
+    let present: Vec<Result<bool>> = match check_blobs {
+        true => stream::iter(&blobs).map(|(b, _)| registry.has_blob(repo, &b.digest)).buffered(8).collect().await,
+        false => Vec::new(),
+    };
     for ((b, _), has) in blobs.iter().zip(present) {
         if !has? {
             return Err(TransferError::NotFound(format!("blob {} in {}/{repo}", b.digest, registry.name())));

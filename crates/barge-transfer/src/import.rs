@@ -69,8 +69,13 @@ impl AsyncRead for Progress<'_> {
 
 type Raw<'a> = BufReader<HashingReader<Progress<'a>>>;
 
-/// The decompressed tar stream.
-enum Source<'a> {
+/// The decompressed tar stream, and how far into it the reader is.
+struct Source<'a> {
+    inner: Inner<'a>,
+    pos: u64,
+}
+
+enum Inner<'a> {
     Plain(Raw<'a>),
     Zstd(ZstdDecoder<Raw<'a>>),
 }
@@ -80,7 +85,13 @@ impl<'a> Source<'a> {
         let hashed = HashingReader::new(Progress { inner: stream, reporter }, Algorithm::Sha256);
         let mut raw = BufReader::with_capacity(CHUNK, hashed);
         let head = raw.fill_buf().await.map_err(|e| TransferError::io(format!("reading {what}"), e))?;
-        Ok(if head.starts_with(&ZSTD_MAGIC) { Source::Zstd(ZstdDecoder::new(raw)) } else { Source::Plain(raw) })
+        let inner = if head.starts_with(&ZSTD_MAGIC) { Inner::Zstd(ZstdDecoder::new(raw)) } else { Inner::Plain(raw) };
+        Ok(Source { inner, pos: 0 })
+    }
+
+    /// The file offset of what comes next, when the stream is the file itself.
+    fn file_offset(&self) -> Option<u64> {
+        matches!(self.inner, Inner::Plain(_)).then_some(self.pos)
     }
 
     /// Read to the end (what follows the archive must be zeros) and return the raw stream's digest.
@@ -95,9 +106,9 @@ impl<'a> Source<'a> {
                 return Err(BundleError::Corrupt("data after the end of the archive".into()).into());
             }
         }
-        let mut raw = match self {
-            Source::Plain(r) => r,
-            Source::Zstd(z) => z.into_inner(),
+        let mut raw = match self.inner {
+            Inner::Plain(r) => r,
+            Inner::Zstd(z) => z.into_inner(),
         };
         // Whatever the decoder left unread still belongs to the file's digest.
         tokio::io::copy(&mut raw, &mut tokio::io::sink())
@@ -109,13 +120,17 @@ impl<'a> Source<'a> {
 
 impl AsyncRead for Source<'_> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Source::Plain(r) => Pin::new(r).poll_read(cx, buf),
-            Source::Zstd(z) => match Pin::new(z).poll_read(cx, buf) {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = match &mut this.inner {
+            Inner::Plain(r) => Pin::new(r).poll_read(cx, buf),
+            Inner::Zstd(z) => match Pin::new(z).poll_read(cx, buf) {
                 Poll::Ready(Err(e)) => Poll::Ready(Err(barge_bundle::decode_error(e))),
                 other => other,
             },
-        }
+        };
+        this.pos += (buf.filled().len() - before) as u64;
+        r
     }
 }
 
@@ -337,6 +352,26 @@ pub async fn import(
                                     )
                                     .await
                                 });
+                            } else if let Some(mut ranged) = match src.file_offset() {
+                                Some(at) => source.open_range(at, blob.size).await?,
+                                None => None,
+                            } {
+                                // Cheap to read again: upload from the blob's own byte range in the
+                                // background; this pass only reads on (and hashes the whole file).
+                                while uploads.len() >= concurrency {
+                                    report.add(
+                                        uploads
+                                            .join_next()
+                                            .await
+                                            .expect("non-empty")
+                                            .expect("upload task does not panic")?,
+                                    );
+                                }
+                                let registry = registry.clone();
+                                uploads.spawn(async move {
+                                    store_blob(registry.as_ref(), &repos, &blob.digest, blob.size, &mut ranged).await
+                                });
+                                skip(&mut src, blob.size).await?;
                             } else {
                                 report.add(
                                     store_blob(registry.as_ref(), &repos, &blob.digest, blob.size, &mut src).await?,

@@ -54,6 +54,14 @@ impl BlobStore for LocalBlob {
         }
     }
 
+    async fn open_range(&self, offset: u64, len: u64) -> Result<Option<ByteStream>> {
+        use tokio::io::AsyncSeekExt;
+        let ctx = || format!("reading {}", self.path.display());
+        let mut f = tokio::fs::File::open(&self.path).await.map_err(|e| TransferError::io(ctx(), e))?;
+        f.seek(std::io::SeekFrom::Start(offset)).await.map_err(|e| TransferError::io(ctx(), e))?;
+        Ok(Some(Box::new(tokio::io::BufReader::with_capacity(CHUNK, f).take(len))))
+    }
+
     async fn create(&self, overwrite: bool) -> Result<Box<dyn BlobSink>> {
         if !overwrite && self.info().await?.is_some() {
             return Err(TransferError::Exists(self.path.display().to_string()));

@@ -43,6 +43,10 @@ pub trait BlobStore: Send + Sync {
     /// Stream the blob from the start.
     async fn open(&self) -> Result<ByteStream>;
 
+    /// Stream `len` bytes from `offset`, when reading a part again is cheap
+    /// (a local file); `None` where the store would rather be read once.
+    async fn open_range(&self, offset: u64, len: u64) -> Result<Option<ByteStream>>;
+
     /// Start writing a new version. Nothing is visible under the blob's name
     /// until [`BlobSink::commit`]; dropping the sink discards the write.
     async fn create(&self, overwrite: bool) -> Result<Box<dyn BlobSink>>;

@@ -327,55 +327,42 @@ pub async fn import(
                                 )
                                 .await?;
                                 expect_digest(&blob.digest, got)?;
-                            } else if blob.size <= SMALL_BLOB {
-                                let bytes = read_small(&mut src, blob.size, &e.name).await?;
-                                let mut h = blob.digest.hasher();
-                                h.update(&bytes);
-                                expect_digest(&blob.digest, h.finish())?;
-                                while uploads.len() >= concurrency {
-                                    report.add(
-                                        uploads
-                                            .join_next()
-                                            .await
-                                            .expect("non-empty")
-                                            .expect("upload task does not panic")?,
-                                    );
-                                }
-                                let registry = registry.clone();
-                                uploads.spawn(async move {
-                                    store_blob(
-                                        registry.as_ref(),
-                                        &repos,
-                                        &blob.digest,
-                                        blob.size,
-                                        &mut std::io::Cursor::new(bytes),
-                                    )
-                                    .await
-                                });
-                            } else if let Some(mut ranged) = match src.file_offset() {
-                                Some(at) => source.open_range(at, blob.size).await?,
-                                None => None,
-                            } {
-                                // Cheap to read again: upload from the blob's own byte range in the
-                                // background; this pass only reads on (and hashes the whole file).
-                                while uploads.len() >= concurrency {
-                                    report.add(
-                                        uploads
-                                            .join_next()
-                                            .await
-                                            .expect("non-empty")
-                                            .expect("upload task does not panic")?,
-                                    );
-                                }
-                                let registry = registry.clone();
-                                uploads.spawn(async move {
-                                    store_blob(registry.as_ref(), &repos, &blob.digest, blob.size, &mut ranged).await
-                                });
-                                skip(&mut src, blob.size).await?;
                             } else {
-                                report.add(
-                                    store_blob(registry.as_ref(), &repos, &blob.digest, blob.size, &mut src).await?,
-                                );
+                                // Small blobs are read whole and checked here; large ones, where reading
+                                // again is cheap, are re-read from their own byte range. Both upload in
+                                // the background while this pass goes on. Anything else streams through.
+                                let background: Option<ByteStream> = if blob.size <= SMALL_BLOB {
+                                    let bytes = read_small(&mut src, blob.size, &e.name).await?;
+                                    let mut h = blob.digest.hasher();
+                                    h.update(&bytes);
+                                    expect_digest(&blob.digest, h.finish())?;
+                                    Some(Box::new(std::io::Cursor::new(bytes)))
+                                } else if let Some(at) = src.file_offset() {
+                                    let ranged = source.open_range(at, blob.size).await?;
+                                    if ranged.is_some() {
+                                        skip(&mut src, blob.size).await?;
+                                    }
+                                    ranged
+                                } else {
+                                    None
+                                };
+                                match background {
+                                    Some(mut data) => {
+                                        while uploads.len() >= concurrency {
+                                            let done = uploads.join_next().await.expect("non-empty");
+                                            report.add(done.expect("upload task does not panic")?);
+                                        }
+                                        let registry = registry.clone();
+                                        uploads.spawn(async move {
+                                            store_blob(registry.as_ref(), &repos, &blob.digest, blob.size, &mut data)
+                                                .await
+                                        });
+                                    }
+                                    None => report.add(
+                                        store_blob(registry.as_ref(), &repos, &blob.digest, blob.size, &mut src)
+                                            .await?,
+                                    ),
+                                }
                             }
                         }
                     }

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use barge_bundle::{BundleError, Digest, VerifyOptions};
 use barge_transfer::{
     any_failed, Category, Compression, ConnectOptions, CopyOptions, Credentials, ExportOptions, ImportOptions,
-    Location, RegistryAddr, Reporter, Secret, Status, TransferError, DEFAULT_MAX_ARTIFACTS,
+    Location, RegistryAddr, Reporter, Secret, Status, StoreOptions, TransferError, DEFAULT_MAX_ARTIFACTS,
 };
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
@@ -29,6 +29,10 @@ struct Cli {
     /// Print nothing but errors (and the JSON summary with --output json).
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// A file holding the SAS token for storage URLs that carry none
+    /// (also: AZURE_STORAGE_SAS_TOKEN, AZURE_STORAGE_CONNECTION_STRING).
+    #[arg(long, global = true, value_name = "PATH")]
+    sas_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -130,11 +134,15 @@ enum Command {
     },
     /// Copy a bundle (any blob) from one location to another, checked before it takes its name.
     Copy {
+        /// A file path or a storage URL (https://ACCOUNT.blob.core.windows.net/CONTAINER/BLOB?SAS).
         source: String,
         destination: String,
         /// Replace an existing destination.
         #[arg(long)]
         overwrite: bool,
+        /// Requests in flight.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
     },
     /// Check a bundle offline: every digest, every reference, no unsafe entry.
     Verify {
@@ -155,6 +163,13 @@ enum Compress {
 
 fn parse_digest(s: &str) -> Result<Digest, String> {
     Digest::parse(s).map_err(|e| e.to_string())
+}
+
+impl Cli {
+    fn store(&self, location: &str, concurrency: usize) -> anyhow::Result<Box<dyn barge_transfer::BlobStore>> {
+        let opts = StoreOptions { sas_file: self.sas_file.clone(), concurrency };
+        Ok(Location::parse(location, &opts)?.open(&opts)?)
+    }
 }
 
 /// What a command prints on success, and whether it was complete.
@@ -207,7 +222,7 @@ async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
         } => {
             barge_transfer::parse_artifacts(artifacts, *max_artifacts)?;
             let registry = RegistryAddr::parse(registry)?.open(&connect.options()?).await?;
-            let dest = Location::parse(to)?.open();
+            let dest = cli.store(to, connect.concurrency)?;
             let opts = ExportOptions {
                 max_artifacts: *max_artifacts,
                 continue_on_errors: *continue_on_errors,
@@ -240,7 +255,7 @@ async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
             catalog_digest,
         } => {
             let registry = RegistryAddr::parse(registry)?.open(&connect.options()?).await?;
-            let src = Location::parse(source)?.open();
+            let src = cli.store(source, connect.concurrency)?;
             let opts = ImportOptions {
                 overwrite_tags: *overwrite_tags,
                 continue_on_errors: *continue_on_errors,
@@ -280,9 +295,9 @@ async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
             }
             Ok(Done { text, partial: any_failed(&r.artifacts), json: serde_json::to_value(&r)? })
         }
-        Command::Copy { source, destination, overwrite } => {
-            let src = Location::parse(source)?.open();
-            let dst = Location::parse(destination)?.open();
+        Command::Copy { source, destination, overwrite, concurrency } => {
+            let src = cli.store(source, *concurrency)?;
+            let dst = cli.store(destination, *concurrency)?;
             let r =
                 barge_transfer::copy(src.as_ref(), dst.as_ref(), &CopyOptions { overwrite: *overwrite }, bars).await?;
             let text = format!("copied {} to {} ({}, {})\n", r.source, r.destination, human(r.size), r.sha256);

@@ -38,7 +38,7 @@ pub async fn copy(
     if src.info().await?.map(|i| i.etag) != Some(info.etag) {
         return Err(TransferError::Usage(format!("{} changed during the copy; nothing was written", src.display())));
     }
-    sink.commit(Expect { size: info.size, sha256: Some(sha256.clone()) }).await?;
+    sink.commit(Expect { size: info.size, sha256: Some(sha256.clone()), metadata: Vec::new() }).await?;
     reporter.finish();
     Ok(CopyReport { source: src.display(), destination: dst.display(), size: info.size, sha256 })
 }

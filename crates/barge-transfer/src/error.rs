@@ -45,6 +45,10 @@ pub enum TransferError {
     Tls(String),
     #[error("registry error: {0}")]
     Registry(String),
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("{0}")]
+    Changed(String),
     #[error("no space left writing {0}")]
     NoSpace(String),
     #[error("{context}: {source}")]
@@ -64,7 +68,11 @@ impl TransferError {
             TransferError::Artifact { source, .. } | TransferError::NothingExported(source) => source.category(),
             TransferError::Permission(_) | TransferError::Auth(_) | TransferError::Tls(_) => Category::Auth,
             TransferError::NoSpace(_) => Category::NoSpace,
-            TransferError::NotFound(_) | TransferError::Io { .. } | TransferError::Registry(_) => Category::Other,
+            TransferError::NotFound(_)
+            | TransferError::Io { .. }
+            | TransferError::Registry(_)
+            | TransferError::Storage(_)
+            | TransferError::Changed(_) => Category::Other,
         }
     }
 

@@ -220,7 +220,12 @@ pub async fn export(
     }
     out.write(&end_of_archive()).await?;
     let (sink, catalog_digest, size) = out.finish().await?;
-    sink.commit(Expect { size, sha256: None }).await?;
+    // As ACR marks its transfer blobs; the digest lets a reader check the bundle without a catalog.
+    let metadata = vec![
+        ("category".to_string(), "acr-transfer-blob".to_string()),
+        ("catalogdigest".to_string(), catalog_digest.to_string()),
+    ];
+    sink.commit(Expect { size, sha256: None, metadata }).await?;
     reporter.finish();
     Ok(ExportReport {
         catalog_digest,

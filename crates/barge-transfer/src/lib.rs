@@ -26,4 +26,4 @@ pub use registry::{ConnectOptions, Credentials, RawManifest, Registry, RegistryA
 pub use report::{Reporter, Silent};
 pub use secret::Secret;
 pub use sink::Compression;
-pub use store::{BlobInfo, BlobSink, BlobStore, Expect, Location};
+pub use store::{BlobInfo, BlobSink, BlobStore, BlobUrl, Expect, Location, StoreOptions};

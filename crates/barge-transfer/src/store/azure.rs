@@ -1,0 +1,337 @@
+//! `AzureBlob`: a blob in Azure Blob Storage (or Azurite), on `azure_storage_blob`. The only file that names its types.
+//!
+//! Reads are the SDK's parallel ranged download, pinned to the blob's ETag.
+//! Writes stream into staged blocks (several in flight) and become visible
+//! only with the final, conditional commit of the block list.
+
+use std::collections::HashMap;
+use std::num::NonZero;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use azure_core::http::{Etag, RequestContent, StatusCode, Url};
+use azure_storage_blob::models::{
+    BlobClientDeleteOptions, BlobClientDownloadOptions, BlobClientGetPropertiesResultHeaders,
+    BlockBlobClientCommitBlockListOptions, BlockLookupList,
+};
+use azure_storage_blob::BlobClient;
+use base64::Engine;
+use futures::TryStreamExt;
+use md5::Digest as _;
+use tokio::io::AsyncReadExt;
+use tokio::task::JoinSet;
+
+use super::url::BlobUrl;
+use super::{BlobInfo, BlobSink, BlobStore, Expect};
+use crate::io::ByteStream;
+use crate::{Result, TransferError};
+
+/// The default block (and download partition) size.
+pub const BLOCK_SIZE: usize = 8 << 20;
+/// Azure's limit of blocks in one blob.
+pub const MAX_BLOCKS: u64 = 50_000;
+
+pub struct AzureBlob {
+    url: BlobUrl,
+    client: Arc<BlobClient>,
+    concurrency: usize,
+}
+
+/// What an operation needed, to name the SAS permission it lacks.
+#[derive(Clone, Copy)]
+pub enum Need {
+    Read,
+    Write,
+    Delete,
+}
+
+impl Need {
+    fn letter(self) -> char {
+        match self {
+            Need::Read => 'r',
+            Need::Write => 'w',
+            Need::Delete => 'd',
+        }
+    }
+}
+
+impl AzureBlob {
+    pub fn new(url: BlobUrl, concurrency: usize) -> Result<AzureBlob> {
+        let u = Url::parse(&url.expose()).map_err(|e| TransferError::Usage(format!("{url}: {e}")))?;
+        let client = BlobClient::new(u, None, None)
+            .map_err(|_| TransferError::Usage(format!("{url}: not a usable blob URL")))?;
+        Ok(AzureBlob { url, client: Arc::new(client), concurrency: concurrency.max(1) })
+    }
+
+    pub fn url(&self) -> &BlobUrl {
+        &self.url
+    }
+
+    /// Turn an SDK error into one that names the cause and never the SAS.
+    pub fn map_err(&self, doing: &str, need: Need, e: azure_core::Error) -> TransferError {
+        map_err(&self.url, doing, need, e)
+    }
+}
+
+pub fn map_err(url: &BlobUrl, doing: &str, need: Need, e: azure_core::Error) -> TransferError {
+    let status = e.http_status();
+    let code = match e.kind() {
+        azure_core::error::ErrorKind::HttpResponse { error_code, .. } => error_code.clone().unwrap_or_default(),
+        _ => String::new(),
+    };
+    match status {
+        Some(StatusCode::Forbidden) | Some(StatusCode::Unauthorized) => {
+            if !url.has_sas() {
+                return TransferError::Auth(format!(
+                    "{doing} {url}: access denied and no SAS was given; add one to the URL, AZURE_STORAGE_SAS_TOKEN or --sas-file"
+                ));
+            }
+            if let Some(se) = url.sas_expiry() {
+                if se.as_str() < super::url::rfc3339(SystemTime::now()).as_str() {
+                    return TransferError::Auth(format!("{doing} {url}: the SAS expired at {se}; make a new one"));
+                }
+            }
+            if let Some(sp) = url.sas_permissions() {
+                if !sp.contains(need.letter()) {
+                    return TransferError::Auth(format!(
+                        "{doing} {url}: the SAS lacks the '{}' permission (it has '{sp}')",
+                        need.letter()
+                    ));
+                }
+            }
+            TransferError::Auth(format!("{doing} {url}: access denied ({code}); check the SAS"))
+        }
+        Some(StatusCode::NotFound) if code == "ContainerNotFound" => TransferError::NotFound(format!(
+            "container {} of account {} ({doing} {url})",
+            url.container(),
+            url.account()
+        )),
+        Some(StatusCode::NotFound) => TransferError::NotFound(format!("blob {url}")),
+        Some(StatusCode::Conflict) | Some(StatusCode::PreconditionFailed) if code == "BlobAlreadyExists" => {
+            TransferError::Exists(url.to_string())
+        }
+        Some(StatusCode::PreconditionFailed) | Some(StatusCode::Conflict) => {
+            TransferError::Changed(format!("{url} changed during the operation ({code}); nothing was committed"))
+        }
+        Some(s) => TransferError::Storage(format!("{doing} {url}: HTTP {} {code}", u16::from(s))),
+        None => TransferError::Storage(format!("{doing} {url}: {}", kind_text(&e))),
+    }
+}
+
+/// The SDK's own text could quote the request URL with its SAS: describe the kind only.
+fn kind_text(e: &azure_core::Error) -> String {
+    let s = format!("{:?}", e.kind());
+    super::url::redact(&s)
+}
+
+#[async_trait]
+impl BlobStore for AzureBlob {
+    fn display(&self) -> String {
+        self.url.to_string()
+    }
+
+    async fn info(&self) -> Result<Option<BlobInfo>> {
+        match self.client.get_properties(None).await {
+            Ok(r) => {
+                let size = r.content_length().ok().flatten().unwrap_or(0);
+                let etag = r.etag().ok().flatten().map(|e| e.to_string()).unwrap_or_default();
+                let modified = r.last_modified().ok().flatten().map(SystemTime::from);
+                Ok(Some(BlobInfo { size, etag, modified }))
+            }
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => {
+                // A missing container is worth saying; a missing blob is just "none".
+                match self.map_err("reading", Need::Read, e) {
+                    TransferError::NotFound(m) if m.starts_with("container") => Err(TransferError::NotFound(m)),
+                    _ => Ok(None),
+                }
+            }
+            Err(e) => Err(self.map_err("reading", Need::Read, e)),
+        }
+    }
+
+    async fn open(&self) -> Result<ByteStream> {
+        let info = self.info().await?.ok_or_else(|| TransferError::NotFound(format!("blob {}", self.url)))?;
+        let opts = BlobClientDownloadOptions {
+            if_match: Some(Etag::from(info.etag.clone())),
+            parallel: NonZero::new(self.concurrency),
+            partition_size: NonZero::new(BLOCK_SIZE),
+            ..Default::default()
+        };
+        let r = self.client.download(Some(opts)).await.map_err(|e| self.map_err("reading", Need::Read, e))?;
+        let url = self.url.to_string();
+        let body = r.body.map_err(move |_| std::io::Error::other(format!("the download of {url} failed")));
+        Ok(Box::new(tokio_util::io::StreamReader::new(body)))
+    }
+
+    async fn open_range(&self, _offset: u64, _len: u64) -> Result<Option<ByteStream>> {
+        // Read once, in parallel ranges, rather than twice.
+        Ok(None)
+    }
+
+    async fn create(&self, overwrite: bool) -> Result<Box<dyn BlobSink>> {
+        if !overwrite && self.info().await?.is_some() {
+            return Err(TransferError::Exists(self.url.to_string()));
+        }
+        let (writer, reader) = tokio::io::duplex(1 << 20);
+        let client = self.client.clone();
+        let url = self.url.clone();
+        let in_flight = self.concurrency.min(4);
+        let stager = tokio::spawn(stage_all(client, url, reader, in_flight));
+        Ok(Box::new(AzureSink { writer, stager, client: self.client.clone(), url: self.url.clone(), overwrite }))
+    }
+
+    async fn delete(&self, if_match: Option<&str>) -> Result<()> {
+        let opts = BlobClientDeleteOptions { if_match: if_match.map(Etag::from), ..Default::default() };
+        match self.client.delete(Some(opts)).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => Ok(()),
+            Err(e) => Err(self.map_err("deleting", Need::Delete, e)),
+        }
+    }
+}
+
+/// The id of block `index`: all ids of a blob have the same length.
+pub fn block_id(prefix: &str, index: u64) -> Vec<u8> {
+    format!("{prefix}-{index:010}").into_bytes()
+}
+
+struct Staged {
+    ids: Vec<Vec<u8>>,
+    size: u64,
+    md5: [u8; 16],
+}
+
+/// Cut the stream into blocks and stage them, a few at a time.
+async fn stage_all(
+    client: Arc<BlobClient>,
+    url: BlobUrl,
+    mut reader: tokio::io::DuplexStream,
+    in_flight: usize,
+) -> Result<Staged> {
+    let blocks = Arc::new(client.block_blob_client());
+    let mut md5 = md5::Md5::new();
+    let mut ids = Vec::new();
+    let mut size = 0u64;
+    let mut tasks: JoinSet<Result<()>> = JoinSet::new();
+    loop {
+        let mut buf = Vec::with_capacity(BLOCK_SIZE);
+        while buf.len() < BLOCK_SIZE {
+            let n = (&mut reader)
+                .take((BLOCK_SIZE - buf.len()) as u64)
+                .read_to_end(&mut buf)
+                .await
+                .map_err(|e| TransferError::io("streaming into blocks", e))?;
+            if n == 0 {
+                break;
+            }
+        }
+        if buf.is_empty() {
+            break;
+        }
+        md5.update(&buf);
+        size += buf.len() as u64;
+        let id = block_id("barge", ids.len() as u64);
+        ids.push(id.clone());
+        while tasks.len() >= in_flight {
+            tasks.join_next().await.expect("non-empty").expect("staging does not panic")?;
+        }
+        let blocks = blocks.clone();
+        let url = url.clone();
+        let len = buf.len() as u64;
+        tasks.spawn(async move {
+            blocks
+                .stage_block(&id, len, RequestContent::from(buf), None)
+                .await
+                .map(|_| ())
+                .map_err(|e| map_err(&url, "writing", Need::Write, e))
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("staging does not panic")?;
+    }
+    Ok(Staged { ids, size, md5: md5.finalize().into() })
+}
+
+struct AzureSink {
+    writer: tokio::io::DuplexStream,
+    stager: tokio::task::JoinHandle<Result<Staged>>,
+    client: Arc<BlobClient>,
+    url: BlobUrl,
+    overwrite: bool,
+}
+
+impl tokio::io::AsyncWrite for AzureSink {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.writer).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.writer).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.writer).poll_shutdown(cx)
+    }
+}
+
+#[async_trait]
+impl BlobSink for AzureSink {
+    async fn commit(self: Box<Self>, expect: Expect) -> Result<()> {
+        let AzureSink { mut writer, stager, client, url, overwrite } = *self;
+        use tokio::io::AsyncWriteExt;
+        writer.shutdown().await.map_err(|e| TransferError::io("finishing the upload", e))?;
+        drop(writer);
+        let staged = stager.await.expect("staging does not panic")?;
+        if staged.size != expect.size {
+            return Err(TransferError::Storage(format!(
+                "{url}: {} bytes staged, {} expected",
+                staged.size, expect.size
+            )));
+        }
+        commit_blocks(&client, &url, staged.ids, Some(staged.md5.to_vec()), expect.metadata, overwrite).await
+    }
+}
+
+/// Commit a block list: without `overwrite` only if no blob exists (If-None-Match: *).
+pub async fn commit_blocks(
+    client: &BlobClient,
+    url: &BlobUrl,
+    ids: Vec<Vec<u8>>,
+    md5: Option<Vec<u8>>,
+    metadata: Vec<(String, String)>,
+    overwrite: bool,
+) -> Result<()> {
+    let list = BlockLookupList { latest: Some(ids), ..Default::default() };
+    let opts = BlockBlobClientCommitBlockListOptions {
+        if_none_match: (!overwrite).then(|| Etag::from("*")),
+        blob_content_md5: md5,
+        metadata: (!metadata.is_empty()).then(|| metadata.into_iter().collect::<HashMap<_, _>>()),
+        ..Default::default()
+    };
+    let content: RequestContent<BlockLookupList, azure_core::http::XmlFormat> =
+        list.try_into().map_err(|_| TransferError::Storage("could not encode the block list".into()))?;
+    match client.block_blob_client().commit_block_list(content, Some(opts)).await {
+        Ok(_) => Ok(()),
+        Err(e)
+            if !overwrite
+                && matches!(e.http_status(), Some(StatusCode::Conflict) | Some(StatusCode::PreconditionFailed)) =>
+        {
+            Err(TransferError::Exists(url.to_string()))
+        }
+        Err(e) => Err(map_err(url, "committing", Need::Write, e)),
+    }
+}
+
+/// Base64 as Azure wants it in headers.
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}

@@ -1,0 +1,102 @@
+//! A real Azure Blob Storage for tests: Azurite 3.37 (blob service only) on 127.0.0.1 and a free port, two accounts, stopped by PID.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use barge_transfer::store::AccountKey;
+
+pub struct Azurite {
+    pub endpoint: String,
+    pub src: AccountKey,
+    pub dst: AccountKey,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+pub const SRC: &str = "srcacct";
+pub const DST: &str = "dstacct";
+
+fn azurite_bin() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".work/tools/node_modules/.bin/azurite-blob");
+    assert!(p.exists(), "Azurite is not installed: run scripts/deps (scripts/test does)");
+    p
+}
+
+impl Azurite {
+    pub fn start() -> Azurite {
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // Fixed test keys (base64 of 32 bytes): the accounts exist only in this process.
+        let (k1, k2) = ("c3JjYWNjdC10ZXN0LWtleS0wMTIzNDU2Nzg5YWJjZGU=", "ZHN0YWNjdC10ZXN0LWtleS0wMTIzNDU2Nzg5YWJjZGU=");
+        let child = Command::new(azurite_bin())
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string(), "--location"])
+            .arg(dir.path())
+            .args(["--disableTelemetry", "--skipApiVersionCheck", "--loose", "--silent"])
+            .env("AZURITE_ACCOUNTS", format!("{SRC}:{k1};{DST}:{k2}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start azurite");
+        let a = Azurite {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            src: AccountKey::new(SRC, k1).unwrap(),
+            dst: AccountKey::new(DST, k2).unwrap(),
+            child,
+            _dir: dir,
+        };
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(30), "azurite did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        a.create_container(SRC, "bundles");
+        a.create_container(DST, "bundles");
+        a
+    }
+
+    pub fn key(&self, account: &str) -> &AccountKey {
+        if account == SRC {
+            &self.src
+        } else {
+            &self.dst
+        }
+    }
+
+    /// Create a container with an account SAS (raw HTTP: the test needs no SDK of its own).
+    pub fn create_container(&self, account: &str, container: &str) {
+        let sas = self.key(account).account_sas("rwdlac", Duration::from_secs(600));
+        let path = format!("/{account}/{container}?restype=container&{}", sas.expose());
+        let status = self.raw("PUT", &path);
+        assert!(status == 201 || status == 409, "creating {account}/{container}: HTTP {status}");
+    }
+
+    fn raw(&self, method: &str, path: &str) -> u16 {
+        let host = self.endpoint.trim_start_matches("http://");
+        let mut s = TcpStream::connect(host).unwrap();
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nx-ms-version: 2021-08-06\r\nConnection: close\r\n\r\n").unwrap();
+        let mut resp = String::new();
+        let _ = s.read_to_string(&mut resp);
+        resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+    }
+
+    /// The URL of a blob with a container SAS of these permissions (`racwdl` by default).
+    pub fn url(&self, account: &str, blob: &str, permissions: &str) -> String {
+        let sas = self.key(account).container_sas("bundles", permissions, Duration::from_secs(600));
+        format!("{}/{account}/bundles/{blob}?{}", self.endpoint, sas.expose())
+    }
+
+    /// The URL without any SAS.
+    pub fn bare(&self, account: &str, blob: &str) -> String {
+        format!("{}/{account}/bundles/{blob}", self.endpoint)
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use barge_bundle::{BundleError, Digest, VerifyOptions};
 use barge_transfer::{
     any_failed, Category, Compression, ConnectOptions, CopyOptions, Credentials, ExportOptions, ImportOptions,
-    Location, RegistryAddr, Reporter, Secret, Status, StoreOptions, TransferError, DEFAULT_MAX_ARTIFACTS,
+    Location, Overwrite, RegistryAddr, Reporter, Secret, Status, StoreOptions, TransferError, DEFAULT_MAX_ARTIFACTS,
 };
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
@@ -137,10 +137,13 @@ enum Command {
         /// A file path or a storage URL (https://ACCOUNT.blob.core.windows.net/CONTAINER/BLOB?SAS).
         source: String,
         destination: String,
-        /// Replace an existing destination.
+        /// Replace an existing destination: true (a bare --overwrite), false, or if-source-newer.
+        #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true")]
+        overwrite: OverwriteArg,
+        /// Read the destination back and check its sha256 against the source's.
         #[arg(long)]
-        overwrite: bool,
-        /// Requests in flight.
+        verify: bool,
+        /// Blocks or requests in flight.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
     },
@@ -154,6 +157,13 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         threads: usize,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OverwriteArg {
+    True,
+    False,
+    IfSourceNewer,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -295,12 +305,39 @@ async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
             }
             Ok(Done { text, partial: any_failed(&r.artifacts), json: serde_json::to_value(&r)? })
         }
-        Command::Copy { source, destination, overwrite, concurrency } => {
+        Command::Copy { source, destination, overwrite, verify, concurrency } => {
+            let overwrite = match overwrite {
+                OverwriteArg::True => Overwrite::True,
+                OverwriteArg::False => Overwrite::False,
+                OverwriteArg::IfSourceNewer => Overwrite::IfSourceNewer,
+            };
             let src = cli.store(source, *concurrency)?;
             let dst = cli.store(destination, *concurrency)?;
-            let r =
-                barge_transfer::copy(src.as_ref(), dst.as_ref(), &CopyOptions { overwrite: *overwrite }, bars).await?;
-            let text = format!("copied {} to {} ({}, {})\n", r.source, r.destination, human(r.size), r.sha256);
+            let r = barge_transfer::copy(
+                src.as_ref(),
+                dst.as_ref(),
+                &CopyOptions { overwrite, verify: *verify, concurrency: *concurrency },
+                bars,
+            )
+            .await?;
+            let mut text = if r.skipped {
+                format!("skipped {}: {} is not older (--overwrite=if-source-newer)\n", r.source, r.destination)
+            } else {
+                format!("copied {} to {} ({})\n", r.source, r.destination, human(r.size))
+            };
+            if let Some(b) = &r.blocks {
+                text += &format!(
+                    "{} blocks of {}: {} staged now ({} server-side), {} already staged\n",
+                    b.blocks,
+                    human(b.block_size),
+                    b.blocks_staged,
+                    b.server_side,
+                    b.blocks - b.blocks_staged
+                );
+            }
+            if let Some(d) = &r.sha256 {
+                text += &format!("sha256: {d}{}\n", if r.verified { " (read back and verified)" } else { "" });
+            }
             Ok(Done { text, partial: false, json: serde_json::to_value(&r)? })
         }
         Command::Verify { bundle, catalog_digest, threads } => {

@@ -16,8 +16,10 @@ fn export_copy_import_through_two_accounts() {
     args.extend(["--to", &src_url]);
     args.extend(SAMPLES);
     let e = barge_ok(&args, 0).json();
-    let c = barge_ok(&["copy", "--output", "json", &src_url, &dst_url], 0).json();
-    assert_eq!(c["sha256"], e["catalogDigest"]);
+    let c = barge_ok(&["copy", "--output", "json", "--verify", &src_url, &dst_url], 0).json();
+    assert_eq!(c["sha256"], e["catalogDigest"], "{c}");
+    assert_eq!(c["verified"], true);
+    assert!(c["blocks"]["serverSide"].as_u64().unwrap() >= 1, "Put Block From URL was not used: {c}");
     let i = barge_ok(&["import", "--output", "json", &dst_url, "--registry", &w.reg("dst")], 0).json();
     assert_eq!(i["catalogDigest"], e["catalogDigest"]);
     for (repo, tag) in [("samples/hello-world", "v1"), ("samples/multiarch", "v1"), ("library/tools", "latest")] {

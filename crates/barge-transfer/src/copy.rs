@@ -1,16 +1,30 @@
-//! `copy`: move one blob between two locations, checked against the source before it takes its name.
+//! `copy`: move one blob between two locations (like azcopy), checked before it takes its name.
 
-use barge_bundle::{Algorithm, Digest};
-use tokio::io::AsyncWriteExt;
+use barge_bundle::{Algorithm, Digest, Hasher};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::io::copy_exact;
+use crate::io::{copy_exact, CHUNK};
 use crate::report::Reporter;
-use crate::store::{BlobStore, Expect};
+use crate::store::{BlobStore, BlockCopy, Expect};
 use crate::{Result, TransferError};
+
+/// azcopy's `--overwrite` values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Overwrite {
+    /// An existing destination is refused and left alone.
+    #[default]
+    False,
+    True,
+    /// Replace only a destination older than the source; otherwise skip.
+    IfSourceNewer,
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct CopyOptions {
-    pub overwrite: bool,
+    pub overwrite: Overwrite,
+    /// Read the destination back and check its sha256 against the source's.
+    pub verify: bool,
+    pub concurrency: usize,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -19,7 +33,13 @@ pub struct CopyReport {
     pub source: String,
     pub destination: String,
     pub size: u64,
-    pub sha256: Digest,
+    /// Known when the bytes passed through barge, or with `--verify`.
+    pub sha256: Option<Digest>,
+    /// The destination was newer and `if-source-newer` left it alone.
+    pub skipped: bool,
+    pub verified: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<BlockCopy>,
 }
 
 pub async fn copy(
@@ -29,16 +49,81 @@ pub async fn copy(
     reporter: &dyn Reporter,
 ) -> Result<CopyReport> {
     let info = src.info().await?.ok_or_else(|| TransferError::NotFound(src.display()))?;
-    let mut sink = dst.create(opts.overwrite).await?;
-    let mut reader = src.open().await?;
+    let mut report = CopyReport {
+        source: src.display(),
+        destination: dst.display(),
+        size: info.size,
+        sha256: None,
+        skipped: false,
+        verified: false,
+        blocks: None,
+    };
+    if let Some(existing) = dst.info().await? {
+        match opts.overwrite {
+            Overwrite::False => return Err(TransferError::Exists(dst.display())),
+            Overwrite::IfSourceNewer if !(info.modified > existing.modified) => {
+                report.skipped = true;
+                return Ok(report);
+            }
+            _ => {}
+        }
+    }
+    let overwrite = opts.overwrite != Overwrite::False;
+    match dst.copy_from(src, &info, overwrite, opts.concurrency, reporter).await? {
+        Some(blocks) => report.blocks = Some(blocks),
+        None => report.sha256 = Some(stream(src, dst, &info, overwrite, reporter).await?),
+    }
+    if opts.verify {
+        let want = match &report.sha256 {
+            Some(d) => d.clone(),
+            None => hash_all(src).await?,
+        };
+        let got = hash_all(dst).await?;
+        if got != want {
+            return Err(TransferError::WrongContent {
+                what: "copy",
+                digest: want,
+                actual: got,
+                source_name: dst.display(),
+            });
+        }
+        report.sha256 = Some(got);
+        report.verified = true;
+    }
+    Ok(report)
+}
+
+/// The copy through this process, for destinations without a way of their own.
+async fn stream(
+    src: &dyn BlobStore,
+    dst: &dyn BlobStore,
+    info: &crate::BlobInfo,
+    overwrite: bool,
+    reporter: &dyn Reporter,
+) -> Result<Digest> {
+    let mut sink = dst.create(overwrite).await?;
+    let mut reader = src.read_range(0, info.size, &info.etag).await?;
     reporter.start("copying", Some(info.size));
     let sha256 = copy_exact(&mut reader, &mut sink, info.size, Algorithm::Sha256, &src.display(), reporter).await?;
     sink.flush().await.map_err(|e| TransferError::io(format!("writing {}", dst.display()), e))?;
     // The source must not have changed while it was read.
-    if src.info().await?.map(|i| i.etag) != Some(info.etag) {
-        return Err(TransferError::Usage(format!("{} changed during the copy; nothing was written", src.display())));
+    if src.info().await?.map(|i| i.etag) != Some(info.etag.clone()) {
+        return Err(TransferError::Changed(format!("{} changed during the copy; nothing was written", src.display())));
     }
-    sink.commit(Expect { size: info.size, sha256: Some(sha256.clone()), metadata: Vec::new() }).await?;
+    sink.commit(Expect { size: info.size, sha256: Some(sha256.clone()), metadata: info.metadata.clone() }).await?;
     reporter.finish();
-    Ok(CopyReport { source: src.display(), destination: dst.display(), size: info.size, sha256 })
+    Ok(sha256)
+}
+
+async fn hash_all(b: &dyn BlobStore) -> Result<Digest> {
+    let mut r = b.open().await?;
+    let mut h = Hasher::new(Algorithm::Sha256);
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = r.read(&mut buf).await.map_err(|e| TransferError::io(format!("reading {}", b.display()), e))?;
+        if n == 0 {
+            return Ok(h.finish());
+        }
+        h.update(&buf[..n]);
+    }
 }

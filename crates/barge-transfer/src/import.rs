@@ -337,12 +337,10 @@ pub async fn import(
                                     h.update(&bytes);
                                     expect_digest(&blob.digest, h.finish())?;
                                     Some(Box::new(std::io::Cursor::new(bytes)))
-                                } else if let Some(at) = src.file_offset() {
-                                    let ranged = source.open_range(at, blob.size).await?;
-                                    if ranged.is_some() {
-                                        skip(&mut src, blob.size).await?;
-                                    }
-                                    ranged
+                                } else if let (Some(at), true) = (src.file_offset(), source.rereads_are_cheap()) {
+                                    let ranged = source.read_range(at, blob.size, &info.etag).await?;
+                                    skip(&mut src, blob.size).await?;
+                                    Some(ranged)
                                 } else {
                                     None
                                 };

@@ -17,7 +17,7 @@ mod sink;
 pub mod store;
 mod temp;
 
-pub use copy::{copy, CopyOptions, CopyReport};
+pub use copy::{copy, CopyOptions, CopyReport, Overwrite};
 pub use error::{Category, Result, TransferError};
 pub use export::{export, parse_artifacts, ExportOptions, ExportReport, DEFAULT_MAX_ARTIFACTS};
 pub use import::{import, ImportOptions, ImportReport};

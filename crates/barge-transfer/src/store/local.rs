@@ -37,9 +37,12 @@ impl BlobStore for LocalBlob {
 
     async fn info(&self) -> Result<Option<BlobInfo>> {
         match tokio::fs::metadata(&self.path).await {
-            Ok(m) if m.is_file() => {
-                Ok(Some(BlobInfo { size: m.len(), etag: etag_of(&m), modified: m.modified().ok() }))
-            }
+            Ok(m) if m.is_file() => Ok(Some(BlobInfo {
+                size: m.len(),
+                etag: etag_of(&m),
+                modified: m.modified().ok(),
+                metadata: Vec::new(),
+            })),
             Ok(_) => Err(TransferError::Usage(format!("{} is not a regular file", self.path.display()))),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(TransferError::io(format!("reading {}", self.path.display()), e)),
@@ -54,12 +57,23 @@ impl BlobStore for LocalBlob {
         }
     }
 
-    async fn open_range(&self, offset: u64, len: u64) -> Result<Option<ByteStream>> {
+    async fn read_range(&self, offset: u64, len: u64, etag: &str) -> Result<ByteStream> {
         use tokio::io::AsyncSeekExt;
         let ctx = || format!("reading {}", self.path.display());
         let mut f = tokio::fs::File::open(&self.path).await.map_err(|e| TransferError::io(ctx(), e))?;
+        let m = f.metadata().await.map_err(|e| TransferError::io(ctx(), e))?;
+        if etag_of(&m) != etag {
+            return Err(TransferError::Changed(format!(
+                "{} changed while it was read; nothing was committed",
+                self.path.display()
+            )));
+        }
         f.seek(std::io::SeekFrom::Start(offset)).await.map_err(|e| TransferError::io(ctx(), e))?;
-        Ok(Some(Box::new(tokio::io::BufReader::with_capacity(CHUNK, f).take(len))))
+        Ok(Box::new(tokio::io::BufReader::with_capacity(CHUNK, f).take(len)))
+    }
+
+    fn rereads_are_cheap(&self) -> bool {
+        true
     }
 
     async fn create(&self, overwrite: bool) -> Result<Box<dyn BlobSink>> {

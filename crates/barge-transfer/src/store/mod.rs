@@ -25,6 +25,20 @@ pub struct BlobInfo {
     /// Changes whenever the content does; used to pin a source and for conditional deletes.
     pub etag: String,
     pub modified: Option<SystemTime>,
+    /// User metadata, carried by copies.
+    pub metadata: Vec<(String, String)>,
+}
+
+/// How a block-wise copy went.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockCopy {
+    pub block_size: u64,
+    pub blocks: u64,
+    /// Blocks staged by this run (fewer than `blocks` when resuming).
+    pub blocks_staged: u64,
+    /// Blocks the destination read from the source itself (Put Block From URL).
+    pub server_side: u64,
 }
 
 /// What a finished write must amount to before it takes its final name.
@@ -49,9 +63,30 @@ pub trait BlobStore: Send + Sync {
     /// Stream the blob from the start.
     async fn open(&self) -> Result<ByteStream>;
 
-    /// Stream `len` bytes from `offset`, when reading a part again is cheap
-    /// (a local file); `None` where the store would rather be read once.
-    async fn open_range(&self, offset: u64, len: u64) -> Result<Option<ByteStream>>;
+    /// Stream `len` bytes from `offset`, only if the blob still has `etag`.
+    async fn read_range(&self, offset: u64, len: u64, etag: &str) -> Result<ByteStream>;
+
+    /// Is reading a part a second time cheap (a local file), or better avoided (the network)?
+    fn rereads_are_cheap(&self) -> bool;
+
+    /// The blob's URL, when another server can read it from there (server-side copy).
+    fn url(&self) -> Option<&BlobUrl> {
+        None
+    }
+
+    /// Copy `src` (described by `info`) here in this store's own way, when it
+    /// has one (Azure: block by block, server-side where it can, resumable).
+    /// `None`: the caller streams the copy itself.
+    async fn copy_from(
+        &self,
+        _src: &dyn BlobStore,
+        _info: &BlobInfo,
+        _overwrite: bool,
+        _concurrency: usize,
+        _reporter: &dyn crate::Reporter,
+    ) -> Result<Option<BlockCopy>> {
+        Ok(None)
+    }
 
     /// Start writing a new version. Nothing is visible under the blob's name
     /// until [`BlobSink::commit`]; dropping the sink discards the write.

@@ -40,3 +40,125 @@ fn export_copy_import_through_two_accounts() {
         assert!(!out.contains("sig="), "{out}");
     }
 }
+
+/// A local file of `mib` MiB of noise, uploaded to `blob` in the source account.
+fn upload_noise(w: &Work, az: &Azurite, blob: &str, mib: u64, seed: u64) -> String {
+    let d = barge_fixtures::write_image(
+        &w.path("noise"),
+        &format!("n/x{seed}"),
+        &barge_fixtures::Image::new(vec![barge_fixtures::Layer { seed, size: mib << 20 }]),
+    )
+    .unwrap();
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.path(&format!("noise/n/x{seed}/{}", d.digest.layout_path()))).unwrap())
+            .unwrap();
+    let layer = m["layers"][0]["digest"].as_str().unwrap().replace(':', "/");
+    let file = w.s(&format!("noise/n/x{seed}/blobs/{layer}"));
+    let url = az.url(SRC, blob, "racwdl");
+    barge_ok(&["copy", "--overwrite", &file, &url], 0);
+    url
+}
+
+#[test]
+fn a_killed_copy_resumes_with_the_blocks_it_staged() {
+    let w = Work::new();
+    let az = Azurite::start();
+    let src = upload_noise(&w, &az, "big.bin", 160, 42);
+    let dst = az.url(DST, "big.bin", "racwdl");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_barge"))
+        .args(["copy", "--concurrency", "1", &src, &dst])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while az.uncommitted_blocks(DST, "big.bin") < 3 {
+        assert!(child.try_wait().unwrap().is_none(), "the copy ended before it could be killed");
+        assert!(start.elapsed() < std::time::Duration::from_secs(60));
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(!az.exists(DST, "big.bin"), "a killed copy committed something");
+    let r = barge_ok(&["copy", "--output", "json", "--verify", &src, &dst], 0).json();
+    let (blocks, staged) = (r["blocks"]["blocks"].as_u64().unwrap(), r["blocks"]["blocksStaged"].as_u64().unwrap());
+    assert!(staged < blocks, "the second run staged every block again: {r}");
+    assert_eq!(r["verified"], true);
+    let src_sha = barge_ok(&["copy", "--output", "json", &src, &w.s("store-b/check")], 0).json()["sha256"].clone();
+    assert_eq!(r["sha256"], src_sha);
+}
+
+#[test]
+fn a_source_changed_during_the_copy_commits_nothing() {
+    let w = Work::new();
+    let az = Azurite::start();
+    let src = upload_noise(&w, &az, "moving.bin", 160, 7);
+    let dst = az.url(DST, "moving.bin", "racwdl");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_barge"))
+        .args(["copy", "--concurrency", "1", &src, &dst])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while az.uncommitted_blocks(DST, "moving.bin") < 1 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    upload_noise(&w, &az, "moving.bin", 1, 8); // replace the source mid-copy
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("changed during the copy"), "{stderr}");
+    assert!(!az.exists(DST, "moving.bin"), "a copy of a changing source was committed");
+}
+
+#[test]
+fn sas_problems_are_named_and_never_shown() {
+    let w = Work::new();
+    let az = Azurite::start();
+    let good = upload_noise(&w, &az, "b.bin", 1, 3);
+    // Existing destination without --overwrite: refused, untouched.
+    let dst = az.url(DST, "b.bin", "racwdl");
+    barge_ok(&["copy", &good, &dst], 0);
+    let r = barge(&["copy", &good, &dst]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("already exists") && r.stderr.contains("--overwrite"), "{}", r.stderr);
+    // if-source-newer skips a destination that is not older.
+    let r = barge_ok(&["copy", "--output", "json", "--overwrite=if-source-newer", &good, &dst], 0);
+    assert_eq!(r.json()["skipped"], true);
+
+    // An expired SAS: exit 4, says so.
+    let key = az.key(SRC);
+    let expired = barge_transfer::store::url::sign_container_sas(
+        key.key_bytes(),
+        SRC,
+        "bundles",
+        "racwdl",
+        "2020-01-01T00:00:00Z",
+        "2020-01-02T00:00:00Z",
+    );
+    let url = format!("{}?{}", az.bare(SRC, "b.bin"), expired.expose());
+    let r = barge(&["copy", &url, &w.s("store-b/x")]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains("expired"), "{}", r.stderr);
+    // A SAS without write permission: names the letter.
+    let read_only = az.url(DST, "c.bin", "rl");
+    let r = barge(&["copy", &good, &read_only]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains("'w'"), "{}", r.stderr);
+    // A planted signature appears in no output, error or not.
+    let planted = format!("{}?sv=2021-08-06&sr=c&sp=r&se=2099-01-01&sig=PLANTEDFAKESIGNATURE", az.bare(SRC, "b.bin"));
+    for args in [
+        vec!["copy", planted.as_str(), "/nonexistent-dir/x"],
+        vec!["copy", "--output", "json", planted.as_str(), "/nonexistent-dir/x"],
+        vec!["import", planted.as_str(), "--registry", "oci:/tmp/nothing-here"],
+        vec!["export", "--registry", "oci:/nonexistent", "--to", planted.as_str(), "a:b"],
+    ] {
+        let r = barge(&args);
+        assert_ne!(r.code, 0);
+        assert!(!r.stdout.contains("PLANTED") && !r.stderr.contains("PLANTED"), "{args:?}: {}{}", r.stdout, r.stderr);
+    }
+    // Container missing: named.
+    let r = barge(&["copy", &good, &format!("{}/{}/nocontainer/x?{}", az.endpoint, DST, "sig=x")]);
+    assert_ne!(r.code, 0);
+    assert!(!r.stderr.contains("sig=x"), "{}", r.stderr);
+}

@@ -74,12 +74,29 @@ impl Azurite {
     }
 
     fn raw(&self, method: &str, path: &str) -> u16 {
+        self.raw_full(method, path).0
+    }
+
+    fn raw_full(&self, method: &str, path: &str) -> (u16, String) {
         let host = self.endpoint.trim_start_matches("http://");
         let mut s = TcpStream::connect(host).unwrap();
         write!(s, "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nx-ms-version: 2021-08-06\r\nConnection: close\r\n\r\n").unwrap();
         let mut resp = String::new();
         let _ = s.read_to_string(&mut resp);
-        resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+        (resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0), resp)
+    }
+
+    /// How many uncommitted blocks a blob has (for watching a copy in progress).
+    pub fn uncommitted_blocks(&self, account: &str, blob: &str) -> usize {
+        let sas = self.key(account).container_sas("bundles", "racwdl", Duration::from_secs(600));
+        let path = format!("/{account}/bundles/{blob}?comp=blocklist&blocklisttype=uncommitted&{}", sas.expose());
+        self.raw_full("GET", &path).1.matches("<Block>").count()
+    }
+
+    /// Does the blob exist (committed)?
+    pub fn exists(&self, account: &str, blob: &str) -> bool {
+        let sas = self.key(account).container_sas("bundles", "racwdl", Duration::from_secs(600));
+        self.raw("HEAD", &format!("/{account}/bundles/{blob}?{}", sas.expose())) == 200
     }
 
     /// The URL of a blob with a container SAS of these permissions (`racwdl` by default).

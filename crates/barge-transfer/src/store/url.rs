@@ -190,6 +190,11 @@ impl AccountKey {
         Ok(AccountKey { account: account.to_string(), key })
     }
 
+    /// The decoded key, for signing.
+    pub fn key_bytes(&self) -> &[u8] {
+        &self.key
+    }
+
     /// From a connection string: `AccountName=…;AccountKey=…;…`.
     pub fn from_connection_string(cs: &str) -> Result<AccountKey> {
         let field = |k: &str| cs.split(';').find_map(|p| p.trim().strip_prefix(k).and_then(|v| v.strip_prefix('=')));

@@ -143,6 +143,9 @@ enum Command {
         /// Read the destination back and check its sha256 against the source's.
         #[arg(long)]
         verify: bool,
+        /// Pass the data through this machine even where the target service could read the source itself.
+        #[arg(long)]
+        relay: bool,
         /// Blocks or requests in flight.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
@@ -305,7 +308,7 @@ async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
             }
             Ok(Done { text, partial: any_failed(&r.artifacts), json: serde_json::to_value(&r)? })
         }
-        Command::Copy { source, destination, overwrite, verify, concurrency } => {
+        Command::Copy { source, destination, overwrite, verify, relay, concurrency } => {
             let overwrite = match overwrite {
                 OverwriteArg::True => Overwrite::True,
                 OverwriteArg::False => Overwrite::False,
@@ -316,7 +319,7 @@ async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
             let r = barge_transfer::copy(
                 src.as_ref(),
                 dst.as_ref(),
-                &CopyOptions { overwrite, verify: *verify, concurrency: *concurrency },
+                &CopyOptions { overwrite, verify: *verify, concurrency: *concurrency, relay: *relay },
                 bars,
             )
             .await?;

@@ -162,3 +162,35 @@ fn sas_problems_are_named_and_never_shown() {
     assert_ne!(r.code, 0);
     assert!(!r.stderr.contains("sig=x"), "{}", r.stderr);
 }
+
+#[test]
+fn registry_to_accounts_to_registry_with_relay_and_delete() {
+    let w = Work::new();
+    let az = Azurite::start();
+    let src = common::registry::TestRegistry::start();
+    let dst = common::registry::TestRegistry::start();
+    for (repo, tag) in [("samples/hello-world", "v1"), ("samples/multiarch", "v1"), ("library/tools", "latest")] {
+        src.push(&w.path("src"), repo, tag);
+    }
+    let a = az.url(SRC, "flow/bundle", "racwdl");
+    let b = az.url(DST, "flow/bundle", "racwdl");
+    let mut args = vec!["export", "--output", "json", "--registry", &src.host, "--to", &a];
+    args.extend(SAMPLES);
+    let e = barge_ok(&args, 0).json();
+    // Through this machine this time, as when the target cannot reach the source.
+    let c = barge_ok(&["copy", "--output", "json", "--relay", &a, &b], 0).json();
+    assert_eq!(c["blocks"]["serverSide"], 0, "{c}");
+    // Import with a SAS that may read and list but not delete: imported, with a warning naming 'd'.
+    let read_only = az.url(DST, "flow/bundle", "rl");
+    let r = barge_ok(&["import", &read_only, "--registry", &dst.host, "--delete-source-blob-on-success"], 0);
+    assert!(r.stderr.contains("'d'"), "{}", r.stderr);
+    assert!(az.exists(DST, "flow/bundle"));
+    for (repo, tag) in [("samples/hello-world", "v1"), ("samples/multiarch", "v1"), ("library/tools", "latest")] {
+        assert_eq!(dst.raw(&format!("{repo}:{tag}")), src.raw(&format!("{repo}:{tag}")), "{repo}:{tag}");
+    }
+    // With delete permission the bundle goes after the import.
+    let i = barge_ok(&["import", "--output", "json", &b, "--registry", &dst.host, "--delete-source-blob-on-success"], 0).json();
+    assert_eq!(i["sourceDeleted"], true);
+    assert_eq!(i["catalogDigest"], e["catalogDigest"]);
+    assert!(!az.exists(DST, "flow/bundle"));
+}

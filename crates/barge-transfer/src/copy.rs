@@ -5,7 +5,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::io::{copy_exact, CHUNK};
 use crate::report::Reporter;
-use crate::store::{BlobStore, BlockCopy, Expect};
+use crate::store::{BlobStore, BlockCopy, CopyBlocks, Expect};
 use crate::{Result, TransferError};
 
 /// azcopy's `--overwrite` values.
@@ -25,6 +25,8 @@ pub struct CopyOptions {
     /// Read the destination back and check its sha256 against the source's.
     pub verify: bool,
     pub concurrency: usize,
+    /// Copy through this process even where the storage service could read the source.
+    pub relay: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -69,7 +71,8 @@ pub async fn copy(
         }
     }
     let overwrite = opts.overwrite != Overwrite::False;
-    match dst.copy_from(src, &info, overwrite, opts.concurrency, reporter).await? {
+    let blocks = CopyBlocks { overwrite, concurrency: opts.concurrency, relay: opts.relay };
+    match dst.copy_from(src, &info, &blocks, reporter).await? {
         Some(blocks) => report.blocks = Some(blocks),
         None => report.sha256 = Some(stream(src, dst, &info, overwrite, reporter).await?),
     }
@@ -101,7 +104,7 @@ async fn stream(
     overwrite: bool,
     reporter: &dyn Reporter,
 ) -> Result<Digest> {
-    let mut sink = dst.create(overwrite).await?;
+    let mut sink = dst.create(overwrite, info.size).await?;
     let mut reader = src.read_range(0, info.size, &info.etag).await?;
     reporter.start("copying", Some(info.size));
     let sha256 = copy_exact(&mut reader, &mut sink, info.size, Algorithm::Sha256, &src.display(), reporter).await?;

@@ -175,7 +175,7 @@ pub async fn export(
     );
 
     // Stream the bundle: nothing is visible under the destination's name until commit.
-    let sink = dest.create(opts.overwrite).await?;
+    let sink = dest.create(opts.overwrite, catalog.blob_bytes()).await?;
     let mut out = BundleWriter::new(sink, opts.compression, dest.display());
     let jobs: Vec<(String, Digest, u64)> = catalog
         .blobs

@@ -23,12 +23,14 @@ use tokio::io::AsyncReadExt;
 use tokio::task::JoinSet;
 
 use super::url::BlobUrl;
-use super::{BlobInfo, BlobSink, BlobStore, BlockCopy, Expect};
+use super::{BlobInfo, BlobSink, BlobStore, BlockCopy, CopyBlocks, Expect};
 use crate::io::ByteStream;
 use crate::{Result, TransferError};
 
 /// The default block (and download partition) size.
 pub const BLOCK_SIZE: usize = 8 << 20;
+/// Ranged download size: `concurrency` of these are in memory at once.
+const DOWNLOAD_PARTITION: usize = 4 << 20;
 /// Azure's limit of blocks in one blob.
 pub const MAX_BLOCKS: u64 = 50_000;
 
@@ -157,7 +159,7 @@ impl BlobStore for AzureBlob {
         let opts = BlobClientDownloadOptions {
             if_match: Some(Etag::from(info.etag.clone())),
             parallel: NonZero::new(self.concurrency),
-            partition_size: NonZero::new(BLOCK_SIZE),
+            partition_size: NonZero::new(DOWNLOAD_PARTITION),
             ..Default::default()
         };
         let r = self.client.download(Some(opts)).await.map_err(|e| self.map_err("reading", Need::Read, e))?;
@@ -191,14 +193,13 @@ impl BlobStore for AzureBlob {
         &self,
         src: &dyn BlobStore,
         info: &BlobInfo,
-        overwrite: bool,
-        concurrency: usize,
+        opts: &CopyBlocks,
         reporter: &dyn crate::Reporter,
     ) -> Result<Option<BlockCopy>> {
-        self.copy_blocks(src, info, overwrite, concurrency.max(1), reporter).await.map(Some)
+        self.copy_blocks(src, info, opts, reporter).await.map(Some)
     }
 
-    async fn create(&self, overwrite: bool) -> Result<Box<dyn BlobSink>> {
+    async fn create(&self, overwrite: bool, size_hint: u64) -> Result<Box<dyn BlobSink>> {
         if !overwrite && self.info().await?.is_some() {
             return Err(TransferError::Exists(self.url.to_string()));
         }
@@ -206,7 +207,8 @@ impl BlobStore for AzureBlob {
         let client = self.client.clone();
         let url = self.url.clone();
         let in_flight = self.concurrency.min(4);
-        let stager = tokio::spawn(stage_all(client, url, reader, in_flight));
+        let block_size = block_size_for(size_hint) as usize;
+        let stager = tokio::spawn(stage_all(client, url, reader, in_flight, block_size));
         Ok(Box::new(AzureSink { writer, stager, client: self.client.clone(), url: self.url.clone(), overwrite }))
     }
 
@@ -239,8 +241,7 @@ impl AzureBlob {
         &self,
         src: &dyn BlobStore,
         info: &BlobInfo,
-        overwrite: bool,
-        concurrency: usize,
+        opts: &CopyBlocks,
         reporter: &dyn crate::Reporter,
     ) -> Result<BlockCopy> {
         use futures::stream::{self, StreamExt};
@@ -274,7 +275,7 @@ impl AzureBlob {
         reporter.start("copying", Some(info.size));
         reporter.advance((count - missing.len() as u64) * block_size.min(info.size));
 
-        let server_side = std::sync::atomic::AtomicBool::new(src.url().is_some());
+        let server_side = std::sync::atomic::AtomicBool::new(src.url().is_some() && !opts.relay);
         let by_server = std::sync::atomic::AtomicU64::new(0);
         let source_url = src.url().map(|u| u.expose());
         let results: Vec<Result<()>> = stream::iter(missing.iter().copied())
@@ -331,7 +332,7 @@ impl AzureBlob {
                     Ok(())
                 }
             })
-            .buffer_unordered(concurrency)
+            .buffer_unordered(opts.concurrency.max(1))
             .collect()
             .await;
         for r in results {
@@ -347,7 +348,7 @@ impl AzureBlob {
                 )))
             }
         }
-        commit_blocks(&self.client, &self.url, ids, None, info.metadata.clone(), overwrite).await?;
+        commit_blocks(&self.client, &self.url, ids, None, info.metadata.clone(), opts.overwrite).await?;
         reporter.finish();
         Ok(BlockCopy {
             block_size,
@@ -375,6 +376,7 @@ async fn stage_all(
     url: BlobUrl,
     mut reader: tokio::io::DuplexStream,
     in_flight: usize,
+    block_size: usize,
 ) -> Result<Staged> {
     let blocks = Arc::new(client.block_blob_client());
     let mut md5 = md5::Md5::new();
@@ -382,10 +384,10 @@ async fn stage_all(
     let mut size = 0u64;
     let mut tasks: JoinSet<Result<()>> = JoinSet::new();
     loop {
-        let mut buf = Vec::with_capacity(BLOCK_SIZE);
-        while buf.len() < BLOCK_SIZE {
+        let mut buf = Vec::with_capacity(block_size);
+        while buf.len() < block_size {
             let n = (&mut reader)
-                .take((BLOCK_SIZE - buf.len()) as u64)
+                .take((block_size - buf.len()) as u64)
                 .read_to_end(&mut buf)
                 .await
                 .map_err(|e| TransferError::io("streaming into blocks", e))?;

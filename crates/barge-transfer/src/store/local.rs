@@ -76,7 +76,7 @@ impl BlobStore for LocalBlob {
         true
     }
 
-    async fn create(&self, overwrite: bool) -> Result<Box<dyn BlobSink>> {
+    async fn create(&self, overwrite: bool, _size_hint: u64) -> Result<Box<dyn BlobSink>> {
         if !overwrite && self.info().await?.is_some() {
             return Err(TransferError::Exists(self.path.display().to_string()));
         }

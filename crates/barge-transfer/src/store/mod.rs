@@ -29,6 +29,15 @@ pub struct BlobInfo {
     pub metadata: Vec<(String, String)>,
 }
 
+/// How to copy block by block.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CopyBlocks {
+    pub overwrite: bool,
+    pub concurrency: usize,
+    /// Pass every block through this process even where the service could read the source.
+    pub relay: bool,
+}
+
 /// How a block-wise copy went.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -81,8 +90,7 @@ pub trait BlobStore: Send + Sync {
         &self,
         _src: &dyn BlobStore,
         _info: &BlobInfo,
-        _overwrite: bool,
-        _concurrency: usize,
+        _opts: &CopyBlocks,
         _reporter: &dyn crate::Reporter,
     ) -> Result<Option<BlockCopy>> {
         Ok(None)
@@ -90,7 +98,8 @@ pub trait BlobStore: Send + Sync {
 
     /// Start writing a new version. Nothing is visible under the blob's name
     /// until [`BlobSink::commit`]; dropping the sink discards the write.
-    async fn create(&self, overwrite: bool) -> Result<Box<dyn BlobSink>>;
+    /// `size_hint` (the expected size, when known) lets a store pick its block size.
+    async fn create(&self, overwrite: bool, size_hint: u64) -> Result<Box<dyn BlobSink>>;
 
     /// Delete the blob, only if it still has `if_match` as its etag when given.
     async fn delete(&self, if_match: Option<&str>) -> Result<()>;

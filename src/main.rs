@@ -402,7 +402,20 @@ async fn interrupted() {
     }
 }
 
+/// Large buffers (blocks, partitions) come and go on many threads. glibc would
+/// raise its mmap threshold after the first free and then keep such buffers in
+/// per-thread arenas, so RSS would grow with the thread count; a fixed
+/// threshold returns them to the system when freed.
+fn bound_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}
+
 fn main() -> ExitCode {
+    bound_allocator();
     let cli = Cli::parse();
     let bars = Bars::new(cli.quiet || cli.output == Output::Json);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");

@@ -189,7 +189,9 @@ fn registry_to_accounts_to_registry_with_relay_and_delete() {
         assert_eq!(dst.raw(&format!("{repo}:{tag}")), src.raw(&format!("{repo}:{tag}")), "{repo}:{tag}");
     }
     // With delete permission the bundle goes after the import.
-    let i = barge_ok(&["import", "--output", "json", &b, "--registry", &dst.host, "--delete-source-blob-on-success"], 0).json();
+    let i =
+        barge_ok(&["import", "--output", "json", &b, "--registry", &dst.host, "--delete-source-blob-on-success"], 0)
+            .json();
     assert_eq!(i["sourceDeleted"], true);
     assert_eq!(i["catalogDigest"], e["catalogDigest"]);
     assert!(!az.exists(DST, "flow/bundle"));

@@ -31,6 +31,8 @@ use crate::{Result, TransferError};
 pub const BLOCK_SIZE: usize = 8 << 20;
 /// Ranged download size: `concurrency` of these are in memory at once.
 const DOWNLOAD_PARTITION: usize = 4 << 20;
+/// Memory for relayed blocks in flight during a copy.
+const RELAY_BUDGET: u64 = 64 << 20;
 /// Azure's limit of blocks in one blob.
 pub const MAX_BLOCKS: u64 = 50_000;
 
@@ -206,7 +208,9 @@ impl BlobStore for AzureBlob {
         let (writer, reader) = tokio::io::duplex(1 << 20);
         let client = self.client.clone();
         let url = self.url.clone();
-        let in_flight = self.concurrency.min(4);
+        // Each block in flight is held until staged: three keep the link busy
+        // and the memory of an export under 64 MiB.
+        let in_flight = self.concurrency.min(3);
         let block_size = block_size_for(size_hint) as usize;
         let stager = tokio::spawn(stage_all(client, url, reader, in_flight, block_size));
         Ok(Box::new(AzureSink { writer, stager, client: self.client.clone(), url: self.url.clone(), overwrite }))
@@ -278,11 +282,15 @@ impl AzureBlob {
         let server_side = std::sync::atomic::AtomicBool::new(src.url().is_some() && !opts.relay);
         let by_server = std::sync::atomic::AtomicU64::new(0);
         let source_url = src.url().map(|u| u.expose());
+        // A relayed block is held twice (the download's partitions, then the
+        // block to stage): keep at most RELAY_BUDGET in flight, whatever the concurrency.
+        let relay_slots = tokio::sync::Semaphore::new((RELAY_BUDGET / (2 * block_size)).max(1) as usize);
         let results: Vec<Result<()>> = stream::iter(missing.iter().copied())
             .map(|i| {
                 let blocks = blocks.clone();
                 let id = ids[i as usize].clone();
-                let (server_side, by_server, source_url) = (&server_side, &by_server, &source_url);
+                let (server_side, by_server, source_url, relay_slots) =
+                    (&server_side, &by_server, &source_url, &relay_slots);
                 async move {
                     let offset = i * block_size;
                     let len = (info.size - offset).min(block_size);
@@ -308,6 +316,7 @@ impl AzureBlob {
                             Err(_) => server_side.store(false, std::sync::atomic::Ordering::Relaxed),
                         }
                     }
+                    let _slot = relay_slots.acquire().await.expect("the semaphore is never closed");
                     let mut r = src.read_range(offset, len, &info.etag).await?;
                     let mut buf = Vec::with_capacity(len as usize);
                     r.read_to_end(&mut buf)

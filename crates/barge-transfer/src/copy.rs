@@ -113,7 +113,13 @@ async fn stream(
     if src.info().await?.map(|i| i.etag) != Some(info.etag.clone()) {
         return Err(TransferError::Changed(format!("{} changed during the copy; nothing was written", src.display())));
     }
-    sink.commit(Expect { size: info.size, sha256: Some(sha256.clone()), metadata: info.metadata.clone() }).await?;
+    sink.commit(Expect {
+        size: info.size,
+        sha256: Some(sha256.clone()),
+        metadata: info.metadata.clone(),
+        md5: info.content_md5.clone(),
+    })
+    .await?;
     reporter.finish();
     Ok(sha256)
 }

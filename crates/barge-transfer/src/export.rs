@@ -225,7 +225,7 @@ pub async fn export(
         ("category".to_string(), "acr-transfer-blob".to_string()),
         ("catalogdigest".to_string(), catalog_digest.to_string()),
     ];
-    sink.commit(Expect { size, sha256: None, metadata }).await?;
+    sink.commit(Expect { size, sha256: None, metadata, md5: None }).await?;
     reporter.finish();
     Ok(ExportReport {
         catalog_digest,

@@ -143,7 +143,8 @@ impl BlobStore for AzureBlob {
                 let modified = r.last_modified().ok().flatten().map(SystemTime::from);
                 let mut metadata: Vec<(String, String)> = r.metadata().unwrap_or_default().into_iter().collect();
                 metadata.sort();
-                Ok(Some(BlobInfo { size, etag, modified, metadata }))
+                let content_md5 = r.content_md5().ok().flatten();
+                Ok(Some(BlobInfo { size, etag, modified, metadata, content_md5 }))
             }
             Err(e) if e.http_status() == Some(StatusCode::NotFound) => {
                 // A missing container is worth saying; a missing blob is just "none".
@@ -357,7 +358,9 @@ impl AzureBlob {
                 )))
             }
         }
-        commit_blocks(&self.client, &self.url, ids, None, info.metadata.clone(), opts.overwrite).await?;
+        // The source's Content-MD5 is carried as a property (the service does not check it on commit).
+        commit_blocks(&self.client, &self.url, ids, info.content_md5.clone(), info.metadata.clone(), opts.overwrite)
+            .await?;
         reporter.finish();
         Ok(BlockCopy {
             block_size,

@@ -42,6 +42,7 @@ impl BlobStore for LocalBlob {
                 etag: etag_of(&m),
                 modified: m.modified().ok(),
                 metadata: Vec::new(),
+                content_md5: None,
             })),
             Ok(_) => Err(TransferError::Usage(format!("{} is not a regular file", self.path.display()))),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),

@@ -27,6 +27,8 @@ pub struct BlobInfo {
     pub modified: Option<SystemTime>,
     /// User metadata, carried by copies.
     pub metadata: Vec<(String, String)>,
+    /// The blob's Content-MD5 property, where the store keeps one.
+    pub content_md5: Option<Vec<u8>>,
 }
 
 /// How to copy block by block.
@@ -58,6 +60,8 @@ pub struct Expect {
     pub sha256: Option<Digest>,
     /// Metadata to set on the blob, where the store keeps any.
     pub metadata: Vec<(String, String)>,
+    /// The source's Content-MD5: what was written must match it.
+    pub md5: Option<Vec<u8>>,
 }
 
 /// One blob location.

@@ -3,6 +3,7 @@
 //! `anyhow` lives only here; the libraries return typed errors whose category
 //! decides the exit code (see README: "Exit codes").
 
+mod pipeline;
 mod progress;
 
 use std::path::PathBuf;
@@ -29,6 +30,9 @@ struct Cli {
     /// Print nothing but errors (and the JSON summary with --output json).
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// Where pipelines and runs are kept (default: $XDG_STATE_HOME/barge).
+    #[arg(long, global = true, env = "BARGE_STATE", value_name = "DIR")]
+    state: Option<PathBuf>,
     /// A file holding the SAS token for storage URLs that carry none
     /// (also: AZURE_STORAGE_SAS_TOKEN, AZURE_STORAGE_CONNECTION_STRING).
     #[arg(long, global = true, value_name = "PATH")]
@@ -150,6 +154,18 @@ enum Command {
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
     },
+    /// Export and import pipelines (ACR's ExportPipeline and ImportPipeline).
+    Pipeline {
+        #[command(subcommand)]
+        cmd: pipeline::PipelineCmd,
+    },
+    /// Pipeline runs (ACR's PipelineRun).
+    Run {
+        #[command(subcommand)]
+        cmd: pipeline::RunCmd,
+    },
+    /// The import trigger: import every new bundle that lands in an enabled import pipeline's container.
+    Watch(pipeline::WatchArgs),
     /// Check a bundle offline: every digest, every reference, no unsafe entry.
     Verify {
         bundle: PathBuf,
@@ -179,6 +195,11 @@ fn parse_digest(s: &str) -> Result<Digest, String> {
 }
 
 impl Cli {
+    fn state_store(&self) -> Box<dyn barge_pipeline::StateStore> {
+        let dir = self.state.clone().unwrap_or_else(barge_pipeline::LocalState::default_dir);
+        Box::new(barge_pipeline::LocalState::new(dir))
+    }
+
     fn store(&self, location: &str, concurrency: usize) -> anyhow::Result<Box<dyn barge_transfer::BlobStore>> {
         let opts = StoreOptions { sas_file: self.sas_file.clone(), concurrency };
         Ok(Location::parse(location, &opts)?.open(&opts)?)
@@ -186,7 +207,7 @@ impl Cli {
 }
 
 /// What a command prints on success, and whether it was complete.
-struct Done {
+pub(crate) struct Done {
     text: String,
     json: serde_json::Value,
     partial: bool,
@@ -200,14 +221,27 @@ const EXIT_NO_SPACE: u8 = 5;
 const EXIT_PARTIAL: u8 = 6;
 const EXIT_INTERRUPTED: u8 = 130;
 
+fn category_code(c: Category) -> u8 {
+    match c {
+        Category::Usage => EXIT_USAGE,
+        Category::Integrity => EXIT_INTEGRITY,
+        Category::Auth => EXIT_AUTH,
+        Category::NoSpace => EXIT_NO_SPACE,
+        Category::Other => EXIT_OTHER,
+    }
+}
+
 fn exit_code(e: &anyhow::Error) -> u8 {
     if let Some(t) = e.downcast_ref::<TransferError>() {
-        return match t.category() {
-            Category::Usage => EXIT_USAGE,
-            Category::Integrity => EXIT_INTEGRITY,
-            Category::Auth => EXIT_AUTH,
-            Category::NoSpace => EXIT_NO_SPACE,
-            Category::Other => EXIT_OTHER,
+        return category_code(t.category());
+    }
+    if let Some(p) = e.downcast_ref::<barge_pipeline::PipelineError>() {
+        use barge_pipeline::PipelineError as P;
+        return match p {
+            P::Invalid(_) => EXIT_USAGE,
+            P::Secret(_) => EXIT_AUTH,
+            P::Transfer(t) => category_code(t.category()),
+            P::NotFound(_) | P::Conflict(_) | P::State(_) => EXIT_OTHER,
         };
     }
     if let Some(b) = e.downcast_ref::<BundleError>() {
@@ -342,6 +376,11 @@ async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
                 text += &format!("sha256: {d}{}\n", if r.verified { " (read back and verified)" } else { "" });
             }
             Ok(Done { text, partial: false, json: serde_json::to_value(&r)? })
+        }
+        Command::Pipeline { cmd } => pipeline::pipeline(cli.state_store().as_ref(), cmd).await,
+        Command::Run { cmd } => pipeline::run(cli.state_store().as_ref(), cmd, &ConnectOptions::default()).await,
+        Command::Watch(args) => {
+            pipeline::watch_cmd(cli.state_store().as_ref(), args, &ConnectOptions::default(), cli.quiet).await
         }
         Command::Verify { bundle, catalog_digest, threads } => {
             let opts = VerifyOptions { catalog_digest: catalog_digest.clone(), threads: *threads };

@@ -511,3 +511,90 @@ pub async fn commit_blocks(
         Err(e) => Err(map_err(url, "committing", Need::Write, e)),
     }
 }
+
+/// A storage container: listing and leases.
+pub struct AzureContainer {
+    url: BlobUrl,
+    client: azure_storage_blob::BlobContainerClient,
+    concurrency: usize,
+}
+
+impl AzureContainer {
+    pub fn new(url: BlobUrl, concurrency: usize) -> Result<AzureContainer> {
+        let u = Url::parse(&url.expose()).map_err(|e| TransferError::Usage(format!("{url}: {e}")))?;
+        let client = azure_storage_blob::BlobContainerClient::new(u, None, None)
+            .map_err(|_| TransferError::Usage(format!("{url}: not a usable container URL")))?;
+        Ok(AzureContainer { url, client, concurrency })
+    }
+}
+
+/// A blob lease kept alive by a background renewal until released.
+struct AzureLease {
+    client: Arc<BlobClient>,
+    id: String,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+/// Leases last this long unless renewed: a watcher that dies frees its blob this soon.
+const LEASE_SECONDS: i32 = 15;
+
+#[async_trait]
+impl super::container::Lease for AzureLease {
+    async fn release(self: Box<Self>) -> Result<()> {
+        self.renewer.abort();
+        let _ = self.client.release_lease(self.id.clone(), None).await;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl super::container::Container for AzureContainer {
+    fn display(&self) -> String {
+        self.url.to_string()
+    }
+
+    fn blob(&self, name: &str) -> Result<Box<dyn BlobStore>> {
+        Ok(Box::new(AzureBlob::new(self.url.sibling(name), self.concurrency)?))
+    }
+
+    async fn list(&self) -> Result<Vec<super::container::Listed>> {
+        use futures::StreamExt;
+        let mut pager = self.client.list_blobs(None).map_err(|e| map_err(&self.url, "listing", Need::Read, e))?;
+        let mut out = Vec::new();
+        while let Some(item) = pager.next().await {
+            let item = item.map_err(|e| map_err(&self.url, "listing", Need::Read, e))?;
+            let (Some(name), Some(props)) = (item.name, item.properties) else { continue };
+            let etag = props.etag.map(|e| e.to_string()).unwrap_or_default();
+            out.push(super::container::Listed { name, size: props.content_length.unwrap_or(0), etag });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn lease(&self, name: &str, etag: &str) -> Result<Option<Box<dyn super::container::Lease>>> {
+        use azure_storage_blob::models::{BlobClientAcquireLeaseOptions, BlobClientAcquireLeaseResultHeaders};
+        let blob = self.url.sibling(name);
+        let u = Url::parse(&blob.expose()).map_err(|e| TransferError::Usage(format!("{blob}: {e}")))?;
+        let client = Arc::new(
+            BlobClient::new(u, None, None).map_err(|_| TransferError::Usage(format!("{blob}: not a usable URL")))?,
+        );
+        let opts = BlobClientAcquireLeaseOptions { if_match: Some(Etag::from(etag)), ..Default::default() };
+        let id = match client.acquire_lease(LEASE_SECONDS, Some(opts)).await {
+            Ok(r) => r.lease_id().ok().flatten().unwrap_or_default(),
+            // Leased by another watcher, or changed since it was listed: not ours now.
+            Err(e) if matches!(e.http_status(), Some(StatusCode::Conflict) | Some(StatusCode::PreconditionFailed)) => {
+                return Ok(None)
+            }
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => return Ok(None),
+            Err(e) => return Err(map_err(&blob, "leasing", Need::Write, e)),
+        };
+        let (c, lease) = (client.clone(), id.clone());
+        let renewer = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs((LEASE_SECONDS / 3) as u64)).await;
+                let _ = c.renew_lease(lease.clone(), None).await;
+            }
+        });
+        Ok(Some(Box::new(AzureLease { client, id, renewer })))
+    }
+}

@@ -1,6 +1,7 @@
 //! The `BlobStore` trait: one blob in some storage (a local file now, a storage account later).
 
 mod azure;
+mod container;
 mod local;
 pub mod url;
 
@@ -12,6 +13,7 @@ use barge_bundle::Digest;
 use tokio::io::AsyncWrite;
 
 pub use azure::AzureBlob;
+pub use container::{open_container, Container, Lease, Listed};
 pub use local::LocalBlob;
 pub use url::{AccountKey, BlobUrl};
 

@@ -1,0 +1,28 @@
+//! ACR's resource model on top of export, copy and import: pipelines, runs, their state, and the import trigger.
+
+pub mod resource;
+pub mod run;
+pub mod secret;
+pub mod state;
+pub mod watch;
+
+use barge_transfer::TransferError;
+
+pub use resource::{Pipeline, PipelineRun, RunStatus};
+pub use state::{Kind, LocalState, StateStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Secret(String),
+    #[error("state store: {0}")]
+    State(String),
+    #[error(transparent)]
+    Transfer(#[from] TransferError),
+}

@@ -1,0 +1,331 @@
+//! Pipelines, runs and the import trigger, on Azurite and real registries: ACR's walk-through, end to end.
+
+mod common;
+
+use std::path::Path;
+
+use common::azurite::{Azurite, DST, SRC};
+use common::registry::TestRegistry;
+use common::*;
+
+struct Env {
+    w: Work,
+    az: Azurite,
+    state: String,
+    env: Vec<(String, String)>,
+}
+
+impl Env {
+    fn new() -> Env {
+        let w = Work::new();
+        let az = Azurite::start();
+        let state = w.s("state");
+        // Container SAS tokens, as ACR's docs make them (with the leading '?').
+        let export_sas = format!("?{}", az.url(SRC, "x", "racwdl").split_once('?').unwrap().1);
+        let import_sas = format!("?{}", az.url(DST, "x", "racwdl").split_once('?').unwrap().1);
+        let env = vec![("EXPORT_SAS".to_string(), export_sas), ("IMPORT_SAS".to_string(), import_sas)];
+        Env { w, az, state, env }
+    }
+
+    fn barge(&self, args: &[&str]) -> Run {
+        let mut full = vec!["--state", &self.state];
+        full.extend_from_slice(args);
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        barge_with(&full, &env, "")
+    }
+
+    fn ok(&self, args: &[&str]) -> Run {
+        let r = self.barge(args);
+        assert_eq!(r.code, 0, "barge {args:?}\nstdout: {}\nstderr: {}", r.stdout, r.stderr);
+        r
+    }
+
+    fn container(&self, account: &str) -> String {
+        format!("{}/{account}/bundles", self.az.endpoint)
+    }
+
+    fn runs(&self) -> Vec<serde_json::Value> {
+        self.ok(&["--output", "json", "run", "list"]).json()["runs"].as_array().unwrap().clone()
+    }
+}
+
+fn pipelines(e: &Env, src: &str, dst: &str, import_options: &[&str]) {
+    let (srcc, dstc) = (e.container(SRC), e.container(DST));
+    e.ok(&[
+        "pipeline",
+        "export",
+        "create",
+        "exp1",
+        "--registry",
+        src,
+        "--storage-container-uri",
+        &srcc,
+        "--secret",
+        "env:EXPORT_SAS",
+        "--options",
+        "OverwriteBlobs",
+        "ContinueOnErrors",
+    ]);
+    let mut args = vec![
+        "pipeline",
+        "import",
+        "create",
+        "imp1",
+        "--registry",
+        dst,
+        "--storage-container-uri",
+        &dstc,
+        "--secret",
+        "env:IMPORT_SAS",
+    ];
+    if !import_options.is_empty() {
+        args.push("--options");
+        args.extend_from_slice(import_options);
+    }
+    e.ok(&args);
+}
+
+#[test]
+fn acr_walkthrough_export_copy_and_the_trigger_imports() {
+    let e = Env::new();
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    for (repo, tag) in [("samples/hello-world", "v1"), ("samples/multiarch", "v1")] {
+        src.push(&e.w.path("src"), repo, tag);
+    }
+    pipelines(&e, &src.host, &dst.host, &["OverwriteTags", "DeleteSourceBlobOnSuccess"]);
+    // An option of the other kind is refused.
+    let dstc = e.container(DST);
+    let r = e.barge(&[
+        "pipeline",
+        "import",
+        "create",
+        "bad",
+        "--registry",
+        &dst.host,
+        "--storage-container-uri",
+        &dstc,
+        "--secret",
+        "env:IMPORT_SAS",
+        "--options",
+        "OverwriteBlobs",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("OverwriteBlobs"), "{}", r.stderr);
+
+    let run = |tag: Option<&str>| {
+        let mut a = vec![
+            "--output",
+            "json",
+            "run",
+            "create",
+            "run1",
+            "--pipeline",
+            "exp1",
+            "--blob",
+            "myblob",
+            "--artifacts",
+            "samples/hello-world:v1",
+            "samples/multiarch:v1",
+        ];
+        if let Some(t) = tag {
+            a.extend(["--force-update-tag", t]);
+        }
+        e.ok(&a).json()
+    };
+    let first = run(None);
+    let resp = &first["properties"]["response"];
+    assert_eq!(resp["status"], "Succeeded", "{first}");
+    assert!(resp["catalogDigest"].as_str().unwrap().starts_with("sha256:"));
+    assert!(resp["finishTime"].is_string() && resp["startTime"].is_string());
+    // Identical properties: nothing happens.
+    let again = run(None);
+    assert_eq!(again["properties"]["response"]["startTime"], resp["startTime"]);
+    assert_eq!(again["properties"]["response"]["finishTime"], resp["finishTime"]);
+    // A new forceUpdateTag runs it again.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let forced = run(Some("2026-11-29T10:00:00Z"));
+    assert_ne!(forced["properties"]["response"]["startTime"], resp["startTime"]);
+
+    // Copy between the accounts (as azcopy would), then the trigger imports without being asked.
+    barge_ok(&["copy", &e.az.url(SRC, "myblob", "racwdl"), &e.az.url(DST, "myblob", "racwdl")], 0);
+    e.ok(&["watch", "--once"]);
+    let imports: Vec<_> =
+        e.runs().into_iter().filter(|r| r["properties"]["request"]["pipelineResourceId"] == "imp1").collect();
+    assert_eq!(imports.len(), 1, "{imports:?}");
+    let r = &imports[0]["properties"]["response"];
+    assert_eq!(r["status"], "Succeeded", "{r}");
+    assert!(r["trigger"]["sourceTrigger"]["timestamp"].is_string(), "{r}");
+    assert_eq!(r["catalogDigest"], resp["catalogDigest"], "re-exports are byte-identical");
+    assert_eq!(r["importedArtifacts"].as_array().unwrap().len(), 2, "{r}");
+    for name in ["samples/hello-world:v1", "samples/multiarch:v1"] {
+        assert_eq!(dst.raw(name), src.raw(name), "{name}");
+    }
+    assert!(!e.az.exists(DST, "myblob"), "DeleteSourceBlobOnSuccess did not delete the bundle");
+    // Nothing new: another pass imports nothing.
+    e.ok(&["watch", "--once"]);
+    assert_eq!(e.runs().iter().filter(|r| r["properties"]["request"]["pipelineResourceId"] == "imp1").count(), 1);
+    // run list has an error-message column; deleting a run deletes only its record.
+    let table = e.ok(&["run", "list"]).stdout;
+    assert!(table.contains("ERROR") && table.contains("run1"), "{table}");
+    e.ok(&["run", "delete", "run1"]);
+    assert!(dst.raw("samples/hello-world:v1").is_some());
+}
+
+#[test]
+fn two_watchers_import_five_bundles_once_each() {
+    let e = Env::new();
+    let dst = TestRegistry::start();
+    pipelines(&e, "oci:/unused", &dst.host, &[]);
+    // Five bundles, five images, straight into the target container.
+    for i in 0..5 {
+        let d = barge_fixtures::write_image(
+            &e.w.path("five"),
+            &format!("five/img{i}"),
+            &barge_fixtures::Image::new(vec![barge_fixtures::Layer { seed: 500 + i, size: 2 << 20 }]),
+        )
+        .unwrap();
+        barge_fixtures::tag(&e.w.path("five"), &format!("five/img{i}"), "v1", &d).unwrap();
+        let reg = format!("oci:{}", e.w.s("five"));
+        let to = e.az.url(DST, &format!("b{i}.tar"), "racwdl");
+        barge_ok(&["export", "--registry", &reg, "--to", &to, &format!("five/img{i}:v1")], 0);
+    }
+    let spawn = || {
+        let env: Vec<(String, String)> = e.env.clone();
+        std::process::Command::new(env!("CARGO_BIN_EXE_barge"))
+            .args(["--state", &e.state, "watch", "--once"])
+            .envs(env)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(
+        a.status.success() && b.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    // One more pass picks up anything a lease kept the other from (there should be nothing left).
+    e.ok(&["watch", "--once"]);
+    let runs: Vec<_> =
+        e.runs().into_iter().filter(|r| r["properties"]["request"]["pipelineResourceId"] == "imp1").collect();
+    assert_eq!(runs.len(), 5, "{runs:#?}");
+    for r in &runs {
+        let resp = &r["properties"]["response"];
+        assert_eq!(resp["status"], "Succeeded", "{resp}");
+        // The run that wrote the tag is the one on record: no second import overwrote it.
+        assert_eq!(resp["artifacts"][0]["status"], "Succeeded", "{resp}");
+    }
+    for i in 0..5 {
+        assert!(dst.raw(&format!("five/img{i}:v1")).is_some());
+    }
+}
+
+#[test]
+fn a_killed_watcher_restarts_and_imports_exactly_once() {
+    let e = Env::new();
+    let dst = TestRegistry::start();
+    // A local directory as the container: its lease is a lock that dies with the process.
+    let dir = e.w.path("landing");
+    std::fs::create_dir_all(&dir).unwrap();
+    e.ok(&[
+        "pipeline",
+        "import",
+        "create",
+        "local1",
+        "--registry",
+        &dst.host,
+        "--storage-container-uri",
+        &dir.display().to_string(),
+    ]);
+    let d = barge_fixtures::write_image(
+        &e.w.path("big"),
+        "big/img",
+        &barge_fixtures::Image::new(vec![barge_fixtures::Layer { seed: 77, size: 300 << 20 }]),
+    )
+    .unwrap();
+    barge_fixtures::tag(&e.w.path("big"), "big/img", "v1", &d).unwrap();
+    barge_ok(
+        &["export", "--registry", &format!("oci:{}", e.w.s("big")), "--to", &e.w.s("landing/big.tar"), "big/img:v1"],
+        0,
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_barge"))
+        .args(["--state", &e.state, "watch", "--interval", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !running(&e.w.path("state/runs")) {
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "the watcher never started the import");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    e.ok(&["watch", "--once"]);
+    e.ok(&["watch", "--once"]);
+    let runs = e.runs();
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0]["properties"]["response"]["status"], "Succeeded", "{:#}", runs[0]);
+    assert!(dst.raw("big/img:v1").is_some());
+}
+
+fn running(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().any(|f| std::fs::read_to_string(f.path()).is_ok_and(|s| s.contains("\"Running\""))))
+        .unwrap_or(false)
+}
+
+#[test]
+fn failed_runs_say_why() {
+    let e = Env::new();
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    src.push(&e.w.path("src"), "samples/hello-world", "v1");
+    pipelines(&e, &src.host, &dst.host, &[]);
+    // A misspelled artifact.
+    let r = e.barge(&["run", "create", "bad1", "--pipeline", "exp1", "--blob", "b", "--artifacts", "Samples/Hello:v1"]);
+    assert_ne!(r.code, 0);
+    let rec = e.ok(&["--output", "json", "run", "show", "bad1"]).json();
+    let msg = rec["properties"]["response"]["pipelineRunErrorMessage"].as_str().unwrap().to_string();
+    assert!(msg.contains("Samples/Hello:v1"), "{msg}");
+    assert_eq!(rec["properties"]["response"]["status"], "Failed");
+
+    // An import SAS without read permission: the message names the letter.
+    e.ok(&["run", "create", "good", "--pipeline", "exp1", "--blob", "b.tar", "--artifacts", "samples/hello-world:v1"]);
+    barge_ok(&["copy", &e.az.url(SRC, "b.tar", "racwdl"), &e.az.url(DST, "b.tar", "racwdl")], 0);
+    let no_read = format!("?{}", e.az.url(DST, "x", "l").split_once('?').unwrap().1);
+    let mut env = Env { env: vec![("IMPORT_SAS".into(), no_read)], ..e };
+    let r = env.barge(&["run", "create", "imp-nr", "--pipeline", "imp1", "--blob", "b.tar"]);
+    assert_ne!(r.code, 0);
+    let rec = env.ok(&["--output", "json", "run", "show", "imp-nr"]).json();
+    let msg = rec["properties"]["response"]["pipelineRunErrorMessage"].as_str().unwrap().to_string();
+    assert!(msg.contains("'r'"), "{msg}");
+
+    // A tag that exists elsewhere, without OverwriteTags.
+    let other = barge_fixtures::write_image(
+        &env.w.path("other"),
+        "samples/hello-world",
+        &barge_fixtures::Image::new(vec![barge_fixtures::Layer { seed: 66, size: 100 }]),
+    )
+    .unwrap();
+    barge_fixtures::tag(&env.w.path("other"), "samples/hello-world", "v1", &other).unwrap();
+    dst.push(&env.w.path("other"), "samples/hello-world", "v1");
+    env.env = vec![("IMPORT_SAS".into(), format!("?{}", env.az.url(DST, "x", "racwdl").split_once('?').unwrap().1))];
+    let r = env.barge(&["run", "create", "imp-tag", "--pipeline", "imp1", "--blob", "b.tar"]);
+    assert_ne!(r.code, 0);
+    let rec = env.ok(&["--output", "json", "run", "show", "imp-tag"]).json();
+    let msg = rec["properties"]["response"]["pipelineRunErrorMessage"].as_str().unwrap().to_string();
+    assert!(msg.contains("samples/hello-world:v1") && msg.contains("already points"), "{msg}");
+    // The secret never reaches the state.
+    for f in std::fs::read_dir(env.w.path("state/runs"))
+        .unwrap()
+        .chain(std::fs::read_dir(env.w.path("state/pipelines")).unwrap())
+    {
+        let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
+        assert!(!text.contains("sig="), "{text}");
+    }
+}

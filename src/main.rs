@@ -30,9 +30,14 @@ struct Cli {
     /// Print nothing but errors (and the JSON summary with --output json).
     #[arg(long, short, global = true)]
     quiet: bool,
-    /// Where pipelines and runs are kept (default: $XDG_STATE_HOME/barge).
-    #[arg(long, global = true, env = "BARGE_STATE", value_name = "DIR")]
-    state: Option<PathBuf>,
+    /// Where pipelines and runs are kept: a directory (default:
+    /// $XDG_STATE_HOME/barge), or a storage container URL that several
+    /// machines share (its SAS from --state-secret).
+    #[arg(long, global = true, env = "BARGE_STATE", value_name = "DIR|URL")]
+    state: Option<String>,
+    /// Where the SAS of a --state container is read: env:NAME or file:PATH.
+    #[arg(long, global = true, value_name = "REF")]
+    state_secret: Option<String>,
     /// A file holding the SAS token for storage URLs that carry none
     /// (also: AZURE_STORAGE_SAS_TOKEN, AZURE_STORAGE_CONNECTION_STRING).
     #[arg(long, global = true, value_name = "PATH")]
@@ -195,9 +200,19 @@ fn parse_digest(s: &str) -> Result<Digest, String> {
 }
 
 impl Cli {
-    fn state_store(&self) -> Box<dyn barge_pipeline::StateStore> {
-        let dir = self.state.clone().unwrap_or_else(barge_pipeline::LocalState::default_dir);
-        Box::new(barge_pipeline::LocalState::new(dir))
+    fn state_store(&self) -> anyhow::Result<Box<dyn barge_pipeline::StateStore>> {
+        match &self.state {
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                let sas = match &self.state_secret {
+                    Some(r) => Some(barge_pipeline::secret::SecretRef::parse(r)?.resolve()?),
+                    None => None,
+                };
+                let container = barge_transfer::store::open_container(url, sas, 4)?;
+                Ok(Box::new(barge_pipeline::BlobState::new(container)))
+            }
+            Some(dir) => Ok(Box::new(barge_pipeline::LocalState::new(PathBuf::from(dir)))),
+            None => Ok(Box::new(barge_pipeline::LocalState::new(barge_pipeline::LocalState::default_dir()))),
+        }
     }
 
     fn store(&self, location: &str, concurrency: usize) -> anyhow::Result<Box<dyn barge_transfer::BlobStore>> {
@@ -377,10 +392,10 @@ async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
             }
             Ok(Done { text, partial: false, json: serde_json::to_value(&r)? })
         }
-        Command::Pipeline { cmd } => pipeline::pipeline(cli.state_store().as_ref(), cmd).await,
-        Command::Run { cmd } => pipeline::run(cli.state_store().as_ref(), cmd, &ConnectOptions::default()).await,
+        Command::Pipeline { cmd } => pipeline::pipeline(cli.state_store()?.as_ref(), cmd).await,
+        Command::Run { cmd } => pipeline::run(cli.state_store()?.as_ref(), cmd, &ConnectOptions::default()).await,
         Command::Watch(args) => {
-            pipeline::watch_cmd(cli.state_store().as_ref(), args, &ConnectOptions::default(), cli.quiet).await
+            pipeline::watch_cmd(cli.state_store()?.as_ref(), args, &ConnectOptions::default(), cli.quiet).await
         }
         Command::Verify { bundle, catalog_digest, threads } => {
             let opts = VerifyOptions { catalog_digest: catalog_digest.clone(), threads: *threads };

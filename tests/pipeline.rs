@@ -329,3 +329,66 @@ fn failed_runs_say_why() {
         assert!(!text.contains("sig="), "{text}");
     }
 }
+
+#[test]
+fn state_shared_in_a_storage_container() {
+    let mut e = Env::new();
+    e.az.create_container(DST, "state");
+    // A container SAS for the state container.
+    let sas = e.az.key(DST).container_sas("state", "racwdl", std::time::Duration::from_secs(600));
+    e.env.push(("STATE_SAS".into(), sas.expose().to_string()));
+    let url = format!("{}/{DST}/state", e.az.endpoint);
+    e.state = url.clone();
+    let shared = |args: &[&str]| {
+        let mut full = vec!["--state-secret", "env:STATE_SAS"];
+        full.extend_from_slice(args);
+        e.ok(&full)
+    };
+    let reg = e.w.reg("src");
+    let srcc = e.container(SRC);
+    shared(&[
+        "pipeline",
+        "export",
+        "create",
+        "exp1",
+        "--registry",
+        &reg,
+        "--storage-container-uri",
+        &srcc,
+        "--secret",
+        "env:EXPORT_SAS",
+    ]);
+    // Two processes submit the same run at once: it runs once.
+    let spawn = || {
+        let env: Vec<(String, String)> = e.env.clone();
+        std::process::Command::new(env!("CARGO_BIN_EXE_barge"))
+            .args(["--state", &url, "--state-secret", "env:STATE_SAS", "--output", "json", "run", "create", "r1"])
+            .args(["--pipeline", "exp1", "--blob", "shared.tar", "--artifacts", "samples/hello-world:v1"])
+            .envs(env)
+            .output()
+            .unwrap()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(spawn);
+        let b = s.spawn(spawn);
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let outs = [String::from_utf8_lossy(&a.stdout).to_string(), String::from_utf8_lossy(&b.stdout).to_string()];
+    let started: Vec<_> = outs
+        .iter()
+        .filter_map(|o| serde_json::from_str::<serde_json::Value>(o.trim()).ok())
+        .filter_map(|j| j["properties"]["response"]["startTime"].as_str().map(str::to_string))
+        .collect();
+    // Either both report the same (single) run, or the loser was told another barge holds it.
+    assert!(started.windows(2).all(|w| w[0] == w[1]), "{outs:?}");
+    assert!(
+        !started.is_empty(),
+        "{outs:?} {:?} {:?}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    // Another machine sees the run in the shared state.
+    let list = shared(&["--output", "json", "run", "list"]).json();
+    assert_eq!(list["runs"][0]["name"], "r1");
+    assert_eq!(list["runs"][0]["properties"]["response"]["status"], "Succeeded", "{list}");
+}

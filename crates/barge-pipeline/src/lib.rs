@@ -9,7 +9,7 @@ pub mod watch;
 use barge_transfer::TransferError;
 
 pub use resource::{Pipeline, PipelineRun, RunStatus};
-pub use state::{Kind, LocalState, StateStore};
+pub use state::{BlobState, Kind, LocalState, StateStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {

@@ -176,3 +176,76 @@ mod tests {
         assert!(!s.delete(Kind::Run, "r1").await.unwrap());
     }
 }
+
+/// State in a storage container, shared by barge processes on several
+/// machines: one blob per document (`pipelines/NAME.json`, `runs/NAME.json`),
+/// versions are ETags, and every write is conditional (If-Match, or
+/// If-None-Match: * to create).
+pub struct BlobState {
+    container: Box<dyn barge_transfer::store::Container>,
+}
+
+impl BlobState {
+    pub fn new(container: Box<dyn barge_transfer::store::Container>) -> BlobState {
+        BlobState { container }
+    }
+
+    fn blob(&self, kind: Kind, name: &str) -> Result<Box<dyn barge_transfer::BlobStore>, PipelineError> {
+        crate::resource::check_name(kind.dir().trim_end_matches('s'), name)?;
+        Ok(self.container.blob(&format!("{}/{name}.json", kind.dir()))?)
+    }
+}
+
+#[async_trait]
+impl StateStore for BlobState {
+    async fn get(&self, kind: Kind, name: &str) -> Result<Option<(Vec<u8>, Version)>, PipelineError> {
+        use tokio::io::AsyncReadExt;
+        let blob = self.blob(kind, name)?;
+        let Some(info) = blob.info().await? else { return Ok(None) };
+        let mut r = blob.read_range(0, info.size, &info.etag).await?;
+        let mut bytes = Vec::with_capacity(info.size as usize);
+        r.read_to_end(&mut bytes)
+            .await
+            .map_err(|e| PipelineError::State(format!("reading {}: {e}", blob.display())))?;
+        Ok(Some((bytes, Version(info.etag))))
+    }
+
+    async fn put(
+        &self,
+        kind: Kind,
+        name: &str,
+        bytes: &[u8],
+        expected: Option<&Version>,
+    ) -> Result<Version, PipelineError> {
+        match self.blob(kind, name)?.put_if(bytes.to_vec(), expected.map(|v| v.0.as_str())).await {
+            Ok(etag) => Ok(Version(etag)),
+            Err(barge_transfer::TransferError::Changed(_)) | Err(barge_transfer::TransferError::Exists(_)) => {
+                Err(PipelineError::Conflict(format!(
+                    "{} {name} was changed by another barge",
+                    kind.dir().trim_end_matches('s')
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn list(&self, kind: Kind) -> Result<Vec<String>, PipelineError> {
+        let prefix = format!("{}/", kind.dir());
+        Ok(self
+            .container
+            .list()
+            .await?
+            .into_iter()
+            .filter_map(|l| l.name.strip_prefix(&prefix).and_then(|n| n.strip_suffix(".json")).map(str::to_string))
+            .collect())
+    }
+
+    async fn delete(&self, kind: Kind, name: &str) -> Result<bool, PipelineError> {
+        let blob = self.blob(kind, name)?;
+        if blob.info().await?.is_none() {
+            return Ok(false);
+        }
+        blob.delete(None).await?;
+        Ok(true)
+    }
+}

@@ -217,6 +217,24 @@ impl BlobStore for AzureBlob {
         Ok(Box::new(AzureSink { writer, stager, client: self.client.clone(), url: self.url.clone(), overwrite }))
     }
 
+    async fn put_if(&self, bytes: Vec<u8>, if_match: Option<&str>) -> Result<String> {
+        use azure_storage_blob::models::BlockBlobClientUploadOptions;
+        let opts = BlockBlobClientUploadOptions {
+            if_match: if_match.map(Etag::from),
+            if_none_match: if_match.is_none().then(|| Etag::from("*")),
+            ..Default::default()
+        };
+        let len = bytes.len() as u64;
+        let r = self.client.block_blob_client().upload(RequestContent::from(bytes), Some(opts)).await;
+        match r {
+            Ok(r) => Ok(r.etag.map(|e| e.to_string()).unwrap_or_default()),
+            Err(e) if matches!(e.http_status(), Some(StatusCode::Conflict) | Some(StatusCode::PreconditionFailed)) => {
+                Err(TransferError::Changed(format!("{} was changed by another writer", self.url)))
+            }
+            Err(e) => Err(self.map_err(&format!("writing {len} bytes to"), Need::Write, e)),
+        }
+    }
+
     async fn delete(&self, if_match: Option<&str>) -> Result<()> {
         let opts = BlobClientDeleteOptions { if_match: if_match.map(Etag::from), ..Default::default() };
         match self.client.delete(Some(opts)).await {

@@ -97,6 +97,38 @@ impl BlobStore for LocalBlob {
         }))
     }
 
+    async fn put_if(&self, bytes: Vec<u8>, if_match: Option<&str>) -> Result<String> {
+        let path = self.path.clone();
+        let lock_path = self.lock_path();
+        let if_match = if_match.map(str::to_string);
+        tokio::task::spawn_blocking(move || {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| TransferError::io(format!("creating {}", dir.display()), e))?;
+            }
+            let lock = std::fs::File::create(&lock_path)
+                .map_err(|e| TransferError::io(format!("locking {}", path.display()), e))?;
+            lock.lock().map_err(|e| TransferError::io(format!("locking {}", path.display()), e))?;
+            let current = match std::fs::metadata(&path) {
+                Ok(m) => Some(etag_of(&m)),
+                Err(e) if e.kind() == ErrorKind::NotFound => None,
+                Err(e) => return Err(TransferError::io(format!("reading {}", path.display()), e)),
+            };
+            if current.as_deref() != if_match.as_deref() {
+                return Err(TransferError::Changed(format!("{} was changed by another writer", path.display())));
+            }
+            let tmp = TempFile::beside(&path);
+            std::fs::write(tmp.path(), &bytes)
+                .map_err(|e| TransferError::io(format!("writing {}", path.display()), e))?;
+            tmp.commit(&path, true)?;
+            let m =
+                std::fs::metadata(&path).map_err(|e| TransferError::io(format!("reading {}", path.display()), e))?;
+            Ok(etag_of(&m))
+        })
+        .await
+        .expect("a small write does not panic")
+    }
+
     async fn delete(&self, if_match: Option<&str>) -> Result<()> {
         if let Some(etag) = if_match {
             match self.info().await? {
@@ -115,6 +147,13 @@ impl BlobStore for LocalBlob {
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             Err(e) => Err(TransferError::io(format!("deleting {}", self.path.display()), e)),
         }
+    }
+}
+
+impl LocalBlob {
+    fn lock_path(&self) -> std::path::PathBuf {
+        let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        self.path.with_file_name(format!(".{name}.barge-lock"))
     }
 }
 

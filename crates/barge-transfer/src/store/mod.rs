@@ -109,6 +109,11 @@ pub trait BlobStore: Send + Sync {
 
     /// Delete the blob, only if it still has `if_match` as its etag when given.
     async fn delete(&self, if_match: Option<&str>) -> Result<()>;
+
+    /// Write a small document whole, only if the blob still has etag
+    /// `if_match` (with `None`: only if there is none). `Changed` otherwise.
+    /// Returns the new etag. For state that several processes share.
+    async fn put_if(&self, bytes: Vec<u8>, if_match: Option<&str>) -> Result<String>;
 }
 
 #[async_trait]

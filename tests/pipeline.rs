@@ -147,6 +147,23 @@ fn acr_walkthrough_export_copy_and_the_trigger_imports() {
     let forced = run(Some("2026-11-29T10:00:00Z"));
     assert_ne!(forced["properties"]["response"]["startTime"], resp["startTime"]);
 
+    // A pipeline kept in a file, shaped like ACR's, with its trigger disabled: watch leaves it alone.
+    let doc = serde_json::json!({
+        "type": "importPipelines",
+        "name": "imp2",
+        "properties": {
+            "registry": dst.host,
+            "source": {"type": "AzureStorageBlobContainer", "uri": e.container(DST), "secretUri": "env:IMPORT_SAS"},
+            "trigger": {"sourceTrigger": {"status": "Disabled"}},
+            "options": ["OverwriteTags"]
+        }
+    });
+    std::fs::write(e.w.path("imp2.json"), doc.to_string()).unwrap();
+    e.ok(&["pipeline", "apply", "-f", &e.w.s("imp2.json")]);
+    let shown = e.ok(&["--output", "json", "pipeline", "show", "imp2"]).json();
+    assert_eq!(shown["properties"]["trigger"]["sourceTrigger"]["status"], "Disabled");
+    assert!(e.ok(&["pipeline", "list"]).stdout.contains("imp2"));
+
     // Copy between the accounts (as azcopy would), then the trigger imports without being asked.
     barge_ok(&["copy", &e.az.url(SRC, "myblob", "racwdl"), &e.az.url(DST, "myblob", "racwdl")], 0);
     e.ok(&["watch", "--once"]);

@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::oci::{Descriptor, Index, REF_NAME};
-use crate::tar::Kind;
 use crate::{BundleError, Digest};
 
 pub const CATALOG_NAME: &str = "barge-catalog.json";
@@ -84,15 +83,6 @@ pub enum Planned {
     },
     /// `catalog.blobs[i]`.
     Blob(usize),
-}
-
-impl Planned {
-    pub fn kind(&self) -> Kind {
-        match self {
-            Planned::Dir(_) => Kind::Dir,
-            _ => Kind::File,
-        }
-    }
 }
 
 impl Catalog {

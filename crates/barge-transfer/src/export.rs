@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use barge_bundle::catalog::Planned;
 use barge_bundle::oci::{self, Refs};
-use barge_bundle::tar::{encode_header, end_of_archive, padding};
+use barge_bundle::tar::{encode_header, end_of_archive, padding, Kind};
 use barge_bundle::{Artifact, Blob, BlobKind, Catalog, Digest, Reference};
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
@@ -187,15 +187,15 @@ pub async fn export(
     reporter.start("exporting", Some(catalog.blob_bytes()));
     for entry in catalog.plan() {
         match entry {
-            Planned::Dir(name) => out.write(&encode_header(&name, 0, entry_kind(true))).await?,
+            Planned::Dir(name) => out.write(&encode_header(&name, 0, Kind::Dir)).await?,
             Planned::File { name, bytes } => {
-                out.write(&encode_header(name, bytes.len() as u64, entry_kind(false))).await?;
+                out.write(&encode_header(name, bytes.len() as u64, Kind::File)).await?;
                 out.write(&bytes).await?;
                 out.write(&vec![0u8; padding(bytes.len() as u64)]).await?;
             }
             Planned::Blob(i) => {
                 let b = &catalog.blobs[i];
-                out.write(&encode_header(&b.digest.layout_path(), b.size, entry_kind(false))).await?;
+                out.write(&encode_header(&b.digest.layout_path(), b.size, Kind::File)).await?;
                 if let Some(m) = manifests.get(&b.digest) {
                     out.write(&m.bytes).await?;
                     reporter.advance(b.size);
@@ -235,14 +235,6 @@ pub async fn export(
         blob_bytes: catalog.blob_bytes(),
         artifacts: outcomes,
     })
-}
-
-fn entry_kind(dir: bool) -> barge_bundle::tar::Kind {
-    if dir {
-        barge_bundle::tar::Kind::Dir
-    } else {
-        barge_bundle::tar::Kind::File
-    }
 }
 
 /// Resolve requests concurrently, keeping their order.

@@ -23,6 +23,7 @@ FIXTURES = os.path.join(ROOT, "target", "release", "barge-fixtures")
 
 def run(cmd, quiet=True):
     """Run cmd under /usr/bin/time; return (seconds, peak RSS in MiB)."""
+    os.sync()  # no leg pays for the previous one's writeback
     t0 = time.perf_counter()
     p = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, stdout=subprocess.DEVNULL if quiet else None,
                        stderr=subprocess.PIPE, text=True)

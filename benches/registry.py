@@ -63,6 +63,7 @@ class Registry:
 
 def timed(cmds):
     """Run commands one after another under /usr/bin/time; return (seconds, max peak RSS MiB)."""
+    os.sync()  # start each leg without the previous one's dirty pages still being written
     t0 = time.perf_counter()
     peak = 0
     for cmd in cmds:

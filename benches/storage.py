@@ -97,6 +97,7 @@ def free_port():
 
 
 def timed(cmd):
+    os.sync()
     t0 = time.perf_counter()
     p = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if p.returncode != 0:

@@ -68,6 +68,8 @@ struct Resolved {
     /// Configs and layers with the repository to read each from.
     blobs: Vec<(Blob, String)>,
     created: Option<String>,
+    /// What the Referrers API lists for each of the artifact's manifests.
+    api_referrers: Vec<(Digest, Vec<oci::Descriptor>)>,
 }
 
 /// Check the artifact list before anything is fetched: the limit, then every name.
@@ -108,9 +110,29 @@ pub async fn export(
 
     reporter.start("resolving artifacts", None);
     let requests: Vec<(String, Reference)> = artifacts.iter().cloned().zip(refs).collect();
-    let mut results = resolve_all(registry.as_ref(), requests, opts.concurrency, opts.continue_on_errors).await;
+    let look =
+        Look { concurrency: opts.concurrency.max(1), check_blobs: opts.continue_on_errors, referrers: opts.referrers };
+    // The tag listings (for cosign's tags and the tag schema) go on while the artifacts resolve.
+    let repos: BTreeSet<String> = requests.iter().map(|(_, r)| r.repository().to_string()).collect();
+    let tag_lists = async {
+        if !opts.referrers {
+            return HashMap::new();
+        }
+        stream::iter(repos)
+            .map(|repo| {
+                let registry = registry.as_ref();
+                async move {
+                    let tags = registry.tags(&repo).await.unwrap_or_default().into_iter().collect();
+                    (repo, tags)
+                }
+            })
+            .buffer_unordered(look.concurrency)
+            .collect::<HashMap<String, HashSet<String>>>()
+            .await
+    };
+    let (mut results, tags) = tokio::join!(resolve_all(registry.as_ref(), requests, look), tag_lists);
     if opts.referrers {
-        let found = find_referrers(registry.as_ref(), &results, opts.concurrency, opts.continue_on_errors).await;
+        let found = find_referrers(registry.as_ref(), &results, &tags, look).await;
         results.extend(found);
     }
     reporter.finish();
@@ -238,77 +260,78 @@ pub async fn export(
 }
 
 /// Resolve requests concurrently, keeping their order.
+/// How resolution looks at each artifact.
+#[derive(Debug, Clone, Copy)]
+struct Look {
+    concurrency: usize,
+    /// Confirm every blob is there (HEAD), so ContinueOnErrors can skip a broken artifact.
+    check_blobs: bool,
+    /// Ask the Referrers API about every manifest.
+    referrers: bool,
+}
+
 async fn resolve_all(
     registry: &dyn Registry,
     requests: Vec<(String, Reference)>,
-    concurrency: usize,
-    check_blobs: bool,
+    look: Look,
 ) -> Vec<(String, Result<Resolved>)> {
     stream::iter(requests)
         .map(|(request, r)| async move {
-            let res = resolve(registry, &request, &r, check_blobs).await;
+            let res = resolve(registry, &request, &r, look).await;
             (request, res)
         })
-        .buffered(concurrency.max(1))
+        .buffered(look.concurrency)
         .collect()
         .await
 }
 
 /// What refers to the resolved artifacts, resolved in turn: cosign's
 /// `sha256-<hex>.sig/.att/.sbom` tags and the `sha256-<hex>` tag-schema index
-/// (one tag listing per repository), then what the Referrers API lists that
-/// those did not bring. Best effort: a registry that will not list is skipped.
+/// (from the tag listings), and what the Referrers API listed during
+/// resolution, except for subjects whose tag-schema index already brings
+/// them. Best effort: a registry that will not list is skipped.
 async fn find_referrers(
     registry: &dyn Registry,
     resolved: &[(String, Result<Resolved>)],
-    concurrency: usize,
-    check_blobs: bool,
+    tags: &HashMap<String, HashSet<String>>,
+    look: Look,
 ) -> Vec<(String, Result<Resolved>)> {
     let ok: Vec<&Resolved> = resolved.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
-    let repos: BTreeSet<&str> = ok.iter().map(|r| r.artifact.repository.as_str()).collect();
-    let tags: HashMap<&str, HashSet<String>> = stream::iter(repos)
-        .map(|repo| async move { (repo, registry.tags(repo).await.unwrap_or_default().into_iter().collect()) })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
-    let mut by_tag = Vec::new();
+    let mut known: HashSet<Digest> = ok.iter().flat_map(|r| r.artifact.manifests.iter().cloned()).collect();
     let mut wanted = HashSet::new();
+    let (mut by_tag, mut by_api) = (Vec::new(), Vec::new());
+    let none = HashSet::new();
     for r in &ok {
         let repo = r.artifact.repository.as_str();
+        let repo_tags = tags.get(repo).unwrap_or(&none);
         for d in &r.artifact.manifests {
             let base = format!("{}-{}", d.algorithm().name(), d.hex());
             for suffix in ["", ".sig", ".att", ".sbom"] {
                 let tag = format!("{base}{suffix}");
-                if tags[repo].contains(&tag) && wanted.insert(format!("{repo}:{tag}")) {
+                if repo_tags.contains(&tag) && wanted.insert(format!("{repo}:{tag}")) {
                     if let Ok(reference) = Reference::from_parts(repo, Some(&tag), None) {
                         by_tag.push((reference.to_string(), reference));
                     }
                 }
             }
         }
-    }
-    let mut found = resolve_all(registry, by_tag, concurrency, check_blobs).await;
-    // Digests already travelling, so the API's answer adds only what is new.
-    let mut known: HashSet<Digest> = ok.iter().flat_map(|r| r.artifact.manifests.iter().cloned()).collect();
-    known.extend(found.iter().filter_map(|(_, r)| r.as_ref().ok()).flat_map(|r| r.artifact.manifests.iter().cloned()));
-    let subjects: Vec<(&str, &Digest)> =
-        ok.iter().flat_map(|r| r.artifact.manifests.iter().map(|d| (r.artifact.repository.as_str(), d))).collect();
-    let listed: Vec<(&str, Vec<oci::Descriptor>)> = stream::iter(subjects)
-        .map(|(repo, d)| async move { (repo, registry.referrers(repo, d).await.unwrap_or_default()) })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
-    let mut by_api = Vec::new();
-    for (repo, descs) in listed {
-        for desc in descs {
-            if known.insert(desc.digest.clone()) {
-                if let Ok(reference) = Reference::from_parts(repo, None, Some(desc.digest)) {
-                    by_api.push((reference.to_string(), reference));
+        for (subject, descs) in &r.api_referrers {
+            let schema_tag = format!("{}-{}", subject.algorithm().name(), subject.hex());
+            if repo_tags.contains(&schema_tag) {
+                continue; // the tag-schema index, travelling by tag, names these already
+            }
+            for desc in descs {
+                if known.insert(desc.digest.clone()) {
+                    if let Ok(reference) = Reference::from_parts(repo, None, Some(desc.digest.clone())) {
+                        by_api.push((reference.to_string(), reference));
+                    }
                 }
             }
         }
     }
-    found.extend(resolve_all(registry, by_api, concurrency, check_blobs).await);
+    let look = Look { referrers: false, ..look };
+    let (mut found, api) = tokio::join!(resolve_all(registry, by_tag, look), resolve_all(registry, by_api, look));
+    found.extend(api);
     found
 }
 
@@ -380,14 +403,14 @@ impl Prefetch {
 /// Resolve one artifact. With `check_blobs`, every blob is confirmed present
 /// (HEAD) so that a broken artifact fails here, where ContinueOnErrors can
 /// skip it, rather than in the middle of writing the bundle.
-async fn resolve(registry: &dyn Registry, request: &str, r: &Reference, check_blobs: bool) -> Result<Resolved> {
+async fn resolve(registry: &dyn Registry, request: &str, r: &Reference, look: Look) -> Result<Resolved> {
     let repo = r.repository();
     let root = registry.manifest(repo, Target::of(r)).await?;
     let mut manifests = Vec::new();
     let mut blobs: Vec<(Blob, String)> = Vec::new();
     let mut seen = HashSet::new();
     walk(registry, repo, root.clone(), 0, &mut manifests, &mut blobs, &mut seen).await?;
-    let present: Vec<Result<bool>> = match check_blobs {
+    let present: Vec<Result<bool>> = match look.check_blobs {
         true => stream::iter(&blobs).map(|(b, _)| registry.has_blob(repo, &b.digest)).buffered(8).collect().await,
         false => Vec::new(),
     };
@@ -407,7 +430,17 @@ async fn resolve(registry: &dyn Registry, request: &str, r: &Reference, check_bl
         manifests: manifests.iter().map(|m| m.digest.clone()).collect(),
         blobs: blobs.iter().map(|(b, _)| b.digest.clone()).collect(),
     };
-    Ok(Resolved { request: request.to_string(), artifact, manifests, blobs, created })
+    let api_referrers = match look.referrers {
+        true => {
+            stream::iter(&artifact.manifests)
+                .map(|d| async move { (d.clone(), registry.referrers(repo, d).await.unwrap_or_default()) })
+                .buffered(look.concurrency)
+                .collect()
+                .await
+        }
+        false => Vec::new(),
+    };
+    Ok(Resolved { request: request.to_string(), artifact, manifests, blobs, created, api_referrers })
 }
 
 /// Post-order walk: children are pushed before the index that lists them.

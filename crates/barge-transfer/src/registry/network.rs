@@ -48,9 +48,9 @@ impl NetworkRegistry {
                 std::fs::read(ca).map_err(|e| TransferError::io(format!("reading --ca-file {}", ca.display()), e))?;
             extra.push(Certificate { encoding: CertificateEncoding::Pem, data });
         }
-        let config = ClientConfig {
+        let config = || ClientConfig {
             protocol: if plain { ClientProtocol::HttpsExcept(vec![host.to_string()]) } else { ClientProtocol::Https },
-            extra_root_certificates: extra,
+            extra_root_certificates: extra.clone(),
             use_monolithic_push: true,
             connect_timeout: Some(Duration::from_secs(15)),
             read_timeout: Some(Duration::from_secs(120)),
@@ -64,10 +64,20 @@ impl NetworkRegistry {
         };
         let auth = match creds {
             Some(c) => RegistryAuth::Basic(c.username, c.password.expose().to_string()),
-            None => RegistryAuth::Anonymous,
+            None => {
+                // Anonymous, oci-client asks GET /v2/ before every request to a registry
+                // that sends no challenge (it has no token to cache). Ask once: an open
+                // registry then gets an empty bearer token, which it ignores, and no probes.
+                let probe = Client::new(config());
+                let any = Reference::with_tag(host.to_string(), "barge/probe".into(), "latest".into());
+                match probe.auth(&any, &RegistryAuth::Anonymous, oci_client::RegistryOperation::Pull).await {
+                    Ok(None) => RegistryAuth::Bearer(String::new()),
+                    _ => RegistryAuth::Anonymous,
+                }
+            }
         };
         // A client keeps the first credentials it sees for a host: this one only ever sees these.
-        let client = Arc::new(Client::new(config));
+        let client = Arc::new(Client::new(config()));
         client.store_auth_if_needed(host, &auth).await;
         Ok(NetworkRegistry { host: host.to_string(), client, auth })
     }

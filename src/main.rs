@@ -200,19 +200,22 @@ fn parse_digest(s: &str) -> Result<Digest, String> {
 }
 
 impl Cli {
+    /// Pipelines and runs: in a storage container (`--state URL`) or a directory.
     fn state_store(&self) -> anyhow::Result<Box<dyn barge_pipeline::StateStore>> {
-        match &self.state {
-            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
-                let sas = match &self.state_secret {
-                    Some(r) => Some(barge_pipeline::secret::SecretRef::parse(r)?.resolve()?),
-                    None => None,
-                };
-                let container = barge_transfer::store::open_container(url, sas, 4)?;
-                Ok(Box::new(barge_pipeline::BlobState::new(container)))
-            }
-            Some(dir) => Ok(Box::new(barge_pipeline::LocalState::new(PathBuf::from(dir)))),
-            None => Ok(Box::new(barge_pipeline::LocalState::new(barge_pipeline::LocalState::default_dir()))),
+        let location = match &self.state {
+            Some(s) => s.clone(),
+            None => barge_pipeline::default_dir().display().to_string(),
+        };
+        let remote = location.starts_with("http://") || location.starts_with("https://");
+        let sas = match (&self.state_secret, remote) {
+            (Some(r), true) => Some(barge_pipeline::secret::SecretRef::parse(r)?.resolve()?),
+            _ => None,
+        };
+        if !remote {
+            std::fs::create_dir_all(&location).with_context(|| format!("creating the state directory {location}"))?;
         }
+        let container = barge_transfer::store::open_container(&location, sas, 4)?;
+        Ok(Box::new(barge_pipeline::BlobState::new(container)))
     }
 
     fn store(&self, location: &str, concurrency: usize) -> anyhow::Result<Box<dyn barge_transfer::BlobStore>> {

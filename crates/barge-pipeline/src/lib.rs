@@ -9,7 +9,7 @@ pub mod watch;
 use barge_transfer::TransferError;
 
 pub use resource::{Pipeline, PipelineRun, RunStatus};
-pub use state::{BlobState, Kind, LocalState, StateStore};
+pub use state::{default_dir, BlobState, Kind, StateStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {

@@ -83,24 +83,34 @@ impl Container for LocalContainer {
     }
 
     async fn list(&self) -> Result<Vec<Listed>> {
+        // Like a storage container: every blob, nested names joined with '/'.
         let mut out = Vec::new();
-        let mut rd = match tokio::fs::read_dir(&self.dir).await {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(TransferError::NotFound(format!("container directory {}", self.dir.display())))
-            }
-            Err(e) => return Err(TransferError::io(format!("listing {}", self.dir.display()), e)),
-        };
-        while let Some(e) =
-            rd.next_entry().await.map_err(|e| TransferError::io(format!("listing {}", self.dir.display()), e))?
-        {
-            let name = e.file_name().to_string_lossy().into_owned();
-            // Hidden names are barge's own temporary files and locks: not yet blobs.
-            if name.starts_with('.') {
-                continue;
-            }
-            if let Some(info) = self.blob(&name)?.info().await? {
-                out.push(Listed { name, size: info.size, etag: info.etag });
+        let mut dirs = vec![String::new()];
+        while let Some(prefix) = dirs.pop() {
+            let dir = self.dir.join(&prefix);
+            let mut rd = match tokio::fs::read_dir(&dir).await {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && prefix.is_empty() => {
+                    return Err(TransferError::NotFound(format!("container directory {}", self.dir.display())))
+                }
+                Err(e) => return Err(TransferError::io(format!("listing {}", dir.display()), e)),
+            };
+            while let Some(e) =
+                rd.next_entry().await.map_err(|e| TransferError::io(format!("listing {}", dir.display()), e))?
+            {
+                let name = e.file_name().to_string_lossy().into_owned();
+                // Hidden names are barge's own temporary files and locks: not blobs.
+                if name.starts_with('.') {
+                    continue;
+                }
+                let full = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+                let kind =
+                    e.file_type().await.map_err(|e| TransferError::io(format!("listing {}", dir.display()), e))?;
+                if kind.is_dir() {
+                    dirs.push(full);
+                } else if let Some(info) = self.blob(&full)?.info().await? {
+                    out.push(Listed { name: full, size: info.size, etag: info.etag });
+                }
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));

@@ -220,10 +220,6 @@ impl Catalog {
         out
     }
 
-    pub fn blob(&self, digest: &Digest) -> Option<&Blob> {
-        self.blobs.iter().find(|b| &b.digest == digest)
-    }
-
     /// Total bytes of blob content.
     pub fn blob_bytes(&self) -> u64 {
         self.blobs.iter().map(|b| b.size).sum()

@@ -64,11 +64,7 @@ impl Digest {
 
     /// The sha256 digest of `data`.
     pub fn sha256_of(data: &[u8]) -> Digest {
-        Digest::from_sha256_bytes(&sha2::Sha256::digest(data))
-    }
-
-    pub fn from_sha256_bytes(bytes: &[u8]) -> Digest {
-        Digest { algorithm: Algorithm::Sha256, hex: hex::encode(bytes) }
+        Digest { algorithm: Algorithm::Sha256, hex: hex::encode(sha2::Sha256::digest(data)) }
     }
 
     pub fn algorithm(&self) -> Algorithm {

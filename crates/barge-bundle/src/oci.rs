@@ -17,11 +17,6 @@ pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// The largest manifest barge accepts (the distribution registry's own limit).
 pub const MAX_MANIFEST_SIZE: u64 = 4 * 1024 * 1024;
 
-/// Is this media type a manifest or an index (as opposed to a config or layer blob)?
-pub fn is_manifest_type(media_type: &str) -> bool {
-    matches!(media_type, OCI_MANIFEST | OCI_INDEX | DOCKER_MANIFEST | DOCKER_LIST)
-}
-
 pub fn is_index_type(media_type: &str) -> bool {
     matches!(media_type, OCI_INDEX | DOCKER_LIST)
 }

@@ -125,7 +125,8 @@ async fn stream(
 }
 
 async fn hash_all(b: &dyn BlobStore) -> Result<Digest> {
-    let mut r = b.open().await?;
+    let info = b.info().await?.ok_or_else(|| TransferError::NotFound(b.display()))?;
+    let mut r = b.read_range(0, info.size, &info.etag).await?;
     let mut h = Hasher::new(Algorithm::Sha256);
     let mut buf = vec![0u8; CHUNK];
     loop {

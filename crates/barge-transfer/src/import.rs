@@ -114,7 +114,7 @@ impl<'a> Source<'a> {
         tokio::io::copy(&mut raw, &mut tokio::io::sink())
             .await
             .map_err(|e| TransferError::io(format!("reading {what}"), e))?;
-        Ok(raw.into_inner().finish().0)
+        Ok(raw.into_inner().finish())
     }
 }
 
@@ -268,7 +268,8 @@ pub async fn import(
     let info = source.info().await?.ok_or_else(|| TransferError::NotFound(format!("bundle {what}")))?;
     let mut report = ImportReport { bundle: what.clone(), ..Default::default() };
     reporter.start("importing", Some(info.size));
-    let mut src = Source::new(source.open().await?, reporter, &what).await?;
+    // Pinned: the version read is the version a later delete may remove.
+    let mut src = Source::new(source.read_range(0, info.size, &info.etag).await?, reporter, &what).await?;
 
     let mut check = BundleCheck::new();
     let mut headers = Headers::default();

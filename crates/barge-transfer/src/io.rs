@@ -1,4 +1,4 @@
-//! Async stream helpers: a reader that hashes and counts what passes, and a bounded copy.
+//! Async stream helpers: a reader that hashes what passes, and a bounded copy.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -15,24 +15,19 @@ pub type ByteStream = Box<dyn AsyncRead + Send + Unpin>;
 /// The buffer size of every streamed copy.
 pub const CHUNK: usize = 1 << 20;
 
-/// Hashes (sha256) and counts every byte read through it.
+/// Hashes every byte read through it.
 pub struct HashingReader<R> {
     inner: R,
     hasher: Hasher,
-    count: u64,
 }
 
 impl<R> HashingReader<R> {
     pub fn new(inner: R, algorithm: Algorithm) -> Self {
-        HashingReader { inner, hasher: Hasher::new(algorithm), count: 0 }
+        HashingReader { inner, hasher: Hasher::new(algorithm) }
     }
 
-    pub fn count(&self) -> u64 {
-        self.count
-    }
-
-    pub fn finish(self) -> (Digest, u64) {
-        (self.hasher.finish(), self.count)
+    pub fn finish(self) -> Digest {
+        self.hasher.finish()
     }
 }
 
@@ -42,7 +37,6 @@ impl<R: AsyncRead + Unpin> AsyncRead for HashingReader<R> {
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = &r {
             let new = &buf.filled()[before..];
-            self.count += new.len() as u64;
             let this = &mut *self;
             this.hasher.update(new);
         }

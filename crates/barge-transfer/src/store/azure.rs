@@ -157,25 +157,14 @@ impl BlobStore for AzureBlob {
         }
     }
 
-    async fn open(&self) -> Result<ByteStream> {
-        let info = self.info().await?.ok_or_else(|| TransferError::NotFound(format!("blob {}", self.url)))?;
-        let opts = BlobClientDownloadOptions {
-            if_match: Some(Etag::from(info.etag.clone())),
-            parallel: NonZero::new(self.concurrency),
-            partition_size: NonZero::new(DOWNLOAD_PARTITION),
-            ..Default::default()
-        };
-        let r = self.client.download(Some(opts)).await.map_err(|e| self.map_err("reading", Need::Read, e))?;
-        let url = self.url.to_string();
-        let body = r.body.map_err(move |_| std::io::Error::other(format!("the download of {url} failed")));
-        Ok(Box::new(tokio_util::io::StreamReader::new(body)))
-    }
-
     async fn read_range(&self, offset: u64, len: u64, etag: &str) -> Result<ByteStream> {
+        // Parallel ranged requests, delivered in order; a relayed block is one
+        // or two partitions, a whole bundle many.
         let opts = BlobClientDownloadOptions {
             if_match: Some(Etag::from(etag)),
             range: Some(HttpRange::new(offset, len)),
-            parallel: NonZero::new(1),
+            parallel: NonZero::new(self.concurrency),
+            partition_size: NonZero::new(DOWNLOAD_PARTITION),
             ..Default::default()
         };
         let r = self.client.download(Some(opts)).await.map_err(|e| self.map_err("reading", Need::Read, e))?;

@@ -50,14 +50,6 @@ impl BlobStore for LocalBlob {
         }
     }
 
-    async fn open(&self) -> Result<ByteStream> {
-        match tokio::fs::File::open(&self.path).await {
-            Ok(f) => Ok(Box::new(tokio::io::BufReader::with_capacity(CHUNK, f))),
-            Err(e) if e.kind() == ErrorKind::NotFound => Err(TransferError::NotFound(self.path.display().to_string())),
-            Err(e) => Err(TransferError::io(format!("opening {}", self.path.display()), e)),
-        }
-    }
-
     async fn read_range(&self, offset: u64, len: u64, etag: &str) -> Result<ByteStream> {
         use tokio::io::AsyncSeekExt;
         let ctx = || format!("reading {}", self.path.display());

@@ -75,10 +75,8 @@ pub trait BlobStore: Send + Sync {
     /// `None` when there is no blob there.
     async fn info(&self) -> Result<Option<BlobInfo>>;
 
-    /// Stream the blob from the start.
-    async fn open(&self) -> Result<ByteStream>;
-
-    /// Stream `len` bytes from `offset`, only if the blob still has `etag`.
+    /// Stream `len` bytes from `offset`, only if the blob still has `etag`
+    /// (the one [`info`](Self::info) gave): every read is of one known version.
     async fn read_range(&self, offset: u64, len: u64, etag: &str) -> Result<ByteStream>;
 
     /// Is reading a part a second time cheap (a local file), or better avoided (the network)?

@@ -239,7 +239,7 @@ pub async fn run(state: &dyn StateStore, cmd: &RunCmd, connect: &ConnectOptions)
             if r.status == RunStatus::Failed {
                 anyhow::bail!("run {name} failed: {}", r.pipeline_run_error_message.as_deref().unwrap_or("no message"));
             }
-            let partial = r.artifacts.iter().any(|a| a["status"] == "Failed");
+            let partial = barge_transfer::any_failed(&r.artifacts);
             Ok(Done { text, json: serde_json::to_value(&run)?, partial })
         }
         RunCmd::List => {

@@ -248,7 +248,7 @@ pub struct RunResponse {
     pub pipeline_run_error_message: Option<String>,
     /// Per artifact: name, digest, status, error.
     #[serde(default)]
-    pub artifacts: Vec<serde_json::Value>,
+    pub artifacts: Vec<barge_transfer::ArtifactOutcome>,
     /// The process running it (`host:pid`), while it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner: Option<String>,

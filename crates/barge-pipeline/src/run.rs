@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use barge_transfer::store::{open_container, Container, Lease};
-use barge_transfer::{ConnectOptions, ExportOptions, ImportOptions, RegistryAddr, Reporter, Status};
+use barge_transfer::{ArtifactOutcome, ConnectOptions, ExportOptions, ImportOptions, RegistryAddr, Reporter, Status};
 
 use crate::resource::{
     ExportOption, ImportOption, Pipeline, PipelineRun, RunProperties, RunRequest, RunResponse, RunStatus, StorageRef,
@@ -125,7 +125,7 @@ pub async fn submit(
     resp.runner = None;
     match outcome {
         Ok(()) => {
-            let failed = resp.artifacts.iter().any(|a| a["status"] == "Failed");
+            let failed = barge_transfer::any_failed(&resp.artifacts);
             resp.status =
                 if failed && resp.imported_artifacts.is_empty() { RunStatus::Failed } else { RunStatus::Succeeded };
             resp.progress.percentage = "100".into();
@@ -134,8 +134,8 @@ pub async fn submit(
                 let errors: Vec<String> = resp
                     .artifacts
                     .iter()
-                    .filter(|a| a["status"] == "Failed")
-                    .map(|a| format!("{}: {}", a["artifact"].as_str().unwrap_or(""), a["error"].as_str().unwrap_or("")))
+                    .filter(|a| a.status == Status::Failed)
+                    .map(|a| format!("{}: {}", a.artifact, a.error.as_deref().unwrap_or("")))
                     .collect();
                 resp.pipeline_run_error_message = Some(errors.join("; "));
             }
@@ -227,7 +227,7 @@ async fn execute(
 }
 
 /// Per-artifact results, what was imported, the catalogDigest, and a warning.
-type Outcome = (Vec<serde_json::Value>, Vec<String>, Option<String>, Option<String>);
+type Outcome = (Vec<ArtifactOutcome>, Vec<String>, Option<String>, Option<String>);
 
 async fn operate(
     pipeline: &Pipeline,
@@ -248,8 +248,7 @@ async fn operate(
                 ..Default::default()
             };
             let r = barge_transfer::export(registry, &s.artifacts, dest.as_ref(), &opts, progress.as_ref()).await?;
-            let artifacts = r.artifacts.iter().map(|a| serde_json::to_value(a).expect("outcome serializes")).collect();
-            Ok((artifacts, Vec::new(), Some(r.catalog_digest.to_string()), None))
+            Ok((r.artifacts, Vec::new(), Some(r.catalog_digest.to_string()), None))
         }
         Pipeline::Import { properties, .. } => {
             let registry = RegistryAddr::parse(&properties.registry)?.open(connect).await?;
@@ -283,8 +282,7 @@ async fn operate(
             }
             let imported =
                 r.artifacts.iter().filter(|a| a.status != Status::Failed).map(|a| a.artifact.clone()).collect();
-            let artifacts = r.artifacts.iter().map(|a| serde_json::to_value(a).expect("outcome serializes")).collect();
-            Ok((artifacts, imported, r.catalog_digest.map(|d| d.to_string()), warning))
+            Ok((r.artifacts, imported, r.catalog_digest.map(|d| d.to_string()), warning))
         }
     }
 }

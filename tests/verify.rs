@@ -265,3 +265,49 @@ fn a_damaged_zstd_bundle_is_rejected() {
     bytes[mid] ^= 0xff;
     assert_rejected(&w, "zflip", &bytes, "");
 }
+
+/// Layers above the size that import reads whole are uploaded from their own
+/// byte range while the main pass seeks over them; they are still checked.
+#[test]
+fn large_layers_read_by_offset_are_checked() {
+    let w = Work::new();
+    let layers =
+        vec![barge_fixtures::Layer { seed: 7, size: 3 << 20 }, barge_fixtures::Layer { seed: 8, size: 5 << 20 }];
+    let d = barge_fixtures::write_image(&w.path("src"), "large/image", &barge_fixtures::Image::new(layers)).unwrap();
+    barge_fixtures::tag(&w.path("src"), "large/image", "v1", &d).unwrap();
+    barge_ok(&["export", "--registry", &w.reg("src"), "--to", &w.s("store-a/large"), "large/image:v1"], 0);
+    let bytes = std::fs::read(w.path("store-a/large")).unwrap();
+    let digest = Digest::sha256_of(&bytes).to_string();
+
+    // Seeking over the layers, the import does not learn the catalogDigest; asked for one, it reads every byte.
+    let plain = barge_ok(&["import", "--output", "json", &w.s("store-a/large"), "--registry", &w.reg("dst-plain")], 0);
+    assert!(plain.json()["catalogDigest"].is_null(), "{}", plain.stdout);
+    let asked = barge_ok(
+        &[
+            "import",
+            "--output",
+            "json",
+            &w.s("store-a/large"),
+            "--registry",
+            &w.reg("dst-asked"),
+            "--catalog-digest",
+            &digest,
+        ],
+        0,
+    );
+    assert_eq!(asked.json()["catalogDigest"], digest);
+    for dst in ["dst-plain", "dst-asked"] {
+        let got = skopeo_raw(&format!("oci:{}/large/image:v1", w.s(dst)));
+        assert_eq!(got, skopeo_raw(&format!("oci:{}/large/image:v1", w.s("src"))));
+    }
+
+    let c = catalog_of(&bytes);
+    let large = c.blobs.iter().max_by_key(|b| b.size).unwrap();
+    assert!(large.size > 4 << 20, "{}", large.size);
+    let (at, size) = entry_offset(&bytes, &large.digest.layout_path());
+    let mut flipped = bytes.clone();
+    flipped[at + size - 10] ^= 0x01;
+    assert_rejected(&w, "large-flipped", &flipped, &large.digest.to_string());
+    assert_rejected(&w, "large-cut", &bytes[..at + size / 2], "truncated");
+    assert_rejected(&w, "large-cut-after", &bytes[..at + size + 1], "truncated");
+}

@@ -13,16 +13,16 @@ use std::task::{Context, Poll};
 use async_compression::tokio::bufread::ZstdDecoder;
 use barge_bundle::catalog::expect_digest;
 use barge_bundle::tar::{padding, Headers, Step, BLOCK};
-use barge_bundle::{Algorithm, BlobKind, BundleCheck, BundleError, Catalog, Digest, Role, ZSTD_MAGIC};
+use barge_bundle::{Algorithm, BlobKind, BundleCheck, BundleError, Catalog, Digest, Hasher, Role, ZSTD_MAGIC};
 use futures::stream::{self, StreamExt};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader, ReadBuf};
 use tokio::task::JoinSet;
 
-use crate::io::{copy_exact, read_small, ByteStream, HashingReader, CHUNK};
+use crate::io::{copy_exact, read_small, ByteStream, CHUNK};
 use crate::outcome::{any_failed, ArtifactOutcome, Status};
 use crate::registry::{RawManifest, Registry};
 use crate::report::{Reporter, Silent};
-use crate::store::BlobStore;
+use crate::store::{BlobInfo, BlobStore};
 use crate::{Result, TransferError};
 
 #[derive(Debug, Clone, Default)]
@@ -49,25 +49,28 @@ pub struct ImportReport {
     pub source_deleted: bool,
 }
 
-/// The raw bundle stream: counted for progress, hashed for the catalogDigest.
-struct Progress<'a> {
+/// The raw bundle stream: counted for progress and, until the pass seeks over
+/// a range, hashed for the catalogDigest.
+struct Raw<'a> {
     inner: ByteStream,
     reporter: &'a dyn Reporter,
+    hasher: Option<Hasher>,
 }
 
-impl AsyncRead for Progress<'_> {
+impl AsyncRead for Raw<'_> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        if n > 0 {
-            self.reporter.advance(n as u64);
+        let new = &buf.filled()[before..];
+        if !new.is_empty() {
+            self.reporter.advance(new.len() as u64);
+            if let Some(h) = &mut self.hasher {
+                h.update(new);
+            }
         }
         r
     }
 }
-
-type Raw<'a> = BufReader<HashingReader<Progress<'a>>>;
 
 /// The decompressed tar stream, and how far into it the reader is.
 struct Source<'a> {
@@ -76,14 +79,14 @@ struct Source<'a> {
 }
 
 enum Inner<'a> {
-    Plain(Raw<'a>),
-    Zstd(ZstdDecoder<Raw<'a>>),
+    Plain(BufReader<Raw<'a>>),
+    Zstd(ZstdDecoder<BufReader<Raw<'a>>>),
 }
 
 impl<'a> Source<'a> {
     async fn new(stream: ByteStream, reporter: &'a dyn Reporter, what: &str) -> Result<Source<'a>> {
-        let hashed = HashingReader::new(Progress { inner: stream, reporter }, Algorithm::Sha256);
-        let mut raw = BufReader::with_capacity(CHUNK, hashed);
+        let hasher = Some(Hasher::new(Algorithm::Sha256));
+        let mut raw = BufReader::with_capacity(CHUNK, Raw { inner: stream, reporter, hasher });
         let head = raw.fill_buf().await.map_err(|e| TransferError::io(format!("reading {what}"), e))?;
         let inner = if head.starts_with(&ZSTD_MAGIC) { Inner::Zstd(ZstdDecoder::new(raw)) } else { Inner::Plain(raw) };
         Ok(Source { inner, pos: 0 })
@@ -94,8 +97,32 @@ impl<'a> Source<'a> {
         matches!(self.inner, Inner::Plain(_)).then_some(self.pos)
     }
 
-    /// Read to the end (what follows the archive must be zeros) and return the raw stream's digest.
-    async fn finish(mut self, what: &str) -> Result<Digest> {
+    /// Move `n` bytes ahead in a plain bundle without reading them, by opening
+    /// the file again further on. The catalogDigest is unknown from then on.
+    /// Returns how many bytes were never read, for the caller to count once
+    /// someone else has read them.
+    async fn seek_ahead(&mut self, n: u64, store: &dyn BlobStore, info: &BlobInfo) -> Result<u64> {
+        let Inner::Plain(raw) = &mut self.inner else { unreachable!("only a plain bundle is read by offset") };
+        let buffered = raw.buffer().len() as u64;
+        if n <= buffered {
+            raw.consume(n as usize);
+            self.pos += n;
+            return Ok(0);
+        }
+        let at = self.pos + n;
+        if at > info.size {
+            return Err(BundleError::Truncated("it ends in the middle of an entry".into()).into());
+        }
+        let reporter = raw.get_ref().reporter;
+        let rest = store.read_range(at, info.size - at, &info.etag).await?;
+        *raw = BufReader::with_capacity(CHUNK, Raw { inner: rest, reporter, hasher: None });
+        self.pos = at;
+        Ok(n - buffered)
+    }
+
+    /// Read to the end (what follows the archive must be zeros) and return the
+    /// raw stream's digest, unless the pass sought over part of it.
+    async fn finish(mut self, what: &str) -> Result<Option<Digest>> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let n = self.read(&mut buf).await.map_err(|e| TransferError::io(format!("reading {what}"), e))?;
@@ -114,7 +141,7 @@ impl<'a> Source<'a> {
         tokio::io::copy(&mut raw, &mut tokio::io::sink())
             .await
             .map_err(|e| TransferError::io(format!("reading {what}"), e))?;
-        Ok(raw.into_inner().finish())
+        Ok(raw.into_inner().hasher.map(Hasher::finish))
     }
 }
 
@@ -219,6 +246,8 @@ struct Stored {
     uploaded: usize,
     mounted: usize,
     bytes: u64,
+    /// Bundle bytes the main pass sought over, counted for progress once uploaded.
+    unread: u64,
 }
 
 /// Upload a blob to the first repository that lacks it, then mount it into
@@ -249,7 +278,8 @@ async fn store_blob(
 }
 
 impl ImportReport {
-    fn add(&mut self, s: Stored) {
+    fn add(&mut self, s: Stored, reporter: &dyn Reporter) {
+        reporter.advance(s.unread);
         self.blobs_uploaded += s.uploaded;
         self.blobs_mounted += s.mounted;
         self.bytes_uploaded += s.bytes;
@@ -330,36 +360,52 @@ pub async fn import(
                                 expect_digest(&blob.digest, got)?;
                             } else {
                                 // Small blobs are read whole and checked here; large ones, where reading
-                                // again is cheap, are re-read from their own byte range. Both upload in
-                                // the background while this pass goes on. Anything else streams through.
-                                let background: Option<ByteStream> = if blob.size <= SMALL_BLOB {
+                                // again is cheap, are read from their own byte range, which this pass then
+                                // seeks over (reads past, when a catalogDigest is to be checked). Both
+                                // upload in the background, checked by their upload, while this pass goes
+                                // on. Anything else streams through.
+                                let background: Option<(ByteStream, u64)> = if blob.size <= SMALL_BLOB {
                                     let bytes = read_small(&mut src, blob.size, &e.name).await?;
                                     let mut h = blob.digest.hasher();
                                     h.update(&bytes);
                                     expect_digest(&blob.digest, h.finish())?;
-                                    Some(Box::new(std::io::Cursor::new(bytes)))
+                                    Some((Box::new(std::io::Cursor::new(bytes)), 0))
                                 } else if let (Some(at), true) = (src.file_offset(), source.rereads_are_cheap()) {
                                     let ranged = source.read_range(at, blob.size, &info.etag).await?;
-                                    skip(&mut src, blob.size).await?;
-                                    Some(ranged)
+                                    let unread = if opts.catalog_digest.is_some() {
+                                        skip(&mut src, blob.size).await?;
+                                        0
+                                    } else {
+                                        src.seek_ahead(blob.size, source, &info).await?
+                                    };
+                                    Some((ranged, unread))
                                 } else {
                                     None
                                 };
                                 match background {
-                                    Some(mut data) => {
+                                    Some((mut data, unread)) => {
                                         while uploads.len() >= concurrency {
                                             let done = uploads.join_next().await.expect("non-empty");
-                                            report.add(done.expect("upload task does not panic")?);
+                                            report.add(done.expect("upload task does not panic")?, reporter);
                                         }
                                         let registry = registry.clone();
                                         uploads.spawn(async move {
-                                            store_blob(registry.as_ref(), &repos, &blob.digest, blob.size, &mut data)
-                                                .await
+                                            let mut s = store_blob(
+                                                registry.as_ref(),
+                                                &repos,
+                                                &blob.digest,
+                                                blob.size,
+                                                &mut data,
+                                            )
+                                            .await?;
+                                            s.unread = unread;
+                                            Ok(s)
                                         });
                                     }
                                     None => report.add(
                                         store_blob(registry.as_ref(), &repos, &blob.digest, blob.size, &mut src)
                                             .await?,
+                                        reporter,
                                     ),
                                 }
                             }
@@ -373,15 +419,17 @@ pub async fn import(
     let catalog = check.finish()?;
     let digest = src.finish(&what).await?;
     while let Some(r) = uploads.join_next().await {
-        report.add(r.expect("upload task does not panic")?);
+        report.add(r.expect("upload task does not panic")?, reporter);
     }
     reporter.finish();
     if let Some(expected) = &opts.catalog_digest {
-        if expected != &digest {
-            return Err(BundleError::CatalogDigestMismatch { expected: expected.clone(), actual: digest }.into());
+        // Asked for, the digest is known: the pass read every byte.
+        if digest.as_ref() != Some(expected) {
+            let actual = digest.expect("a pass checking the catalogDigest reads every byte");
+            return Err(BundleError::CatalogDigestMismatch { expected: expected.clone(), actual }.into());
         }
     }
-    report.catalog_digest = Some(digest);
+    report.catalog_digest = digest;
     let plan = plan.expect("a checked bundle has a catalog");
     report.blobs_present = plan.present;
 

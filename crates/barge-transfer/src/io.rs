@@ -1,10 +1,7 @@
-//! Async stream helpers: a reader that hashes what passes, and a bounded copy.
-
-use std::pin::Pin;
-use std::task::{Context, Poll};
+//! Async stream helpers: a bounded, hashing copy and a small read.
 
 use barge_bundle::{Algorithm, Digest, Hasher};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::report::Reporter;
 use crate::{Result, TransferError};
@@ -14,35 +11,6 @@ pub type ByteStream = Box<dyn AsyncRead + Send + Unpin>;
 
 /// The buffer size of every streamed copy.
 pub const CHUNK: usize = 1 << 20;
-
-/// Hashes every byte read through it.
-pub struct HashingReader<R> {
-    inner: R,
-    hasher: Hasher,
-}
-
-impl<R> HashingReader<R> {
-    pub fn new(inner: R, algorithm: Algorithm) -> Self {
-        HashingReader { inner, hasher: Hasher::new(algorithm) }
-    }
-
-    pub fn finish(self) -> Digest {
-        self.hasher.finish()
-    }
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for HashingReader<R> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &r {
-            let new = &buf.filled()[before..];
-            let this = &mut *self;
-            this.hasher.update(new);
-        }
-        r
-    }
-}
 
 /// Copy exactly `size` bytes from `r` to `w`, hashing them with `algorithm`.
 /// A short source is a truncation error naming `what`.

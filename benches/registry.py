@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """barge against skopeo on real registries, in the same run (issue 3).
 
-Usage: benches/registry.py [--scale F] [--keep]
+Usage: benches/registry.py [--scale F] [--runs N] [--keep]
 
-Starts three Debian docker-registry instances on 127.0.0.1 (a source, a target
-for barge, a target for skopeo), generates two workloads with barge-fixtures
+Starts Debian docker-registry instances on 127.0.0.1 (a source, and a fresh
+target for every timed import), generates two workloads with barge-fixtures
 and pushes them to the source with skopeo (not timed):
   big:   10 images, each a 40 MiB base layer shared by all (~30% of each
          image) plus 100 MiB of its own: about 1 GiB of unique layers;
@@ -14,7 +14,10 @@ Then, per workload, it times
           skopeo copy --all docker://… oci:LAYOUT:… for each image into one shared layout;
   import: barge import bundle → registry, against
           skopeo copy --all oci:LAYOUT:… docker://… for each image;
-and prints wall-clock seconds, the ratio barge/skopeo, and peak RSS.
+Each leg runs --runs times (default 3), barge and skopeo taking turns to go
+first, every import into a fresh registry. It prints the median wall-clock
+seconds of each tool, the ratio of the medians, the ratio of every run, and
+peak RSS. The machines are noisy: one run proves little.
 --scale shrinks the big workload's layer sizes (0.1 for a quick run).
 """
 import argparse
@@ -39,7 +42,7 @@ class Registry:
         self.port = s.getsockname()[1]
         s.close()
         self.host = f"127.0.0.1:{self.port}"
-        d = os.path.join(WORK, name)
+        self.dir = d = os.path.join(WORK, name)
         os.makedirs(d)
         cfg = os.path.join(d, "config.yml")
         with open(cfg, "w") as f:
@@ -87,33 +90,62 @@ def workload(name, images, src):
     return refs
 
 
-def bench(name, refs, src):
-    tb, ts = Registry(f"{name}-barge-target"), Registry(f"{name}-skopeo-target")
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+
+def bench(name, refs, src, runs):
+    """Each leg `runs` times, barge and skopeo alternating which goes first, into fresh targets."""
     bundle = os.path.join(WORK, f"{name}.tar")
     layout = os.path.join(WORK, f"{name}-skopeo-layout")
-    os.makedirs(layout)
-    rows = []
-    e_b = timed([[BARGE, "export", "--registry", src.host, "--to", bundle] + refs])
-    e_s = timed([["skopeo", "copy", "--all", "--quiet", "--src-tls-verify=false",
-                  f"docker://{src.host}/{r}", f"oci:{layout}:{r}"] for r in refs])
-    rows.append(("export", e_b, e_s))
-    i_b = timed([[BARGE, "import", bundle, "--registry", tb.host]])
-    i_s = timed([["skopeo", "copy", "--all", "--quiet", "--dest-tls-verify=false",
-                  f"oci:{layout}:{r}", f"docker://{ts.host}/{r}"] for r in refs])
-    rows.append(("import", i_b, i_s))
-    tb.stop()
-    ts.stop()
+    times = {leg: {"barge": [], "skopeo": []} for leg in ("export", "import")}
+    rss = {leg: {"barge": 0.0, "skopeo": 0.0} for leg in ("export", "import")}
+
+    def record(leg, tool, result):
+        times[leg][tool].append(result[0])
+        rss[leg][tool] = max(rss[leg][tool], result[1])
+
+    for k in range(runs):
+        for tool in (("barge", "skopeo") if k % 2 == 0 else ("skopeo", "barge")):
+            if tool == "barge":
+                if os.path.exists(bundle):
+                    os.remove(bundle)
+                record("export", tool, timed([[BARGE, "export", "--registry", src.host, "--to", bundle] + refs]))
+            else:
+                shutil.rmtree(layout, ignore_errors=True)
+                os.makedirs(layout)
+                record("export", tool, timed([["skopeo", "copy", "--all", "--quiet", "--src-tls-verify=false",
+                                               f"docker://{src.host}/{r}", f"oci:{layout}:{r}"] for r in refs]))
+    for k in range(runs):
+        for tool in (("barge", "skopeo") if k % 2 == 0 else ("skopeo", "barge")):
+            target = Registry(f"{name}-{tool}-target-{k}")
+            try:
+                if tool == "barge":
+                    cmds = [[BARGE, "import", bundle, "--registry", target.host]]
+                else:
+                    cmds = [["skopeo", "copy", "--all", "--quiet", "--dest-tls-verify=false",
+                             f"oci:{layout}:{r}", f"docker://{target.host}/{r}"] for r in refs]
+                record("import", tool, timed(cmds))
+            finally:
+                target.stop()
+                shutil.rmtree(target.dir, ignore_errors=True)
     size = os.path.getsize(bundle)
-    print(f"\n{name}: {len(refs)} images, bundle {size / MIB:.0f} MiB")
-    print(f"  {'leg':7s} {'barge s':>8s} {'skopeo s':>9s} {'ratio':>6s} {'barge RSS':>10s} {'skopeo RSS':>11s}")
-    for leg, (bs, br), (ss, sr) in rows:
-        print(f"  {leg:7s} {bs:8.2f} {ss:9.2f} {bs / ss:6.2f} {br:8.1f}Mi {sr:9.1f}Mi")
+    print(f"\n{name}: {len(refs)} images, bundle {size / MIB:.0f} MiB, {runs} run(s) per leg, medians")
+    print(f"  {'leg':7s} {'barge s':>8s} {'skopeo s':>9s} {'ratio':>6s} {'barge RSS':>10s} {'skopeo RSS':>11s}"
+          f"  ratio per run")
+    for leg in ("export", "import"):
+        b, k = times[leg]["barge"], times[leg]["skopeo"]
+        per_run = " ".join(f"{x / y:.2f}" for x, y in zip(b, k))
+        print(f"  {leg:7s} {median(b):8.2f} {median(k):9.2f} {median(b) / median(k):6.2f} "
+              f"{rss[leg]['barge']:8.1f}Mi {rss[leg]['skopeo']:9.1f}Mi  {per_run}")
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--runs", type=int, default=3)
     a = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--quiet", "--workspace"], cwd=ROOT, check=True)
     shutil.rmtree(WORK, ignore_errors=True)
@@ -124,8 +156,8 @@ def main():
         big = workload("big", [(f"bench/big{i}", [(1000, base), (2000 + i, own)]) for i in range(10)], src)
         small = workload("small", [(f"bench/small{i:02d}", [(3000, 256 * 1024), (4000 + i, 64 * 1024)])
                                    for i in range(50)], src)
-        bench("big", big, src)
-        bench("small", small, src)
+        bench("big", big, src, a.runs)
+        bench("small", small, src, a.runs)
     finally:
         src.stop()
         if not a.keep:

@@ -237,3 +237,48 @@ fn a_dropped_download_resumes_where_it_stopped() {
     assert_eq!(r.json()["blobBytes"], direct.json()["blobBytes"]);
     barge_ok(&["verify", &to], 0);
 }
+
+/// Layers larger than import reads whole go up from their own byte range, in
+/// the background, and are still checked: a damaged one is refused with exit 3
+/// before the registry commits it, and nothing is tagged.
+#[test]
+fn large_layers_are_uploaded_by_offset_and_checked() {
+    let w = Work::new();
+    let src = TestRegistry::start();
+    let shared = barge_fixtures::Layer { seed: 90, size: 3 << 20 };
+    for (i, repo) in ["large/one", "large/two"].into_iter().enumerate() {
+        let own = barge_fixtures::Layer { seed: 91 + i as u64, size: 2 << 20 };
+        let d =
+            barge_fixtures::write_image(&w.path("src"), repo, &barge_fixtures::Image::new(vec![shared, own])).unwrap();
+        barge_fixtures::tag(&w.path("src"), repo, "v1", &d).unwrap();
+        src.push(&w.path("src"), repo, "v1");
+    }
+    let r = export_from(&src, &w, "store-a/large", &["large/one:v1", "large/two:v1"], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    let dst = TestRegistry::start();
+    let j = barge_ok(&["import", "--output", "json", &w.s("store-a/large"), "--registry", &dst.host], 0).json();
+    assert_eq!(j["blobsMounted"], 1, "{j}");
+    for repo in ["large/one", "large/two"] {
+        assert_eq!(dst.raw(&format!("{repo}:v1")), src.raw(&format!("{repo}:v1")), "{repo}");
+    }
+
+    // Flip one byte near the end of the last layer (the bundle's last entry).
+    let mut bytes = std::fs::read(w.path("store-a/large")).unwrap();
+    let at = bytes.len() - 1024 - 4096;
+    bytes[at] ^= 0x01;
+    std::fs::write(w.path("store-a/damaged"), &bytes).unwrap();
+    let clean = TestRegistry::start();
+    let r = barge(&["import", &w.s("store-a/damaged"), "--registry", &clean.host]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("does not match its digest"), "{}", r.stderr);
+    for repo in ["large/one", "large/two"] {
+        assert_eq!(clean.raw(&format!("{repo}:v1")), None, "{repo} was tagged from a damaged bundle");
+    }
+    // Whatever the registry did commit is what its name says.
+    let blobs = clean.blob_file("00").parent().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
+    for (path, data) in snapshot(&blobs) {
+        let hex = path.parent().unwrap().file_name().unwrap().to_str().unwrap().to_string();
+        assert_eq!(sha256_hex(&data), hex, "the registry holds damaged content at {}", path.display());
+    }
+}

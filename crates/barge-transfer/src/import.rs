@@ -102,7 +102,11 @@ impl<'a> Source<'a> {
     /// Returns how many bytes were never read, for the caller to count once
     /// someone else has read them.
     async fn seek_ahead(&mut self, n: u64, store: &dyn BlobStore, info: &BlobInfo) -> Result<u64> {
-        let Inner::Plain(raw) = &mut self.inner else { unreachable!("only a plain bundle is read by offset") };
+        let Inner::Plain(raw) = &mut self.inner else {
+            // A compressed stream has no file offsets: read through instead.
+            skip(self, n).await?;
+            return Ok(0);
+        };
         let buffered = raw.buffer().len() as u64;
         if n <= buffered {
             raw.consume(n as usize);

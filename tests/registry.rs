@@ -282,3 +282,26 @@ fn large_layers_are_uploaded_by_offset_and_checked() {
         assert_eq!(sha256_hex(&data), hex, "the registry holds damaged content at {}", path.display());
     }
 }
+
+/// HTTPS is used wherever the registry speaks it, loopback included: a
+/// certificate from a private CA is refused (exit 4, naming --ca-file) until
+/// --ca-file names the CA.
+#[test]
+fn a_tls_registry_needs_its_ca() {
+    let w = Work::new();
+    let (src, ca) = TestRegistry::start_tls();
+    src.push(&w.path("src"), "samples/hello-world", "v1");
+    let r = export_from(&src, &w, "store-a/tls", &["samples/hello-world:v1"], &[]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains("--ca-file") || r.stdout.contains("--ca-file"), "{} {}", r.stdout, r.stderr);
+    assert!(!w.path("store-a/tls").exists());
+
+    let ca = ca.display().to_string();
+    let r = export_from(&src, &w, "store-a/tls", &["samples/hello-world:v1"], &["--ca-file", &ca]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (dst, _) = TestRegistry::start_tls();
+    // Each registry has its own CA; the target's is refused with the source's.
+    let r = barge(&["import", &w.s("store-a/tls"), "--registry", &dst.host, "--ca-file", &ca]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert_eq!(dst.raw("samples/hello-world:v1"), None);
+}

@@ -24,8 +24,59 @@ impl TestRegistry {
         Self::start_with(Some((user.to_string(), password.to_string())))
     }
 
-    fn start_with(creds: Option<(String, String)>) -> TestRegistry {
+    /// An anonymous registry serving HTTPS with a certificate for 127.0.0.1
+    /// signed by a private CA; returns the CA's PEM file too.
+    pub fn start_tls() -> (TestRegistry, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .expect("openssl must be installed (scripts/deps installs it)");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+        let ca_subject = ["-subj", "/CN=barge test CA", "-days", "2"];
+        openssl(&[&["req", "-x509", "-keyout", "ca.key", "-out", "ca.pem"][..], &ec, &ca_subject].concat());
+        std::fs::write(
+            d.join("leaf.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(&[&["req"][..], &ec, &["-keyout", "key.pem", "-out", "leaf.csr", "-subj", "/CN=127.0.0.1"]].concat());
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+        ]);
+        let tls = format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            d.join("cert.pem").display(),
+            d.join("key.pem").display()
+        );
+        let ca = d.join("ca.pem");
+        (Self::start_in(dir, None, &tls), ca)
+    }
+
+    fn start_with(creds: Option<(String, String)>) -> TestRegistry {
+        Self::start_in(tempfile::tempdir().unwrap(), creds, "")
+    }
+
+    fn start_in(dir: tempfile::TempDir, creds: Option<(String, String)>, tls: &str) -> TestRegistry {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut auth = String::new();
         if let Some((u, p)) = &creds {
@@ -39,7 +90,7 @@ impl TestRegistry {
             auth = format!("auth:\n  htpasswd:\n    realm: barge-test\n    path: {}\n", file.display());
         }
         let config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{tls}{auth}",
             dir.path().join("data").display()
         );
         let cfg = dir.path().join("config.yml");

@@ -41,14 +41,13 @@ pub fn is_loopback(host: &str) -> bool {
 
 impl NetworkRegistry {
     pub async fn connect(host: &str, opts: &ConnectOptions) -> Result<NetworkRegistry> {
-        let plain = is_loopback(host) || opts.insecure.iter().any(|h| h == host);
         let mut extra = Vec::new();
         if let Some(ca) = &opts.ca_file {
             let data =
                 std::fs::read(ca).map_err(|e| TransferError::io(format!("reading --ca-file {}", ca.display()), e))?;
             extra.push(Certificate { encoding: CertificateEncoding::Pem, data });
         }
-        let config = || ClientConfig {
+        let config_for = |plain: bool| ClientConfig {
             protocol: if plain { ClientProtocol::HttpsExcept(vec![host.to_string()]) } else { ClientProtocol::Https },
             extra_root_certificates: extra.clone(),
             use_monolithic_push: true,
@@ -58,6 +57,11 @@ impl NetworkRegistry {
             user_agent: concat!("barge/", env!("CARGO_PKG_VERSION")),
             ..Default::default()
         };
+        // Plain HTTP is allowed for loopback and --insecure-registry hosts, but
+        // only used when the server does not speak TLS at all.
+        let plain_allowed = is_loopback(host) || opts.insecure.iter().any(|h| h == host);
+        let plain = plain_allowed && !speaks_tls(host, config_for(false), config_for(true)).await?;
+        let config = || config_for(plain);
         let creds = match &opts.credentials {
             Some(c) => Some(c.clone()),
             None => super::credentials::lookup(host, &super::credentials::config_files())?,
@@ -280,6 +284,33 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     s
+}
+
+/// Does `host` answer over HTTPS? A request that skips the token dance (an
+/// empty bearer token) is sent over HTTPS: any HTTP answer means yes. A
+/// certificate that does not check means the server speaks TLS, and is an
+/// error. Any other failure is a no only if the same request over plain HTTP
+/// gets an answer; when neither answers, HTTPS it is, and its error will say why.
+async fn speaks_tls(host: &str, https: ClientConfig, http: ClientConfig) -> Result<bool> {
+    let probe = Reference::with_tag(host.to_string(), "barge/probe".into(), "latest".into());
+    let auth = RegistryAuth::Bearer(String::new());
+    let https_err = match Client::new(https).fetch_manifest_digest(&probe, &auth).await {
+        Err(OciDistributionError::RequestError(r)) => r,
+        _ => return Ok(true),
+    };
+    if chain(&https_err).to_lowercase().contains("certificate") {
+        let mut cause: &(dyn std::error::Error + 'static) = &https_err;
+        while let Some(c) = cause.source() {
+            cause = c;
+        }
+        return Err(TransferError::Tls(format!(
+            "{host} speaks TLS with a certificate that does not check ({cause}); for a private CA pass --ca-file"
+        )));
+    }
+    Ok(matches!(
+        Client::new(http).fetch_manifest_digest(&probe, &auth).await,
+        Err(OciDistributionError::RequestError(_))
+    ))
 }
 
 fn is_tls(e: &(dyn std::error::Error + 'static)) -> bool {

@@ -27,9 +27,9 @@ fn source(w: &Work, reg: &TestRegistry) -> String {
     sig_tag
 }
 
-fn export_from(reg: &TestRegistry, w: &Work, to: &str, artifacts: &[&str], extra: &[&str]) -> Run {
+fn export_from(host: &str, w: &Work, to: &str, artifacts: &[&str], extra: &[&str]) -> Run {
     let to = w.s(to);
-    let mut args = vec!["export", "--output", "json", "--registry", &reg.host, "--to", &to];
+    let mut args = vec!["export", "--output", "json", "--registry", host, "--to", &to];
     args.extend_from_slice(extra);
     args.extend_from_slice(artifacts);
     barge(&args)
@@ -41,7 +41,7 @@ fn registry_to_registry_with_signatures_and_shared_layers() {
     let src = TestRegistry::start();
     let dst = TestRegistry::start();
     let sig_tag = source(&w, &src);
-    let r = export_from(&src, &w, "store-a/bundle", &SAMPLES, &[]);
+    let r = export_from(&src.host, &w, "store-a/bundle", &SAMPLES, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let artifacts: Vec<String> =
         r.json()["artifacts"].as_array().unwrap().iter().map(|a| a["artifact"].as_str().unwrap().to_string()).collect();
@@ -74,7 +74,7 @@ fn registry_to_registry_with_signatures_and_shared_layers() {
     assert_eq!(again["manifestsPushed"], 0, "{again}");
 
     // --no-referrers leaves the signature out.
-    let r = export_from(&src, &w, "store-a/plain", &["samples/hello-world:v1"], &["--no-referrers"]);
+    let r = export_from(&src.host, &w, "store-a/plain", &["samples/hello-world:v1"], &["--no-referrers"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.json()["artifacts"].as_array().unwrap().len(), 1);
 }
@@ -87,11 +87,11 @@ fn digests_tags_and_continue_on_errors() {
     source(&w, &src);
     let digest = format!("sha256:{}", sha256_hex(&src.raw("samples/multiarch:v1").unwrap()));
     let by_digest = format!("samples/multiarch@{digest}");
-    let r = export_from(&src, &w, "store-a/b", &[&by_digest, "samples/hello-world:v1", "samples/nope:v1"], &[]);
+    let r = export_from(&src.host, &w, "store-a/b", &[&by_digest, "samples/hello-world:v1", "samples/nope:v1"], &[]);
     assert_eq!(r.code, 1, "a missing artifact stops the export: {}", r.stderr);
     assert!(r.stdout.contains("samples/nope:v1"), "{}", r.stdout);
     let r = export_from(
-        &src,
+        &src.host,
         &w,
         "store-a/b",
         &[&by_digest, "samples/hello-world:v1", "samples/nope:v1"],
@@ -109,7 +109,7 @@ fn overwrite_tags_against_a_registry() {
     let src = TestRegistry::start();
     let dst = TestRegistry::start();
     source(&w, &src);
-    let r = export_from(&src, &w, "store-a/b", &["samples/hello-world:v1", "library/tools"], &["--no-referrers"]);
+    let r = export_from(&src.host, &w, "store-a/b", &["samples/hello-world:v1", "library/tools"], &["--no-referrers"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     // The target's hello-world:v1 is another image.
     let other = barge_fixtures::write_image(
@@ -208,7 +208,7 @@ fn a_registry_serving_wrong_content_is_an_integrity_error() {
     let mut bytes = std::fs::read(&file).unwrap();
     bytes[700] ^= 0xff;
     std::fs::write(&file, bytes).unwrap();
-    let r = export_from(&src, &w, "store-a/b", &["samples/hello-world:v1"], &[]);
+    let r = export_from(&src.host, &w, "store-a/b", &["samples/hello-world:v1"], &[]);
     assert_eq!(r.code, 3, "{}", r.stdout);
     assert!(r.stdout.contains(&layer), "{}", r.stdout);
     assert!(snapshot(&w.path("store-a")).is_empty(), "a bundle was written from bad content");
@@ -226,7 +226,7 @@ fn a_dropped_download_resumes_where_it_stopped() {
     .unwrap();
     barge_fixtures::tag(&w.path("src"), "big/one", "v1", &big).unwrap();
     src.push(&w.path("src"), "big/one", "v1");
-    let direct = export_from(&src, &w, "store-a/direct", &["big/one:v1"], &[]);
+    let direct = export_from(&src.host, &w, "store-a/direct", &["big/one:v1"], &[]);
     assert_eq!(direct.code, 0, "{}", direct.stdout);
     let proxy = common::registry::CuttingProxy::start(&src.host, 4 << 20);
     let to = w.s("store-a/proxied");
@@ -253,7 +253,7 @@ fn large_layers_are_uploaded_by_offset_and_checked() {
         barge_fixtures::tag(&w.path("src"), repo, "v1", &d).unwrap();
         src.push(&w.path("src"), repo, "v1");
     }
-    let r = export_from(&src, &w, "store-a/large", &["large/one:v1", "large/two:v1"], &[]);
+    let r = export_from(&src.host, &w, "store-a/large", &["large/one:v1", "large/two:v1"], &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
 
     let dst = TestRegistry::start();
@@ -291,17 +291,66 @@ fn a_tls_registry_needs_its_ca() {
     let w = Work::new();
     let (src, ca) = TestRegistry::start_tls();
     src.push(&w.path("src"), "samples/hello-world", "v1");
-    let r = export_from(&src, &w, "store-a/tls", &["samples/hello-world:v1"], &[]);
+    let r = export_from(&src.host, &w, "store-a/tls", &["samples/hello-world:v1"], &[]);
     assert_eq!(r.code, 4, "{}", r.stderr);
     assert!(r.stderr.contains("--ca-file") || r.stdout.contains("--ca-file"), "{} {}", r.stdout, r.stderr);
     assert!(!w.path("store-a/tls").exists());
 
     let ca = ca.display().to_string();
-    let r = export_from(&src, &w, "store-a/tls", &["samples/hello-world:v1"], &["--ca-file", &ca]);
+    let r = export_from(&src.host, &w, "store-a/tls", &["samples/hello-world:v1"], &["--ca-file", &ca]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let (dst, _) = TestRegistry::start_tls();
     // Each registry has its own CA; the target's is refused with the source's.
     let r = barge(&["import", &w.s("store-a/tls"), "--registry", &dst.host, "--ca-file", &ca]);
     assert_eq!(r.code, 4, "{}", r.stderr);
     assert_eq!(dst.raw("samples/hello-world:v1"), None);
+}
+
+/// How many times each blob request was made, most first.
+fn attempts(proxy: &common::registry::FlakyProxy) -> Vec<(String, usize)> {
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for (request, _) in proxy.log.lock().unwrap().iter() {
+        *counts.entry(request.clone()).or_default() += 1;
+    }
+    let mut v: Vec<_> = counts.into_iter().collect();
+    v.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    v
+}
+
+/// 503 and 429 are retried with backoff, a bounded number of times; other
+/// 4xx are final at once.
+#[test]
+fn transient_refusals_are_retried_and_others_are_not() {
+    let w = Work::new();
+    let src = TestRegistry::start();
+    src.push(&w.path("src"), "samples/hello-world", "v1");
+    let direct = export_from(&src.host, &w, "store-a/direct", &["samples/hello-world:v1"], &[]);
+    assert_eq!(direct.code, 0, "{}", direct.stdout);
+
+    // Three 503s and two 429s, then the registry answers: the export goes through.
+    let flaky = common::registry::FlakyProxy::start(&src.host, |n| match n {
+        0..=2 => Some(503),
+        3..=4 => Some(429),
+        _ => None,
+    });
+    let r = export_from(&flaky.host, &w, "store-a/flaky", &["samples/hello-world:v1"], &[]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert_eq!(r.json()["blobBytes"], direct.json()["blobBytes"]);
+    barge_ok(&["verify", &w.s("store-a/flaky")], 0);
+    let refused = flaky.log.lock().unwrap().iter().filter(|(_, s)| *s != 0).count();
+    assert_eq!(refused, 5);
+
+    // A registry that keeps answering 503: each blob is asked for at most 5 times, then it fails.
+    let down = common::registry::FlakyProxy::start(&src.host, |_| Some(503));
+    let r = export_from(&down.host, &w, "store-a/down", &["samples/hello-world:v1"], &[]);
+    assert_ne!(r.code, 0);
+    assert!(r.stdout.contains("503"), "{}", r.stdout);
+    assert_eq!(attempts(&down)[0].1, 5, "{:?}", attempts(&down));
+    assert!(!w.path("store-a/down").exists());
+
+    // 403 is final: no blob is asked for twice.
+    let denied = common::registry::FlakyProxy::start(&src.host, |_| Some(403));
+    let r = export_from(&denied.host, &w, "store-a/denied", &["samples/hello-world:v1"], &[]);
+    assert_eq!(r.code, 4, "{}", r.stdout);
+    assert_eq!(attempts(&denied)[0].1, 1, "{:?}", attempts(&denied));
 }

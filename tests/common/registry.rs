@@ -211,3 +211,123 @@ impl CuttingProxy {
         CuttingProxy { host, cuts }
     }
 }
+
+/// An HTTP/1.1 proxy in front of `upstream` that reads every request and may
+/// answer a blob request itself with an error status instead of passing it on:
+/// `refuse(n)` decides for the n-th blob request (from 0). Every blob request
+/// is logged with the status the proxy answered (0 when passed on).
+pub struct FlakyProxy {
+    pub host: String,
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<(String, u16)>>>,
+}
+
+impl FlakyProxy {
+    pub fn start(upstream: &str, refuse: impl Fn(usize) -> Option<u16> + Send + Sync + 'static) -> FlakyProxy {
+        use std::sync::{Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let log: Arc<Mutex<Vec<(String, u16)>>> = Arc::default();
+        let (upstream, refuse, l) = (upstream.to_string(), Arc::new(refuse), log.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let (upstream, refuse, log) = (upstream.clone(), refuse.clone(), l.clone());
+                std::thread::spawn(move || {
+                    let _ = serve(client, &upstream, &*refuse, &log);
+                });
+            }
+        });
+        FlakyProxy { host, log }
+    }
+}
+
+type Head = (String, Vec<String>);
+
+/// Read an HTTP head (start line and header lines); None at a clean end of stream.
+fn read_head(r: &mut impl std::io::BufRead) -> std::io::Result<Option<Head>> {
+    let mut start = String::new();
+    if r.read_line(&mut start)? == 0 {
+        return Ok(None);
+    }
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line)?;
+        let line = line.trim_end().to_string();
+        if line.is_empty() {
+            return Ok(Some((start.trim_end().to_string(), headers)));
+        }
+        headers.push(line);
+    }
+}
+
+fn header<'a>(headers: &'a [String], name: &str) -> Option<&'a str> {
+    headers.iter().find_map(|h| {
+        let (n, v) = h.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+fn write_head(w: &mut impl Write, (start, headers): &Head) -> std::io::Result<()> {
+    write!(w, "{start}\r\n")?;
+    for h in headers {
+        write!(w, "{h}\r\n")?;
+    }
+    write!(w, "\r\n")
+}
+
+/// Copy a message body (Content-Length or chunked) from `r` to `w`.
+fn relay_body(r: &mut impl std::io::BufRead, w: &mut impl Write, headers: &[String]) -> std::io::Result<()> {
+    if header(headers, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size)?;
+            w.write_all(size.as_bytes())?;
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
+            std::io::copy(&mut r.take(n as u64 + 2), w)?;
+            if n == 0 {
+                return Ok(());
+            }
+        }
+    }
+    let n: u64 = header(headers, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    std::io::copy(&mut r.take(n), w)?;
+    Ok(())
+}
+
+fn serve(
+    client: TcpStream,
+    upstream: &str,
+    refuse: &(dyn Fn(usize) -> Option<u16> + Send + Sync),
+    log: &std::sync::Mutex<Vec<(String, u16)>>,
+) -> std::io::Result<()> {
+    let mut from_client = std::io::BufReader::new(client.try_clone()?);
+    let mut to_client = client;
+    let server = TcpStream::connect(upstream)?;
+    let mut from_server = std::io::BufReader::new(server.try_clone()?);
+    let mut to_server = server;
+    while let Some(request) = read_head(&mut from_client)? {
+        let mut words = request.0.split(' ');
+        let (method, path) = (words.next().unwrap_or("").to_string(), words.next().unwrap_or("").to_string());
+        let mut body = Vec::new();
+        relay_body(&mut from_client, &mut body, &request.1)?;
+        if path.contains("/blobs/sha256:") {
+            let n = log.lock().unwrap().len();
+            let status = refuse(n);
+            log.lock().unwrap().push((format!("{method} {path}"), status.unwrap_or(0)));
+            if let Some(code) = status {
+                write!(to_client, "HTTP/1.1 {code} Refused\r\nContent-Length: 0\r\nRetry-After: 0\r\n\r\n")?;
+                continue;
+            }
+        }
+        write_head(&mut to_server, &request)?;
+        to_server.write_all(&body)?;
+        let Some(response) = read_head(&mut from_server)? else { return Ok(()) };
+        write_head(&mut to_client, &response)?;
+        let code: u16 = response.0.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        if method != "HEAD" && code != 204 && code != 304 {
+            relay_body(&mut from_server, &mut to_client, &response.1)?;
+        }
+    }
+    Ok(())
+}

@@ -76,8 +76,14 @@ impl TransferError {
         }
     }
 
-    /// Wrap an IO error with what was being done, sorting out full disks and permissions.
+    /// Wrap an IO error with what was being done, sorting out full disks and
+    /// permissions. An error that a byte stream carried up from a lower layer
+    /// (see [`TransferError::into_io`]) comes back as it was, its category kept.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> TransferError {
+        let source = match source.downcast::<TransferError>() {
+            Ok(carried) => return carried,
+            Err(source) => source,
+        };
         let context = context.into();
         match source.kind() {
             std::io::ErrorKind::StorageFull => TransferError::NoSpace(context),
@@ -90,6 +96,11 @@ impl TransferError {
             }
             _ => TransferError::Io { context, source },
         }
+    }
+
+    /// Carry this error through a byte stream, to be taken out again by [`TransferError::io`].
+    pub fn into_io(self) -> std::io::Error {
+        std::io::Error::other(self)
     }
 
     pub fn for_artifact(self, name: &str) -> TransferError {

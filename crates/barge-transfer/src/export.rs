@@ -364,7 +364,7 @@ impl Prefetch {
                 let mut r = match registry.open_blob(&repo, &digest, size).await {
                     Ok(r) => r,
                     Err(e) => {
-                        let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                        let _ = tx.send(Err(e.into_io())).await;
                         return;
                     }
                 };

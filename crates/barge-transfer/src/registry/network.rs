@@ -113,6 +113,14 @@ impl NetworkRegistry {
                     delay = (delay * 2).min(Duration::from_secs(5));
                     attempt += 1;
                 }
+                Err(e) if attempt == ATTEMPTS && transient(&e) => {
+                    return Err(match self.map_err(what, e) {
+                        TransferError::Registry(m) => {
+                            TransferError::Registry(format!("{m} (gave up after {ATTEMPTS} attempts)"))
+                        }
+                        other => other,
+                    });
+                }
                 Err(e) => return Err(self.map_err(what, e)),
             }
         }
@@ -140,6 +148,10 @@ impl NetworkRegistry {
                 }
             }
             OciDistributionError::ServerError { code: 404, .. } => TransferError::NotFound(format!("{what} on {host}")),
+            OciDistributionError::ServerError { code, message, .. } if *code == 429 || *code >= 500 => {
+                let said = if message.trim().is_empty() { String::new() } else { format!(": {}", message.trim()) };
+                TransferError::Registry(format!("{host} answered HTTP {code} for {what}{said}"))
+            }
             OciDistributionError::ServerError { code: 401 | 403, .. } => {
                 TransferError::Auth(format!("{host} refused access to {what}; check the credentials and their permissions"))
             }

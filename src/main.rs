@@ -326,6 +326,8 @@ async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
                 continue_on_errors: *continue_on_errors,
                 delete_source_on_success: *delete_source_blob_on_success,
                 catalog_digest: catalog_digest.clone(),
+                // Large layers of a local bundle are read once; --catalog-digest reads every byte.
+                report_catalog_digest: false,
                 concurrency: connect.concurrency,
             };
             let r = barge_transfer::import(src.as_ref(), registry, &opts, bars).await?;

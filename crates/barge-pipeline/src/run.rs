@@ -266,6 +266,8 @@ async fn operate(
                 // Deleted below, once a lease is given back.
                 delete_source_on_success: false,
                 catalog_digest,
+                // The run record names the bundle it imported.
+                report_catalog_digest: true,
                 concurrency,
             };
             let r = barge_transfer::import(source.as_ref(), registry, &opts, progress.as_ref()).await;

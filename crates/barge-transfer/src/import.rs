@@ -32,6 +32,9 @@ pub struct ImportOptions {
     pub delete_source_on_success: bool,
     /// Refuse the bundle unless its sha256 is this (ACR's catalogDigest).
     pub catalog_digest: Option<Digest>,
+    /// Report the catalogDigest even when no check asks for it: the pass then
+    /// reads every byte instead of seeking over large blobs.
+    pub report_catalog_digest: bool,
     pub concurrency: usize,
 }
 
@@ -376,7 +379,7 @@ pub async fn import(
                                     Some((Box::new(std::io::Cursor::new(bytes)), 0))
                                 } else if let (Some(at), true) = (src.file_offset(), source.rereads_are_cheap()) {
                                     let ranged = source.read_range(at, blob.size, &info.etag).await?;
-                                    let unread = if opts.catalog_digest.is_some() {
+                                    let unread = if opts.catalog_digest.is_some() || opts.report_catalog_digest {
                                         skip(&mut src, blob.size).await?;
                                         0
                                     } else {

@@ -177,6 +177,38 @@ fn basic_auth_from_docker_config_and_password_stdin() {
     let r = barge_with(&args, &[("DOCKER_CONFIG", empty.to_str().unwrap())], "s3cret-pass\n");
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!r.stdout.contains("s3cret") && !r.stderr.contains("s3cret"));
+
+    // A credential helper, named per host (credHelpers) or for every host
+    // (credsStore): asked with the host on stdin, and only for this host.
+    let bin = w.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-bargetest");
+    let asked = w.path("asked");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread host\necho \"$host\" >> {}\n\
+             if [ \"$host\" = {} ]; then echo '{{\"ServerURL\":\"'$host'\",\"Username\":\"barge\",\"Secret\":\"s3cret-pass\"}}'; \
+             else echo 'credentials not found in native keychain'; exit 1; fi\n",
+            asked.display(),
+            reg.host
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let export =
+        ["export", "--no-referrers", "--overwrite", "--registry", &reg.host, "--to", &to, "samples/hello-world:v1"];
+    for config in
+        [format!(r#"{{"credHelpers":{{"{}":"bargetest"}}}}"#, reg.host), r#"{"credsStore":"bargetest"}"#.into()]
+    {
+        std::fs::write(cfg.join("config.json"), &config).unwrap();
+        let r = barge_with(&export, &[("DOCKER_CONFIG", cfg.to_str().unwrap()), ("PATH", &path)], "");
+        assert_eq!(r.code, 0, "{config}: {}", r.stderr);
+        assert!(!r.stdout.contains("s3cret") && !r.stderr.contains("s3cret"));
+    }
+    let asked = std::fs::read_to_string(&asked).unwrap();
+    assert!(!asked.is_empty() && asked.lines().all(|h| h == reg.host), "the helper was asked for {asked:?}");
 }
 
 fn base64_encode(s: &str) -> String {

@@ -16,10 +16,11 @@ Then, per workload, it times
           skopeo copy --all oci:LAYOUT:… docker://… for each image;
 Each leg runs --runs times (default 3), barge and skopeo taking turns to go
 first, every import into a fresh registry. Each leg starts with one untimed
-skopeo run: right after a burst of writes the next run is slower whoever makes
-it, and that would otherwise fall on whichever tool went first. It prints the median wall-clock
-seconds of each tool, the ratio of the medians, the ratio of every run, and
-peak RSS. The machines are noisy: one run proves little.
+skopeo run: right after a burst of writes the next run is slower whoever
+makes it, and that would otherwise fall on whichever tool went first. It
+prints the median wall-clock seconds of each tool, the ratio of the medians,
+the ratio of every run, and peak RSS. The machines are noisy: one run proves
+little.
 --scale shrinks the big workload's layer sizes (0.1 for a quick run).
 """
 import argparse

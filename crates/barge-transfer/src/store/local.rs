@@ -62,7 +62,8 @@ impl BlobStore for LocalBlob {
             )));
         }
         f.seek(std::io::SeekFrom::Start(offset)).await.map_err(|e| TransferError::io(ctx(), e))?;
-        Ok(Box::new(tokio::io::BufReader::with_capacity(CHUNK, f).take(len)))
+        // Callers read in large pieces (1 MiB, 256 KiB); tokio buffers each read itself.
+        Ok(Box::new(f.take(len)))
     }
 
     fn rereads_are_cheap(&self) -> bool {

@@ -233,6 +233,13 @@ fn wrong_catalog_digest_imports_nothing() {
     for repo in ["samples/hello-world", "samples/multiarch", "library/tools"] {
         assert!(!w.path(&format!("dst/{repo}/index.json")).exists(), "{repo} was tagged");
     }
+    // A local bundle is checked before anything is written: not a blob arrived.
+    assert!(snapshot(&w.path("dst")).is_empty(), "{:?}", snapshot(&w.path("dst")));
+    // The right digest imports, and is reported.
+    let right = barge_bundle::Digest::sha256_of(&std::fs::read(w.path("store-a/bundle")).unwrap()).to_string();
+    let args =
+        ["import", "--output", "json", "--catalog-digest", &right, &w.s("store-a/bundle"), "--registry", &w.reg("dst")];
+    assert_eq!(barge_ok(&args, 0).json()["catalogDigest"], right);
 }
 
 #[test]

@@ -304,6 +304,21 @@ pub async fn import(
     let what = source.display();
     let info = source.info().await?.ok_or_else(|| TransferError::NotFound(format!("bundle {what}")))?;
     let mut report = ImportReport { bundle: what.clone(), ..Default::default() };
+    // A catalogDigest to check is checked before anything is written where the
+    // bundle can be read twice cheaply; elsewhere by the pass, at its end.
+    let mut checked_first = None;
+    if let (Some(expected), true) = (&opts.catalog_digest, source.rereads_are_cheap()) {
+        reporter.start("checking the catalogDigest", Some(info.size));
+        let mut whole = source.read_range(0, info.size, &info.etag).await?;
+        let actual =
+            copy_exact(&mut whole, &mut tokio::io::sink(), info.size, Algorithm::Sha256, &what, reporter).await?;
+        reporter.finish();
+        if &actual != expected {
+            return Err(BundleError::CatalogDigestMismatch { expected: expected.clone(), actual }.into());
+        }
+        checked_first = Some(actual);
+    }
+    let read_every_byte = checked_first.is_none() && (opts.catalog_digest.is_some() || opts.report_catalog_digest);
     reporter.start("importing", Some(info.size));
     // Pinned: the version read is the version a later delete may remove.
     let mut src = Source::new(source.read_range(0, info.size, &info.etag).await?, reporter, &what).await?;
@@ -379,7 +394,7 @@ pub async fn import(
                                     Some((Box::new(std::io::Cursor::new(bytes)), 0))
                                 } else if let (Some(at), true) = (src.file_offset(), source.rereads_are_cheap()) {
                                     let ranged = source.read_range(at, blob.size, &info.etag).await?;
-                                    let unread = if opts.catalog_digest.is_some() || opts.report_catalog_digest {
+                                    let unread = if read_every_byte {
                                         skip(&mut src, blob.size).await?;
                                         0
                                     } else {
@@ -429,14 +444,14 @@ pub async fn import(
         report.add(r.expect("upload task does not panic")?, reporter);
     }
     reporter.finish();
-    if let Some(expected) = &opts.catalog_digest {
-        // Asked for, the digest is known: the pass read every byte.
+    if let (Some(expected), None) = (&opts.catalog_digest, &checked_first) {
+        // Not checked first, the digest is known: the pass read every byte.
         if digest.as_ref() != Some(expected) {
             let actual = digest.expect("a pass checking the catalogDigest reads every byte");
             return Err(BundleError::CatalogDigestMismatch { expected: expected.clone(), actual }.into());
         }
     }
-    report.catalog_digest = digest;
+    report.catalog_digest = checked_first.or(digest);
     let plan = plan.expect("a checked bundle has a catalog");
     report.blobs_present = plan.present;
 

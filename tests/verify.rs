@@ -279,7 +279,8 @@ fn large_layers_read_by_offset_are_checked() {
     let bytes = std::fs::read(w.path("store-a/large")).unwrap();
     let digest = Digest::sha256_of(&bytes).to_string();
 
-    // Seeking over the layers, the import does not learn the catalogDigest; asked for one, it reads every byte.
+    // Seeking over the layers, the import does not learn the catalogDigest; asked to check one, it hashes the
+    // whole file first.
     let plain = barge_ok(&["import", "--output", "json", &w.s("store-a/large"), "--registry", &w.reg("dst-plain")], 0);
     assert!(plain.json()["catalogDigest"].is_null(), "{}", plain.stdout);
     let asked = barge_ok(

@@ -304,13 +304,16 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// error. Any other failure is a no only if the same request over plain HTTP
 /// gets an answer; when neither answers, HTTPS it is, and its error will say why.
 async fn speaks_tls(host: &str, https: ClientConfig, http: ClientConfig) -> Result<bool> {
+    // A server that neither answers nor closes on a TLS hello must not stall the connect.
+    const PROBE: Duration = Duration::from_secs(10);
     let probe = Reference::with_tag(host.to_string(), "barge/probe".into(), "latest".into());
     let auth = RegistryAuth::Bearer(String::new());
-    let https_err = match Client::new(https).fetch_manifest_digest(&probe, &auth).await {
-        Err(OciDistributionError::RequestError(r)) => r,
-        _ => return Ok(true),
+    let https_err = match tokio::time::timeout(PROBE, Client::new(https).fetch_manifest_digest(&probe, &auth)).await {
+        Ok(Err(OciDistributionError::RequestError(r))) => Some(r),
+        Ok(_) => return Ok(true),
+        Err(_) => None,
     };
-    if chain(&https_err).to_lowercase().contains("certificate") {
+    if let Some(https_err) = https_err.filter(|e| chain(e).to_lowercase().contains("certificate")) {
         let mut cause: &(dyn std::error::Error + 'static) = &https_err;
         while let Some(c) = cause.source() {
             cause = c;
@@ -319,10 +322,12 @@ async fn speaks_tls(host: &str, https: ClientConfig, http: ClientConfig) -> Resu
             "{host} speaks TLS with a certificate that does not check ({cause}); for a private CA pass --ca-file"
         )));
     }
-    Ok(matches!(
-        Client::new(http).fetch_manifest_digest(&probe, &auth).await,
-        Err(OciDistributionError::RequestError(_))
-    ))
+    let answered_plain = match tokio::time::timeout(PROBE, Client::new(http).fetch_manifest_digest(&probe, &auth)).await
+    {
+        Ok(Err(OciDistributionError::RequestError(_))) | Err(_) => false,
+        Ok(_) => true,
+    };
+    Ok(!answered_plain)
 }
 
 fn is_tls(e: &(dyn std::error::Error + 'static)) -> bool {

@@ -326,7 +326,7 @@ async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
                 continue_on_errors: *continue_on_errors,
                 delete_source_on_success: *delete_source_blob_on_success,
                 catalog_digest: catalog_digest.clone(),
-                // Large layers of a local bundle are read once; --catalog-digest reads every byte.
+                // A local bundle is hashed whole only for --catalog-digest; a stream always is.
                 report_catalog_digest: false,
                 concurrency: connect.concurrency,
             };

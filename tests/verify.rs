@@ -32,20 +32,6 @@ fn assert_rejected(w: &Work, name: &str, bytes: &[u8], needle: &str) {
     assert!(tagged.is_empty(), "import of {name} tagged something: {tagged:?}");
 }
 
-/// Offset of the data of the tar entry named `name`.
-fn entry_offset(bundle: &[u8], name: &str) -> (usize, usize) {
-    let mut pos = 0;
-    loop {
-        let h = &bundle[pos..pos + BLOCK];
-        let n = String::from_utf8_lossy(&h[..100]).trim_end_matches('\0').to_string();
-        let size = usize::from_str_radix(String::from_utf8_lossy(&h[124..135]).trim_end_matches('\0'), 8).unwrap();
-        if n == name {
-            return (pos + BLOCK, size);
-        }
-        pos += BLOCK + size + padding(size as u64);
-    }
-}
-
 #[test]
 fn a_good_bundle_verifies_and_reports_its_digest() {
     let w = Work::new();
@@ -77,11 +63,6 @@ fn truncated_bundles_are_rejected() {
     for (i, cut) in [bytes.len() - 1, bytes.len() - 2 * BLOCK, layer_at + 100, 700].into_iter().enumerate() {
         assert_rejected(&w, &format!("cut{i}"), &bytes[..cut], "truncated");
     }
-}
-
-fn catalog_of(bytes: &[u8]) -> Catalog {
-    let (at, size) = entry_offset(bytes, "barge-catalog.json");
-    Catalog::parse(&bytes[at..at + size]).unwrap()
 }
 
 #[test]
@@ -279,8 +260,7 @@ fn large_layers_read_by_offset_are_checked() {
     let bytes = std::fs::read(w.path("store-a/large")).unwrap();
     let digest = Digest::sha256_of(&bytes).to_string();
 
-    // Seeking over the layers, the import does not learn the catalogDigest; asked to check one, it hashes the
-    // whole file first.
+    // A local bundle is hashed whole only when a catalogDigest is to be checked, and first.
     let plain = barge_ok(&["import", "--output", "json", &w.s("store-a/large"), "--registry", &w.reg("dst-plain")], 0);
     assert!(plain.json()["catalogDigest"].is_null(), "{}", plain.stdout);
     let asked = barge_ok(

@@ -5,6 +5,8 @@
 pub mod azurite;
 pub mod registry;
 
+use barge_bundle::tar::{padding, BLOCK};
+use barge_bundle::Catalog;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -123,4 +125,24 @@ pub fn barge_with(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Run {
 
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data))
+}
+
+/// Offset of the data of the tar entry named `name`.
+pub fn entry_offset(bundle: &[u8], name: &str) -> (usize, usize) {
+    let mut pos = 0;
+    loop {
+        let h = &bundle[pos..pos + BLOCK];
+        let n = String::from_utf8_lossy(&h[..100]).trim_end_matches('\0').to_string();
+        let size = usize::from_str_radix(String::from_utf8_lossy(&h[124..135]).trim_end_matches('\0'), 8).unwrap();
+        if n == name {
+            return (pos + BLOCK, size);
+        }
+        pos += BLOCK + size + padding(size as u64);
+    }
+}
+
+/// The catalog of a bundle's bytes.
+pub fn catalog_of(bytes: &[u8]) -> Catalog {
+    let (at, size) = entry_offset(bytes, "barge-catalog.json");
+    Catalog::parse(&bytes[at..at + size]).unwrap()
 }

@@ -32,8 +32,8 @@ pub struct ImportOptions {
     pub delete_source_on_success: bool,
     /// Refuse the bundle unless its sha256 is this (ACR's catalogDigest).
     pub catalog_digest: Option<Digest>,
-    /// Report the catalogDigest even when no check asks for it: the pass then
-    /// reads every byte instead of seeking over large blobs.
+    /// Report the catalogDigest even when no check asks for it. A stream is
+    /// hashed as it passes anyway; a re-readable bundle is then hashed whole first.
     pub report_catalog_digest: bool,
     pub concurrency: usize,
 }
@@ -52,8 +52,8 @@ pub struct ImportReport {
     pub source_deleted: bool,
 }
 
-/// The raw bundle stream: counted for progress and, until the pass seeks over
-/// a range, hashed for the catalogDigest.
+/// The raw bundle stream: counted for progress and, when the catalogDigest is
+/// not known already, hashed for it.
 struct Raw<'a> {
     inner: ByteStream,
     reporter: &'a dyn Reporter,
@@ -87,8 +87,8 @@ enum Inner<'a> {
 }
 
 impl<'a> Source<'a> {
-    async fn new(stream: ByteStream, reporter: &'a dyn Reporter, what: &str) -> Result<Source<'a>> {
-        let hasher = Some(Hasher::new(Algorithm::Sha256));
+    async fn new(stream: ByteStream, hash: bool, reporter: &'a dyn Reporter, what: &str) -> Result<Source<'a>> {
+        let hasher = hash.then(|| Hasher::new(Algorithm::Sha256));
         let mut raw = BufReader::with_capacity(CHUNK, Raw { inner: stream, reporter, hasher });
         let head = raw.fill_buf().await.map_err(|e| TransferError::io(format!("reading {what}"), e))?;
         let inner = if head.starts_with(&ZSTD_MAGIC) { Inner::Zstd(ZstdDecoder::new(raw)) } else { Inner::Plain(raw) };
@@ -101,7 +101,7 @@ impl<'a> Source<'a> {
     }
 
     /// Move `n` bytes ahead in a plain bundle without reading them, by opening
-    /// the file again further on. The catalogDigest is unknown from then on.
+    /// the file again further on (a bundle read that way is not hashed whole).
     /// Returns how many bytes were never read, for the caller to count once
     /// someone else has read them.
     async fn seek_ahead(&mut self, n: u64, store: &dyn BlobStore, info: &BlobInfo) -> Result<u64> {
@@ -128,7 +128,7 @@ impl<'a> Source<'a> {
     }
 
     /// Read to the end (what follows the archive must be zeros) and return the
-    /// raw stream's digest, unless the pass sought over part of it.
+    /// raw stream's digest, if it was hashed.
     async fn finish(mut self, what: &str) -> Result<Option<Digest>> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -304,24 +304,27 @@ pub async fn import(
     let what = source.display();
     let info = source.info().await?.ok_or_else(|| TransferError::NotFound(format!("bundle {what}")))?;
     let mut report = ImportReport { bundle: what.clone(), ..Default::default() };
-    // A catalogDigest to check is checked before anything is written where the
-    // bundle can be read twice cheaply; elsewhere by the pass, at its end.
-    let mut checked_first = None;
-    if let (Some(expected), true) = (&opts.catalog_digest, source.rereads_are_cheap()) {
-        reporter.start("checking the catalogDigest", Some(info.size));
+    // The catalogDigest: a stream is hashed as the pass reads it, and checked
+    // at its end (before any manifest or tag). A re-readable bundle, whose pass
+    // seeks over large blobs, is hashed whole first when the digest is wanted,
+    // and checked before anything is written.
+    let rereadable = source.rereads_are_cheap();
+    let mut hashed_first = None;
+    if rereadable && (opts.catalog_digest.is_some() || opts.report_catalog_digest) {
+        reporter.start("hashing the bundle", Some(info.size));
         let mut whole = source.read_range(0, info.size, &info.etag).await?;
         let actual =
             copy_exact(&mut whole, &mut tokio::io::sink(), info.size, Algorithm::Sha256, &what, reporter).await?;
         reporter.finish();
-        if &actual != expected {
+        if let Some(expected) = opts.catalog_digest.as_ref().filter(|e| **e != actual) {
             return Err(BundleError::CatalogDigestMismatch { expected: expected.clone(), actual }.into());
         }
-        checked_first = Some(actual);
+        hashed_first = Some(actual);
     }
-    let read_every_byte = checked_first.is_none() && (opts.catalog_digest.is_some() || opts.report_catalog_digest);
     reporter.start("importing", Some(info.size));
     // Pinned: the version read is the version a later delete may remove.
-    let mut src = Source::new(source.read_range(0, info.size, &info.etag).await?, reporter, &what).await?;
+    let stream = source.read_range(0, info.size, &info.etag).await?;
+    let mut src = Source::new(stream, !rereadable, reporter, &what).await?;
 
     let mut check = BundleCheck::new();
     let mut headers = Headers::default();
@@ -383,24 +386,17 @@ pub async fn import(
                             } else {
                                 // Small blobs are read whole and checked here; large ones, where reading
                                 // again is cheap, are read from their own byte range, which this pass then
-                                // seeks over (reads past, when a catalogDigest is to be checked). Both
-                                // upload in the background, checked by their upload, while this pass goes
-                                // on. Anything else streams through.
+                                // seeks over. Both upload in the background, checked by their upload, while
+                                // this pass goes on. Anything else streams through.
                                 let background: Option<(ByteStream, u64)> = if blob.size <= SMALL_BLOB {
                                     let bytes = read_small(&mut src, blob.size, &e.name).await?;
                                     let mut h = blob.digest.hasher();
                                     h.update(&bytes);
                                     expect_digest(&blob.digest, h.finish())?;
                                     Some((Box::new(std::io::Cursor::new(bytes)), 0))
-                                } else if let (Some(at), true) = (src.file_offset(), source.rereads_are_cheap()) {
+                                } else if let (Some(at), true) = (src.file_offset(), rereadable) {
                                     let ranged = source.read_range(at, blob.size, &info.etag).await?;
-                                    let unread = if read_every_byte {
-                                        skip(&mut src, blob.size).await?;
-                                        0
-                                    } else {
-                                        src.seek_ahead(blob.size, source, &info).await?
-                                    };
-                                    Some((ranged, unread))
+                                    Some((ranged, src.seek_ahead(blob.size, source, &info).await?))
                                 } else {
                                     None
                                 };
@@ -444,14 +440,13 @@ pub async fn import(
         report.add(r.expect("upload task does not panic")?, reporter);
     }
     reporter.finish();
-    if let (Some(expected), None) = (&opts.catalog_digest, &checked_first) {
-        // Not checked first, the digest is known: the pass read every byte.
-        if digest.as_ref() != Some(expected) {
-            let actual = digest.expect("a pass checking the catalogDigest reads every byte");
+    if let (Some(expected), None) = (&opts.catalog_digest, &hashed_first) {
+        let actual = digest.clone().expect("a bundle not hashed first is hashed by the pass");
+        if expected != &actual {
             return Err(BundleError::CatalogDigestMismatch { expected: expected.clone(), actual }.into());
         }
     }
-    report.catalog_digest = checked_first.or(digest);
+    report.catalog_digest = hashed_first.or(digest);
     let plan = plan.expect("a checked bundle has a catalog");
     report.blobs_present = plan.present;
 

@@ -60,7 +60,7 @@ impl NetworkRegistry {
         // Plain HTTP is allowed for loopback and --insecure-registry hosts, but
         // only used when the server does not speak TLS at all.
         let plain_allowed = is_loopback(host) || opts.insecure.iter().any(|h| h == host);
-        let plain = plain_allowed && !speaks_tls(host, config_for(false), config_for(true)).await?;
+        let plain = plain_allowed && !speaks_tls(host, config_for(false)).await?;
         let config = || config_for(plain);
         let creds = match &opts.credentials {
             Some(c) => Some(c.clone()),
@@ -113,15 +113,15 @@ impl NetworkRegistry {
                     delay = (delay * 2).min(Duration::from_secs(5));
                     attempt += 1;
                 }
-                Err(e) if attempt == ATTEMPTS && transient(&e) => {
+                Err(e) => {
+                    let gave_up = transient(&e);
                     return Err(match self.map_err(what, e) {
-                        TransferError::Registry(m) => {
+                        TransferError::Registry(m) if gave_up => {
                             TransferError::Registry(format!("{m} (gave up after {ATTEMPTS} attempts)"))
                         }
                         other => other,
                     });
                 }
-                Err(e) => return Err(self.map_err(what, e)),
             }
         }
     }
@@ -301,33 +301,25 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// Does `host` answer over HTTPS? A request that skips the token dance (an
 /// empty bearer token) is sent over HTTPS: any HTTP answer means yes. A
 /// certificate that does not check means the server speaks TLS, and is an
-/// error. Any other failure is a no only if the same request over plain HTTP
-/// gets an answer; when neither answers, HTTPS it is, and its error will say why.
-async fn speaks_tls(host: &str, https: ClientConfig, http: ClientConfig) -> Result<bool> {
+/// error. Any other failure (or no answer within the probe's time) is a no.
+async fn speaks_tls(host: &str, https: ClientConfig) -> Result<bool> {
     // A server that neither answers nor closes on a TLS hello must not stall the connect.
     const PROBE: Duration = Duration::from_secs(10);
     let probe = Reference::with_tag(host.to_string(), "barge/probe".into(), "latest".into());
     let auth = RegistryAuth::Bearer(String::new());
-    let https_err = match tokio::time::timeout(PROBE, Client::new(https).fetch_manifest_digest(&probe, &auth)).await {
-        Ok(Err(OciDistributionError::RequestError(r))) => Some(r),
-        Ok(_) => return Ok(true),
-        Err(_) => None,
-    };
-    if let Some(https_err) = https_err.filter(|e| chain(e).to_lowercase().contains("certificate")) {
-        let mut cause: &(dyn std::error::Error + 'static) = &https_err;
-        while let Some(c) = cause.source() {
-            cause = c;
+    match tokio::time::timeout(PROBE, Client::new(https).fetch_manifest_digest(&probe, &auth)).await {
+        Ok(Err(OciDistributionError::RequestError(e))) if chain(&e).to_lowercase().contains("certificate") => {
+            let mut cause: &(dyn std::error::Error + 'static) = &e;
+            while let Some(c) = cause.source() {
+                cause = c;
+            }
+            Err(TransferError::Tls(format!(
+                "{host} speaks TLS with a certificate that does not check ({cause}); for a private CA pass --ca-file"
+            )))
         }
-        return Err(TransferError::Tls(format!(
-            "{host} speaks TLS with a certificate that does not check ({cause}); for a private CA pass --ca-file"
-        )));
+        Ok(Err(OciDistributionError::RequestError(_))) | Err(_) => Ok(false),
+        Ok(_) => Ok(true),
     }
-    let answered_plain = match tokio::time::timeout(PROBE, Client::new(http).fetch_manifest_digest(&probe, &auth)).await
-    {
-        Ok(Err(OciDistributionError::RequestError(_))) | Err(_) => false,
-        Ok(_) => true,
-    };
-    Ok(!answered_plain)
 }
 
 fn is_tls(e: &(dyn std::error::Error + 'static)) -> bool {

@@ -2,10 +2,9 @@
 
 mod common;
 
-use barge_bundle::catalog::{Planned, OCI_LAYOUT_JSON};
-use barge_bundle::oci::{OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST};
+use barge_bundle::catalog::OCI_LAYOUT_JSON;
 use barge_bundle::tar::{encode_header, end_of_archive, padding, Kind, BLOCK};
-use barge_bundle::{Artifact, Blob, BlobKind, Catalog, Digest};
+use barge_bundle::{BlobKind, Digest};
 use common::*;
 
 /// Export the samples and return the bundle's bytes.
@@ -86,84 +85,10 @@ fn a_wrong_catalog_digest_is_refused() {
     assert!(r.stderr.contains(&wrong), "{}", r.stderr);
 }
 
-/// Write a bundle by hand from a catalog and blob contents, plus extra raw entries at the end.
-fn build(catalog: &Catalog, blobs: &[(Digest, Vec<u8>)], extra: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for p in catalog.plan() {
-        match p {
-            Planned::Dir(n) => out.extend(encode_header(&n, 0, Kind::Dir)),
-            Planned::File { name, bytes } => {
-                out.extend(encode_header(name, bytes.len() as u64, Kind::File));
-                out.extend(&bytes);
-                out.resize(out.len() + padding(bytes.len() as u64), 0);
-            }
-            Planned::Blob(i) => {
-                let b = &catalog.blobs[i];
-                let data = &blobs.iter().find(|(d, _)| d == &b.digest).unwrap().1;
-                out.extend(encode_header(&b.digest.layout_path(), data.len() as u64, Kind::File));
-                out.extend(data);
-                out.resize(out.len() + padding(data.len() as u64), 0);
-            }
-        }
-    }
-    for e in extra {
-        out.extend(e);
-    }
-    out.extend(end_of_archive());
-    out
-}
-
-/// A one-image catalog whose manifest names `missing` as a second layer when given.
-fn tiny(missing: Option<&Digest>) -> (Catalog, Vec<(Digest, Vec<u8>)>) {
-    let layer = b"layer-bytes".to_vec();
-    let config = b"{}".to_vec();
-    let (ld, cd) = (Digest::sha256_of(&layer), Digest::sha256_of(&config));
-    let mut layers = vec![serde_json::json!({"mediaType": OCI_LAYER_TAR, "digest": ld, "size": layer.len()})];
-    if let Some(m) = missing {
-        layers.push(serde_json::json!({"mediaType": OCI_LAYER_TAR, "digest": m, "size": 5}));
-    }
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": cd, "size": config.len()},
-        "layers": layers,
-    }))
-    .unwrap();
-    let md = Digest::sha256_of(&manifest);
-    let artifact = Artifact {
-        request: "a/b:v1".into(),
-        repository: "a/b".into(),
-        tag: Some("v1".into()),
-        digest: md.clone(),
-        media_type: OCI_MANIFEST.into(),
-        size: manifest.len() as u64,
-        manifests: vec![md.clone()],
-        blobs: vec![cd.clone(), ld.clone()],
-    };
-    let blob = |d: &Digest, data: &[u8], kind, mt: &str| Blob {
-        digest: d.clone(),
-        size: data.len() as u64,
-        media_type: mt.into(),
-        kind,
-    };
-    let catalog = Catalog::new(
-        "test",
-        "1970-01-01T00:00:00Z",
-        "oci:x",
-        vec![artifact],
-        vec![
-            blob(&md, &manifest, BlobKind::Manifest, OCI_MANIFEST),
-            blob(&cd, &config, BlobKind::Config, OCI_CONFIG),
-            blob(&ld, &layer, BlobKind::Layer, OCI_LAYER_TAR),
-        ],
-    );
-    (catalog, vec![(md, manifest), (cd, config), (ld, layer)])
-}
-
 #[test]
 fn a_hand_built_bundle_is_accepted() {
     let w = Work::new();
-    let (c, blobs) = tiny(None);
-    std::fs::write(w.path("store-a/tiny"), build(&c, &blobs, &[])).unwrap();
+    std::fs::write(w.path("store-a/tiny"), forge::image(None).bundle(&[])).unwrap();
     barge_ok(&["verify", &w.s("store-a/tiny")], 0);
     barge_ok(&["import", &w.s("store-a/tiny"), "--registry", &w.reg("dst")], 0);
 }
@@ -172,8 +97,7 @@ fn a_hand_built_bundle_is_accepted() {
 fn a_manifest_naming_a_missing_blob_is_rejected() {
     let w = Work::new();
     let missing = Digest::sha256_of(b"not in the bundle");
-    let (c, blobs) = tiny(Some(&missing));
-    assert_rejected(&w, "missing", &build(&c, &blobs, &[]), &missing.to_string());
+    assert_rejected(&w, "missing", &forge::image(Some(&missing)).bundle(&[]), &missing.to_string());
 }
 
 /// A raw header with any name and type flag, checksummed.
@@ -194,7 +118,7 @@ fn raw_header(name: &str, size: u64, flag: u8) -> Vec<u8> {
 #[test]
 fn unsafe_and_unlisted_entries_are_rejected() {
     let w = Work::new();
-    let (c, blobs) = tiny(None);
+    let f = forge::image(None);
     let with_data = |name: &str| {
         let mut e = raw_header(name, 4, b'0');
         e.extend(b"evil");
@@ -211,7 +135,7 @@ fn unsafe_and_unlisted_entries_are_rejected() {
         ("duplicate", with_data("oci-layout"), "twice"),
     ];
     for (name, entry, needle) in cases {
-        assert_rejected(&w, name, &build(&c, &blobs, &[entry]), needle);
+        assert_rejected(&w, name, &f.bundle(&[entry]), needle);
     }
     // An unsafe entry first of all is refused before anything else is read.
     let mut first = raw_header("../x", 0, b'0');
@@ -291,4 +215,160 @@ fn large_layers_read_by_offset_are_checked() {
     assert_rejected(&w, "large-flipped", &flipped, &large.digest.to_string());
     assert_rejected(&w, "large-cut", &bytes[..at + size / 2], "truncated");
     assert_rejected(&w, "large-cut-after", &bytes[..at + size + 1], "truncated");
+}
+
+/// Every catalog that says something its manifests do not is refused by verify
+/// and import alike (exit 3), before import writes any blob or tag.
+#[test]
+fn catalogs_that_disagree_with_their_manifests_are_rejected() {
+    let w = Work::new();
+    let good = forge::index();
+    let dig = |ref_name: &str, f: &forge::Forged| {
+        f.catalog.artifacts.iter().find(|a| a.ref_name() == ref_name).unwrap().clone()
+    };
+    let idx = dig("m/idx:v1", &good);
+    let (child, layer) = (idx.manifests[0].clone(), idx.blobs.last().unwrap().clone());
+    type Lie = Box<dyn Fn(&mut forge::Forged)>;
+    let cases: Vec<(&str, Lie, String)> = vec![
+        ("omits-layer", Box::new(|f| f.artifact("a/b:v1").blobs.pop().map(drop).unwrap()), "omits".into()),
+        ("omits-child", Box::new(|f| drop(f.artifact("m/idx:v1").manifests.remove(0))), "omits".into()),
+        (
+            "child-media-type",
+            Box::new({
+                let c = child.clone();
+                move |f| f.blob(&c).media_type = barge_bundle::oci::DOCKER_MANIFEST.into()
+            }),
+            "declares media type".into(),
+        ),
+        (
+            "child-as-layer",
+            Box::new({
+                let c = child.clone();
+                move |f| {
+                    f.blob(&c).kind = BlobKind::Layer;
+                    f.catalog.blobs.sort_by_key(|b| b.kind);
+                }
+            }),
+            "lists it as a layer".into(),
+        ),
+        (
+            "manifest-in-blobs",
+            Box::new({
+                let c = child.clone();
+                move |f| f.artifact("m/idx:v1").blobs.push(c.clone())
+            }),
+            "the catalog adds".into(),
+        ),
+        (
+            "manifest-in-blobs-only",
+            Box::new({
+                let c = child.clone();
+                move |f| {
+                    let a = f.artifact("m/idx:v1");
+                    a.manifests.retain(|m| m != &c);
+                    a.blobs.push(c.clone());
+                }
+            }),
+            "omits".into(),
+        ),
+        (
+            "tag-twice",
+            Box::new(|f| {
+                let a = f.artifact("a/b:v1").clone();
+                f.catalog.artifacts.push(a);
+            }),
+            "twice".into(),
+        ),
+        (
+            "unused-blob",
+            Box::new(|f| {
+                let stray = b"stray".to_vec();
+                let d = Digest::sha256_of(&stray);
+                f.catalog.blobs.push(barge_bundle::Blob {
+                    digest: d.clone(),
+                    size: 5,
+                    media_type: barge_bundle::oci::OCI_LAYER_TAR.into(),
+                    kind: BlobKind::Layer,
+                });
+                f.blobs.push((d, stray));
+            }),
+            "no artifact uses".into(),
+        ),
+        (
+            "omits-only-use",
+            Box::new({
+                let l = layer.clone();
+                move |f| f.artifact("m/idx:v1").blobs.retain(|b| b != &l)
+            }),
+            "omits".into(),
+        ),
+        (
+            "layer-as-config",
+            Box::new({
+                let l = layer.clone();
+                move |f| {
+                    f.blob(&l).kind = BlobKind::Config;
+                    f.catalog.blobs.sort_by_key(|b| b.kind);
+                }
+            }),
+            "as a config, but the manifests use it as a layer".into(),
+        ),
+        ("artifact-size", Box::new(|f| f.artifact("m/idx:v1").size += 1), "but its manifest is".into()),
+    ];
+    for (name, lie, needle) in cases {
+        let mut f = good.clone();
+        lie(&mut f);
+        assert_rejected(&w, name, &f.bundle(&[]), &needle);
+        let target = w.path(&format!("dst-{name}"));
+        let written: Vec<_> = snapshot(&target).into_iter().map(|(p, _)| p).collect();
+        assert!(written.is_empty(), "import of {name} wrote {written:?}");
+    }
+    // The untouched forge imports, and skopeo reads every tag whole.
+    std::fs::write(w.path("store-a/forged"), good.bundle(&[])).unwrap();
+    barge_ok(&["verify", &w.s("store-a/forged")], 0);
+    barge_ok(&["import", &w.s("store-a/forged"), "--registry", &w.reg("dst-forged")], 0);
+    for tag in ["a/b:v1", "m/idx:v1"] {
+        let out = skopeo(&[
+            "copy",
+            "--all",
+            &format!("oci:{}/{tag}", w.s("dst-forged")),
+            &format!("dir:{}", w.s(&format!("read-{}", tag.replace(['/', ':'], "-")))),
+        ]);
+        assert!(out.status.success(), "skopeo reads {tag}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+/// Compress `tar` as one zstd frame with a window of `2^window_log`.
+fn zstd_of(tar: &[u8], window_log: u32) -> Vec<u8> {
+    let mut enc = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
+    enc.long_distance_matching(window_log > 24).unwrap();
+    enc.window_log(window_log).unwrap();
+    std::io::Write::write_all(&mut enc, tar).unwrap();
+    enc.finish().unwrap()
+}
+
+/// The zstd rule (one frame, at most a 16 MiB window, nothing after it, only
+/// zeros after the archive inside it) holds for verify and import alike.
+#[test]
+fn zstd_bundles_are_one_bounded_frame() {
+    let w = Work::new();
+    let tar = good_bundle(&w);
+    let whole = zstd_of(&tar, 21);
+    std::fs::write(w.path("store-a/z-ok"), &whole).unwrap();
+    barge_ok(&["verify", &w.s("store-a/z-ok")], 0);
+    barge_ok(&["import", &w.s("store-a/z-ok"), "--registry", &w.reg("dst-z-ok")], 0);
+
+    let mut two = zstd_of(&tar[..tar.len() / 2], 21);
+    two.extend(zstd_of(&tar[tar.len() / 2..], 21));
+    assert_rejected(&w, "z-two-frames", &two, "truncated");
+    let mut after = tar.clone();
+    after.extend(b"data after the archive");
+    assert_rejected(&w, "z-after-tar", &zstd_of(&after, 21), "data after the end of the archive");
+    let mut trailing = whole.clone();
+    trailing.extend(zstd_of(b"garbage", 21));
+    assert_rejected(&w, "z-trailing-frame", &trailing, "data after the end of the zstd frame");
+    let mut junk = whole.clone();
+    junk.extend(b"junk");
+    assert_rejected(&w, "z-trailing-junk", &junk, "data after the end of the zstd frame");
+    assert_rejected(&w, "z-long", &zstd_of(&tar, 27), "128 MiB zstd window");
 }

@@ -146,7 +146,15 @@ impl Catalog {
                 return Err(BundleError::Corrupt(format!("{CATALOG_NAME} lists blob {} twice", b.digest)));
             }
         }
+        // Manifests first: a reader has them all before the first config or layer.
+        if c.blobs.windows(2).any(|w| w[0].kind != BlobKind::Manifest && w[1].kind == BlobKind::Manifest) {
+            return Err(BundleError::Corrupt(format!("{CATALOG_NAME} lists a manifest after a config or layer")));
+        }
+        let mut names = BTreeSet::new();
         for a in &c.artifacts {
+            if !names.insert(a.ref_name()) {
+                return Err(BundleError::Corrupt(format!("{CATALOG_NAME} lists artifact {} twice", a.ref_name())));
+            }
             crate::reference::check_repository(&a.repository)
                 .map_err(|e| BundleError::Corrupt(format!("{CATALOG_NAME}: artifact {:?}: {e}", a.request)))?;
             if let Some(t) = &a.tag {

@@ -3,12 +3,13 @@
 //! Pure: readers (the offline verifier, the streaming importer) do the IO and
 //! the hashing, and feed this what they read. It enforces the order (layout
 //! files and catalog before any blob, blobs in catalog order), refuses
-//! duplicates and unlisted entries, and checks that every manifest's
-//! references are in the bundle.
+//! duplicates and unlisted entries, hashes every manifest, and once the
+//! manifests are read (they come first) derives what each artifact brings
+//! from them and refuses a catalog that says otherwise (`closure.rs`).
 
 use std::collections::{HashMap, HashSet};
 
-use crate::catalog::{BlobKind, Catalog, CATALOG_NAME, INDEX_NAME, OCI_LAYOUT_NAME};
+use crate::catalog::{expect_digest, BlobKind, Catalog, CATALOG_NAME, INDEX_NAME, OCI_LAYOUT_NAME};
 use crate::oci::{self, Index, Refs, MAX_MANIFEST_SIZE};
 use crate::tar::{Entry, Kind};
 use crate::{BundleError, Digest};
@@ -42,6 +43,10 @@ pub struct BundleCheck {
     positions: HashMap<Digest, usize>,
     seen: HashSet<String>,
     next_blob: usize,
+    /// What every manifest read so far refers to.
+    refs: HashMap<Digest, Refs>,
+    /// The closure rule has passed (it runs once, when the manifests are all read).
+    closed: bool,
 }
 
 impl BundleCheck {
@@ -100,14 +105,29 @@ impl BundleCheck {
             )));
         }
         let b = &catalog.blobs[i];
+        let kind = b.kind;
         if b.size != e.size {
             return Err(BundleError::SizeMismatch { digest: b.digest.clone(), expected: b.size, actual: e.size });
         }
         if b.kind == BlobKind::Manifest && b.size > MAX_MANIFEST_SIZE {
             return Err(BundleError::Corrupt(format!("manifest {} is larger than 4 MiB", b.digest)));
         }
+        if kind != BlobKind::Manifest {
+            self.close()?;
+        }
         self.next_blob += 1;
         Ok(Role::Blob(i))
+    }
+
+    /// Apply the closure rule once; every manifest must have been read.
+    fn close(&mut self) -> Result<(), BundleError> {
+        if !self.closed {
+            if let Some(c) = &self.catalog {
+                crate::closure::check(c, &self.refs)?;
+            }
+            self.closed = true;
+        }
+        Ok(())
     }
 
     /// Take the content of a layout file or the catalog.
@@ -127,11 +147,11 @@ impl BundleCheck {
                 self.index = Some(idx);
             }
             Meta::Catalog => {
-                if !self.layout || self.index.is_none() {
+                let (true, Some(index)) = (self.layout, &self.index) else {
                     return Err(BundleError::Corrupt(format!("{CATALOG_NAME} comes before oci-layout and index.json")));
-                }
+                };
                 let c = Catalog::parse(bytes)?;
-                c.check_index(self.index.as_ref().expect("checked above"))?;
+                c.check_index(index)?;
                 self.positions = c.blobs.iter().enumerate().map(|(i, b)| (b.digest.clone(), i)).collect();
                 self.catalog = Some(c);
             }
@@ -139,42 +159,41 @@ impl BundleCheck {
         Ok(())
     }
 
-    /// Take a manifest whose digest the reader has checked; its references must be in the bundle.
-    pub fn manifest(&self, i: usize, bytes: &[u8]) -> Result<Refs, BundleError> {
-        let catalog = self.catalog.as_ref().expect("blob roles come after the catalog");
-        let b = &catalog.blobs[i];
+    /// Take blob `i` (a manifest, as [`Role::Blob`] said): check its digest
+    /// and its declared media type, and keep what it refers to.
+    pub fn manifest(&mut self, i: usize, bytes: &[u8]) -> Result<Refs, BundleError> {
+        let Some(b) = self.catalog.as_ref().and_then(|c| c.blobs.get(i)) else {
+            return Err(BundleError::Corrupt(format!("blob {i} is not in the catalog")));
+        };
+        let mut h = b.digest.hasher();
+        h.update(bytes);
+        expect_digest(&b.digest, h.finish())?;
+        let declared = oci::declared_media_type(bytes, &b.media_type);
+        if declared != b.media_type {
+            return Err(BundleError::Corrupt(format!(
+                "manifest {} declares media type {declared}, the catalog says {}",
+                b.digest, b.media_type
+            )));
+        }
         let refs = oci::parse_refs(&b.media_type, bytes)
             .map_err(|e| BundleError::Corrupt(format!("manifest {}: {e}", b.digest)))?;
-        let named: Vec<&Digest> = match &refs {
-            Refs::Image { config, layers } => {
-                std::iter::once(&config.digest).chain(layers.iter().map(|l| &l.digest)).collect()
-            }
-            Refs::Index { manifests } => manifests.iter().map(|m| &m.digest).collect(),
-        };
-        for d in named {
-            if !self.positions.contains_key(d) {
-                return Err(BundleError::MissingBlob {
-                    what: "manifest",
-                    owner: b.digest.to_string(),
-                    missing: d.clone(),
-                });
-            }
-        }
+        self.refs.insert(b.digest.clone(), refs.clone());
         Ok(refs)
     }
 
     /// The archive ended: everything the catalog lists must have been seen.
-    pub fn finish(self) -> Result<Catalog, BundleError> {
-        let Some(catalog) = self.catalog else {
+    pub fn finish(mut self) -> Result<Catalog, BundleError> {
+        let Some(catalog) = &self.catalog else {
             return Err(BundleError::Corrupt(format!("the bundle has no {CATALOG_NAME}")));
         };
-        if self.next_blob < catalog.blobs.len() {
+        if let Some(next) = catalog.blobs.get(self.next_blob) {
             return Err(BundleError::Truncated(format!(
                 "blob {} and {} more listed in the catalog are missing",
-                catalog.blobs[self.next_blob].digest,
+                next.digest,
                 catalog.blobs.len() - self.next_blob - 1
             )));
         }
-        Ok(catalog)
+        self.close()?;
+        self.catalog.ok_or_else(|| BundleError::Corrupt(format!("the bundle has no {CATALOG_NAME}")))
     }
 }

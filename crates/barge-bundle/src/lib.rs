@@ -7,16 +7,21 @@
 
 pub mod catalog;
 pub mod check;
+mod closure;
 mod digest;
 mod error;
 pub mod oci;
+pub mod reader;
 mod reference;
 pub mod tar;
 pub mod verify;
+pub mod zstd_frame;
 
 pub use catalog::{Artifact, Blob, BlobKind, Catalog};
 pub use check::{BundleCheck, Meta, Role};
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error::{decode_error, BundleError};
+pub use reader::{Data, Next, Reader};
 pub use reference::{check_repository, check_tag, Reference, ReferenceError};
-pub use verify::{verify_file, Verified, VerifyOptions, ZSTD_MAGIC};
+pub use verify::{verify_file, verify_reader, Verified, VerifyOptions};
+pub use zstd_frame::ZSTD_MAGIC;

@@ -103,7 +103,9 @@ pub fn parse_refs(media_type: &str, bytes: &[u8]) -> Result<Refs, ManifestError>
     let kind = m.media_type.as_deref().unwrap_or(media_type);
     match (m.manifests, m.config) {
         (Some(manifests), None) if kind.is_empty() || is_index_type(kind) => Ok(Refs::Index { manifests }),
-        (None, Some(config)) => Ok(Refs::Image { config, layers: m.layers.unwrap_or_default() }),
+        (None, Some(config)) if !is_index_type(kind) => {
+            Ok(Refs::Image { config, layers: m.layers.unwrap_or_default() })
+        }
         _ => Err(ManifestError(format!("neither an image manifest nor an index (media type {kind:?})"))),
     }
 }

@@ -1,9 +1,11 @@
 //! `import`: read a bundle in one sequential pass, verify everything, and push it into a registry.
 //!
 //! Order of effects: pre-flight (tags and existing blobs, no writes) → blobs as
-//! they stream past, each checked by the registry before it is visible → after
-//! the whole bundle has passed, per artifact its manifests (children before
-//! the index) and then its tag.
+//! they stream past, each checked before it is visible → after the whole
+//! bundle has passed, per artifact its manifests (children before the index)
+//! and then its tag. The bundle's rules are the bundle [`Reader`]'s, the same
+//! `verify` applies: every manifest and every artifact's closure is checked
+//! before the first config or layer is written.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::pin::Pin;
@@ -11,9 +13,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use async_compression::tokio::bufread::ZstdDecoder;
+use async_compression::zstd::DParameter;
 use barge_bundle::catalog::expect_digest;
-use barge_bundle::tar::{padding, Headers, Step, BLOCK};
-use barge_bundle::{Algorithm, BlobKind, BundleCheck, BundleError, Catalog, Digest, Hasher, Role, ZSTD_MAGIC};
+use barge_bundle::check::Meta;
+use barge_bundle::tar::BLOCK;
+use barge_bundle::zstd_frame::{self, MAX_WINDOW_LOG, ZSTD_MAGIC};
+use barge_bundle::{Algorithm, Blob, BundleError, Catalog, Data, Digest, Hasher, Next, Reader};
 use futures::stream::{self, StreamExt};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader, ReadBuf};
 use tokio::task::JoinSet;
@@ -91,7 +96,12 @@ impl<'a> Source<'a> {
         let hasher = hash.then(|| Hasher::new(Algorithm::Sha256));
         let mut raw = BufReader::with_capacity(CHUNK, Raw { inner: stream, reporter, hasher });
         let head = raw.fill_buf().await.map_err(|e| TransferError::io(format!("reading {what}"), e))?;
-        let inner = if head.starts_with(&ZSTD_MAGIC) { Inner::Zstd(ZstdDecoder::new(raw)) } else { Inner::Plain(raw) };
+        let inner = if head.starts_with(&ZSTD_MAGIC) {
+            zstd_frame::check_window(head)?;
+            Inner::Zstd(ZstdDecoder::with_params(raw, &[DParameter::window_log_max(MAX_WINDOW_LOG)]))
+        } else {
+            Inner::Plain(raw)
+        };
         Ok(Source { inner, pos: 0 })
     }
 
@@ -127,8 +137,8 @@ impl<'a> Source<'a> {
         Ok(n - buffered)
     }
 
-    /// Read to the end (what follows the archive must be zeros) and return the
-    /// raw stream's digest, if it was hashed.
+    /// Read to the end (what follows the archive must be zeros, and a zstd
+    /// frame must end the file) and return the raw stream's digest, if it was hashed.
     async fn finish(mut self, what: &str) -> Result<Option<Digest>> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -140,14 +150,17 @@ impl<'a> Source<'a> {
                 return Err(BundleError::Corrupt("data after the end of the archive".into()).into());
             }
         }
-        let mut raw = match self.inner {
+        let raw = match self.inner {
             Inner::Plain(r) => r,
-            Inner::Zstd(z) => z.into_inner(),
+            Inner::Zstd(z) => {
+                let mut raw = z.into_inner();
+                let rest = raw.fill_buf().await.map_err(|e| TransferError::io(format!("reading {what}"), e))?;
+                if !rest.is_empty() {
+                    return Err(BundleError::Corrupt("data after the end of the zstd frame".into()).into());
+                }
+                raw
+            }
         };
-        // Whatever the decoder left unread still belongs to the file's digest.
-        tokio::io::copy(&mut raw, &mut tokio::io::sink())
-            .await
-            .map_err(|e| TransferError::io(format!("reading {what}"), e))?;
         Ok(raw.into_inner().hasher.map(Hasher::finish))
     }
 }
@@ -299,204 +312,39 @@ pub async fn import(
     opts: &ImportOptions,
     reporter: &dyn Reporter,
 ) -> Result<ImportReport> {
-    let concurrency = opts.concurrency.max(1);
-    let mut uploads: JoinSet<Result<Stored>> = JoinSet::new();
     let what = source.display();
     let info = source.info().await?.ok_or_else(|| TransferError::NotFound(format!("bundle {what}")))?;
     let mut report = ImportReport { bundle: what.clone(), ..Default::default() };
-    // The catalogDigest: a stream is hashed as the pass reads it, and checked
-    // at its end (before any manifest or tag). A re-readable bundle, whose pass
-    // seeks over large blobs, is hashed whole first when the digest is wanted,
-    // and checked before anything is written.
-    let rereadable = source.rereads_are_cheap();
-    let mut hashed_first = None;
-    if rereadable && (opts.catalog_digest.is_some() || opts.report_catalog_digest) {
-        reporter.start("hashing the bundle", Some(info.size));
-        let mut whole = source.read_range(0, info.size, &info.etag).await?;
-        let actual =
-            copy_exact(&mut whole, &mut tokio::io::sink(), info.size, Algorithm::Sha256, &what, reporter).await?;
-        reporter.finish();
-        if let Some(expected) = opts.catalog_digest.as_ref().filter(|e| **e != actual) {
-            return Err(BundleError::CatalogDigestMismatch { expected: expected.clone(), actual }.into());
-        }
-        hashed_first = Some(actual);
-    }
+    let hashed_first = hash_first(source, &info, opts, reporter).await?;
     reporter.start("importing", Some(info.size));
     // Pinned: the version read is the version a later delete may remove.
     let stream = source.read_range(0, info.size, &info.etag).await?;
-    let mut src = Source::new(stream, !rereadable, reporter, &what).await?;
-
-    let mut check = BundleCheck::new();
-    let mut headers = Headers::default();
-    let mut block = [0u8; BLOCK];
-    let mut plan: Option<Plan> = None;
-    let mut manifests: BTreeMap<Digest, RawManifest> = BTreeMap::new();
-    let read_err = |e: std::io::Error| TransferError::from(BundleError::from(e));
-    loop {
-        src.read_exact(&mut block).await.map_err(read_err)?;
-        match headers.feed(&block)? {
-            Step::End => {
-                src.read_exact(&mut block)
-                    .await
-                    .map_err(|_| BundleError::Truncated("the second end-of-archive block is missing".into()))?;
-                break;
-            }
-            Step::Pax { size } => {
-                let data = read_small(&mut src, size, "PAX header").await?;
-                headers.feed_pax(&data)?;
-                skip(&mut src, padding(size) as u64).await?;
-            }
-            Step::Entry(e) => {
-                match check.entry(&e)? {
-                    Role::Dir => skip(&mut src, e.size).await?,
-                    Role::Meta(m) => {
-                        let data = read_small(&mut src, e.size, &e.name).await?;
-                        check.meta(m, &data)?;
-                        if let Some(c) = check.catalog() {
-                            plan = Some(preflight(registry.as_ref(), c, opts).await?);
-                        }
-                    }
-                    Role::Blob(i) => {
-                        let blob = check.catalog().expect("blobs follow the catalog").blobs[i].clone();
-                        if blob.kind == BlobKind::Manifest {
-                            let bytes = read_small(&mut src, blob.size, &e.name).await?;
-                            let mut h = blob.digest.hasher();
-                            h.update(&bytes);
-                            expect_digest(&blob.digest, h.finish())?;
-                            check.manifest(i, &bytes)?;
-                            manifests.insert(
-                                blob.digest.clone(),
-                                RawManifest { media_type: blob.media_type.clone(), digest: blob.digest.clone(), bytes },
-                            );
-                        } else {
-                            let plan = plan.as_ref().expect("the plan is made when the catalog is read");
-                            let repos = plan.need.get(&blob.digest).cloned().unwrap_or_default();
-                            if repos.is_empty() {
-                                let what = format!("blob {}", blob.digest);
-                                let got = copy_exact(
-                                    &mut src,
-                                    &mut tokio::io::sink(),
-                                    blob.size,
-                                    blob.digest.algorithm(),
-                                    &what,
-                                    &Silent,
-                                )
-                                .await?;
-                                expect_digest(&blob.digest, got)?;
-                            } else {
-                                // Small blobs are read whole and checked here; large ones, where reading
-                                // again is cheap, are read from their own byte range, which this pass then
-                                // seeks over. Both upload in the background, checked by their upload, while
-                                // this pass goes on. Anything else streams through.
-                                let background: Option<(ByteStream, u64)> = if blob.size <= SMALL_BLOB {
-                                    let bytes = read_small(&mut src, blob.size, &e.name).await?;
-                                    let mut h = blob.digest.hasher();
-                                    h.update(&bytes);
-                                    expect_digest(&blob.digest, h.finish())?;
-                                    Some((Box::new(std::io::Cursor::new(bytes)), 0))
-                                } else if let (Some(at), true) = (src.file_offset(), rereadable) {
-                                    let ranged = source.read_range(at, blob.size, &info.etag).await?;
-                                    Some((ranged, src.seek_ahead(blob.size, source, &info).await?))
-                                } else {
-                                    None
-                                };
-                                match background {
-                                    Some((mut data, unread)) => {
-                                        while uploads.len() >= concurrency {
-                                            let done = uploads.join_next().await.expect("non-empty");
-                                            report.add(done.expect("upload task does not panic")?, reporter);
-                                        }
-                                        let registry = registry.clone();
-                                        uploads.spawn(async move {
-                                            let mut s = store_blob(
-                                                registry.as_ref(),
-                                                &repos,
-                                                &blob.digest,
-                                                blob.size,
-                                                &mut data,
-                                            )
-                                            .await?;
-                                            s.unread = unread;
-                                            Ok(s)
-                                        });
-                                    }
-                                    None => report.add(
-                                        store_blob(registry.as_ref(), &repos, &blob.digest, blob.size, &mut src)
-                                            .await?,
-                                        reporter,
-                                    ),
-                                }
-                            }
-                        }
-                    }
-                }
-                skip(&mut src, padding(e.size) as u64).await?;
-            }
-        }
-    }
-    let catalog = check.finish()?;
-    let digest = src.finish(&what).await?;
-    while let Some(r) = uploads.join_next().await {
-        report.add(r.expect("upload task does not panic")?, reporter);
-    }
+    let rereadable = source.rereads_are_cheap();
+    let src = Source::new(stream, !rereadable, reporter, &what).await?;
+    let pass = Pass {
+        source,
+        info: &info,
+        registry: registry.clone(),
+        opts,
+        reporter,
+        src,
+        reader: Reader::new(),
+        plan: None,
+        manifests: BTreeMap::new(),
+        uploads: JoinSet::new(),
+        report: &mut report,
+    };
+    let Passed { catalog, plan, manifests, digest } = pass.run(&what).await?;
     reporter.finish();
     if let (Some(expected), None) = (&opts.catalog_digest, &hashed_first) {
-        let actual = digest.clone().expect("a bundle not hashed first is hashed by the pass");
-        if expected != &actual {
+        let actual = digest.clone().ok_or_else(|| corrupt("a stream that was not hashed"))?;
+        if &actual != expected {
             return Err(BundleError::CatalogDigestMismatch { expected: expected.clone(), actual }.into());
         }
     }
     report.catalog_digest = hashed_first.or(digest);
-    let plan = plan.expect("a checked bundle has a catalog");
     report.blobs_present = plan.present;
-
-    // The whole bundle has passed: per artifact its manifests (children first),
-    // then its tag; artifacts side by side.
-    let mut outcomes = plan.outcomes;
-    let manifests = &manifests;
-    let pending: Vec<(usize, &barge_bundle::Artifact)> =
-        catalog.artifacts.iter().enumerate().filter(|(i, _)| plan.settled[*i].is_none()).collect();
-    let published: Vec<(usize, &barge_bundle::Artifact, Result<usize>)> = stream::iter(pending)
-        .map(|(i, a)| {
-            let registry = registry.as_ref();
-            async move {
-                let r = async {
-                    let (root, children) = a.manifests.split_last().expect("a catalog artifact lists its own manifest");
-                    for d in children {
-                        registry.push_manifest(&a.repository, &manifests[d]).await?;
-                    }
-                    registry.set_tag(&a.repository, a.tag.as_deref(), &manifests[root]).await?;
-                    Ok(a.manifests.len())
-                }
-                .await;
-                (i, a, r)
-            }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    for (i, a, r) in published {
-        match r {
-            Ok(n) => {
-                report.manifests_pushed += n;
-                outcomes.insert(
-                    i,
-                    ArtifactOutcome {
-                        artifact: a.ref_name(),
-                        digest: Some(a.digest.clone()),
-                        status: Status::Succeeded,
-                        error: None,
-                    },
-                );
-            }
-            Err(e) if opts.continue_on_errors => {
-                outcomes.insert(i, ArtifactOutcome::failed(&a.ref_name(), &e));
-            }
-            Err(e) => return Err(e.for_artifact(&a.ref_name())),
-        }
-    }
-    report.artifacts = outcomes.into_values().collect();
-
+    publish(registry.as_ref(), &catalog, plan, &manifests, opts, &mut report).await?;
     if opts.delete_source_on_success && !any_failed(&report.artifacts) {
         match source.delete(Some(&info.etag)).await {
             Ok(()) => report.source_deleted = true,
@@ -505,6 +353,223 @@ pub async fn import(
         }
     }
     Ok(report)
+}
+
+/// The catalogDigest of a re-readable bundle, hashed whole before anything is
+/// written, when it is wanted. A stream is hashed by the pass instead, and
+/// checked at its end (before any manifest or tag).
+async fn hash_first(
+    source: &dyn BlobStore,
+    info: &BlobInfo,
+    opts: &ImportOptions,
+    reporter: &dyn Reporter,
+) -> Result<Option<Digest>> {
+    if !source.rereads_are_cheap() || (opts.catalog_digest.is_none() && !opts.report_catalog_digest) {
+        return Ok(None);
+    }
+    reporter.start("hashing the bundle", Some(info.size));
+    let mut whole = source.read_range(0, info.size, &info.etag).await?;
+    let what = source.display();
+    let actual = copy_exact(&mut whole, &mut tokio::io::sink(), info.size, Algorithm::Sha256, &what, reporter).await?;
+    reporter.finish();
+    if let Some(expected) = opts.catalog_digest.as_ref().filter(|e| **e != actual) {
+        return Err(BundleError::CatalogDigestMismatch { expected: expected.clone(), actual }.into());
+    }
+    Ok(Some(actual))
+}
+
+/// The one sequential pass: the bundle [`Reader`] says what comes next, the
+/// pass reads it, and uploads what the target lacks.
+struct Pass<'a> {
+    source: &'a dyn BlobStore,
+    info: &'a BlobInfo,
+    registry: Arc<dyn Registry>,
+    opts: &'a ImportOptions,
+    reporter: &'a dyn Reporter,
+    src: Source<'a>,
+    reader: Reader,
+    plan: Option<Plan>,
+    manifests: BTreeMap<Digest, RawManifest>,
+    uploads: JoinSet<Result<Stored>>,
+    report: &'a mut ImportReport,
+}
+
+/// What the pass leaves for the publish step.
+struct Passed {
+    catalog: Catalog,
+    plan: Plan,
+    manifests: BTreeMap<Digest, RawManifest>,
+    /// The raw stream's sha256, when the pass hashed it.
+    digest: Option<Digest>,
+}
+
+impl Pass<'_> {
+    async fn run(mut self, what: &str) -> Result<Passed> {
+        let read_err = |e: std::io::Error| TransferError::from(BundleError::from(e));
+        let mut block = [0u8; BLOCK];
+        loop {
+            match self.reader.next() {
+                Next::Header => {
+                    self.src.read_exact(&mut block).await.map_err(read_err)?;
+                    self.reader.header(&block)?;
+                }
+                Next::Data { len, what } => {
+                    let data = read_small(&mut self.src, len, "a bundle entry").await?;
+                    self.reader.data(&data)?;
+                    self.took(what, data).await?;
+                }
+                Next::Skip { len } => {
+                    skip(&mut self.src, len).await?;
+                    self.reader.skipped()?;
+                }
+                Next::Blob { index } => {
+                    let blob = self.reader.blob(index).cloned().ok_or_else(|| corrupt("a blob the catalog lacks"))?;
+                    self.blob(blob).await?;
+                    self.reader.blob_done()?;
+                }
+                Next::Trailer => break,
+            }
+        }
+        let digest = self.src.finish(what).await?;
+        let catalog = self.reader.finish()?;
+        while let Some(r) = self.uploads.join_next().await {
+            self.report.add(joined(r)?, self.reporter);
+        }
+        let plan = self.plan.ok_or_else(|| corrupt("a bundle without a catalog"))?;
+        Ok(Passed { catalog, plan, manifests: self.manifests, digest })
+    }
+
+    /// What the reader accepted: the catalog starts the pre-flight, a manifest is kept for publishing.
+    async fn took(&mut self, what: Data, bytes: Vec<u8>) -> Result<()> {
+        match what {
+            Data::Meta(Meta::Catalog) => {
+                let catalog = self.reader.catalog().ok_or_else(|| corrupt("a catalog that did not parse"))?;
+                self.plan = Some(preflight(self.registry.as_ref(), catalog, self.opts).await?);
+            }
+            Data::Manifest(i) => {
+                let b = self.reader.blob(i).ok_or_else(|| corrupt("a manifest the catalog lacks"))?;
+                let m = RawManifest { media_type: b.media_type.clone(), digest: b.digest.clone(), bytes };
+                self.manifests.insert(b.digest.clone(), m);
+            }
+            Data::Pax | Data::Meta(_) => {}
+        }
+        Ok(())
+    }
+
+    /// A config or layer: check it, and upload it where the target lacks it.
+    /// Small blobs are read whole and checked here; large ones, where reading
+    /// again is cheap, are read from their own byte range, which this pass then
+    /// seeks over. Both upload in the background, checked by their upload,
+    /// while this pass goes on. Anything else streams through.
+    async fn blob(&mut self, blob: Blob) -> Result<()> {
+        let plan = self.plan.as_ref().ok_or_else(|| corrupt("a blob before the catalog"))?;
+        let repos = plan.need.get(&blob.digest).cloned().unwrap_or_default();
+        let name = format!("blob {}", blob.digest);
+        if repos.is_empty() {
+            let got =
+                copy_exact(&mut self.src, &mut tokio::io::sink(), blob.size, blob.digest.algorithm(), &name, &Silent)
+                    .await?;
+            return Ok(expect_digest(&blob.digest, got)?);
+        }
+        let background: Option<(ByteStream, u64)> = if blob.size <= SMALL_BLOB {
+            let bytes = read_small(&mut self.src, blob.size, &name).await?;
+            let mut h = blob.digest.hasher();
+            h.update(&bytes);
+            expect_digest(&blob.digest, h.finish())?;
+            Some((Box::new(std::io::Cursor::new(bytes)), 0))
+        } else if let (Some(at), true) = (self.src.file_offset(), self.source.rereads_are_cheap()) {
+            let ranged = self.source.read_range(at, blob.size, &self.info.etag).await?;
+            Some((ranged, self.src.seek_ahead(blob.size, self.source, self.info).await?))
+        } else {
+            None
+        };
+        let Some((mut data, unread)) = background else {
+            let s = store_blob(self.registry.as_ref(), &repos, &blob.digest, blob.size, &mut self.src).await?;
+            self.report.add(s, self.reporter);
+            return Ok(());
+        };
+        while self.uploads.len() >= self.opts.concurrency.max(1) {
+            if let Some(done) = self.uploads.join_next().await {
+                self.report.add(joined(done)?, self.reporter);
+            }
+        }
+        let registry = self.registry.clone();
+        self.uploads.spawn(async move {
+            let mut s = store_blob(registry.as_ref(), &repos, &blob.digest, blob.size, &mut data).await?;
+            s.unread = unread;
+            Ok(s)
+        });
+        Ok(())
+    }
+}
+
+fn corrupt(what: &str) -> TransferError {
+    BundleError::Corrupt(format!("the bundle reader met {what}")).into()
+}
+
+/// An upload task's result; a task that panicked is an error, never a panic here.
+fn joined(r: std::result::Result<Result<Stored>, tokio::task::JoinError>) -> Result<Stored> {
+    r.map_err(|e| TransferError::io("uploading a blob", std::io::Error::other(e.to_string())))?
+}
+
+/// The whole bundle has passed: per artifact its manifests (children first),
+/// then its tag; artifacts side by side.
+async fn publish(
+    registry: &dyn Registry,
+    catalog: &Catalog,
+    plan: Plan,
+    manifests: &BTreeMap<Digest, RawManifest>,
+    opts: &ImportOptions,
+    report: &mut ImportReport,
+) -> Result<()> {
+    let mut outcomes = plan.outcomes;
+    let pending: Vec<(usize, &barge_bundle::Artifact)> =
+        catalog.artifacts.iter().enumerate().filter(|(i, _)| plan.settled[*i].is_none()).collect();
+    let published: Vec<(usize, &barge_bundle::Artifact, Result<usize>)> = stream::iter(pending)
+        .map(|(i, a)| async move { (i, a, publish_one(registry, a, manifests, opts).await) })
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect()
+        .await;
+    for (i, a, r) in published {
+        match r {
+            Ok(n) => {
+                report.manifests_pushed += n;
+                let outcome = ArtifactOutcome {
+                    artifact: a.ref_name(),
+                    digest: Some(a.digest.clone()),
+                    status: Status::Succeeded,
+                    error: None,
+                };
+                outcomes.insert(i, outcome);
+            }
+            Err(e) if opts.continue_on_errors => {
+                outcomes.insert(i, ArtifactOutcome::failed(&a.ref_name(), &e));
+            }
+            Err(e) => return Err(e.for_artifact(&a.ref_name())),
+        }
+    }
+    report.artifacts = outcomes.into_values().collect();
+    Ok(())
+}
+
+/// One artifact's manifests, children first, then its tag. The reader has
+/// checked that the catalog's list is exactly what the manifests name.
+async fn publish_one(
+    registry: &dyn Registry,
+    a: &barge_bundle::Artifact,
+    manifests: &BTreeMap<Digest, RawManifest>,
+    opts: &ImportOptions,
+) -> Result<usize> {
+    let get = |d: &Digest| manifests.get(d).ok_or_else(|| corrupt("an artifact whose manifest was not read"));
+    let Some((root, children)) = a.manifests.split_last() else {
+        return Err(corrupt("an artifact without manifests"));
+    };
+    for d in children {
+        registry.push_manifest(&a.repository, get(d)?).await?;
+    }
+    let _ = opts;
+    registry.set_tag(&a.repository, a.tag.as_deref(), get(root)?).await?;
+    Ok(a.manifests.len())
 }
 
 async fn skip(r: &mut (dyn AsyncRead + Send + Unpin), n: u64) -> Result<()> {

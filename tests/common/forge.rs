@@ -1,0 +1,132 @@
+//! Bundles built by hand from a catalog and blob contents, for hostile-input tests: any catalog, consistent tar.
+
+use barge_bundle::catalog::Planned;
+use barge_bundle::oci::{OCI_CONFIG, OCI_INDEX, OCI_LAYER_TAR, OCI_MANIFEST};
+use barge_bundle::tar::{encode_header, end_of_archive, padding, Kind};
+use barge_bundle::{Artifact, Blob, BlobKind, Catalog, Digest};
+use serde_json::json;
+
+/// A catalog and the content of every blob it may list.
+#[derive(Debug, Clone)]
+pub struct Forged {
+    pub catalog: Catalog,
+    pub blobs: Vec<(Digest, Vec<u8>)>,
+}
+
+impl Forged {
+    /// The bundle's bytes: the catalog's plan, every listed blob with its real
+    /// content (so only the catalog can lie), then `extra` raw entries.
+    pub fn bundle(&self, extra: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut file = |out: &mut Vec<u8>, name: &str, data: &[u8]| {
+            out.extend(encode_header(name, data.len() as u64, Kind::File));
+            out.extend(data);
+            out.resize(out.len() + padding(data.len() as u64), 0);
+        };
+        for p in self.catalog.plan() {
+            match p {
+                Planned::Dir(n) => out.extend(encode_header(&n, 0, Kind::Dir)),
+                Planned::File { name, bytes } => file(&mut out, name, &bytes),
+                Planned::Blob(i) => {
+                    let b = &self.catalog.blobs[i];
+                    let data = self.blobs.iter().find(|(d, _)| d == &b.digest).map(|(_, v)| v.as_slice());
+                    file(&mut out, &b.digest.layout_path(), data.unwrap_or(b"unknown blob"));
+                }
+            }
+        }
+        for e in extra {
+            out.extend(e);
+        }
+        out.extend(end_of_archive());
+        out
+    }
+
+    pub fn artifact(&mut self, ref_name: &str) -> &mut Artifact {
+        self.catalog.artifacts.iter_mut().find(|a| a.ref_name() == ref_name).expect("artifact in the forge")
+    }
+
+    pub fn blob(&mut self, d: &Digest) -> &mut Blob {
+        self.catalog.blobs.iter_mut().find(|b| &b.digest == d).expect("blob in the forge")
+    }
+}
+
+fn blob(data: &[u8], kind: BlobKind, media_type: &str) -> Blob {
+    Blob { digest: Digest::sha256_of(data), size: data.len() as u64, media_type: media_type.into(), kind }
+}
+
+fn image_manifest(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
+    let layers: Vec<_> = layers
+        .iter()
+        .map(|l| json!({"mediaType": OCI_LAYER_TAR, "digest": Digest::sha256_of(l), "size": l.len()}))
+        .collect();
+    serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": Digest::sha256_of(config), "size": config.len()},
+        "layers": layers,
+    }))
+    .unwrap()
+}
+
+fn artifact(repo: &str, tag: &str, root: &[u8], media_type: &str, manifests: &[&[u8]], blobs: &[&[u8]]) -> Artifact {
+    Artifact {
+        request: format!("{repo}:{tag}"),
+        repository: repo.into(),
+        tag: Some(tag.into()),
+        digest: Digest::sha256_of(root),
+        media_type: media_type.into(),
+        size: root.len() as u64,
+        manifests: manifests.iter().map(|m| Digest::sha256_of(m)).collect(),
+        blobs: blobs.iter().map(|b| Digest::sha256_of(b)).collect(),
+    }
+}
+
+/// One image, `a/b:v1`, whose manifest names `missing` (5 bytes) as a second layer when given.
+pub fn image(missing: Option<&Digest>) -> Forged {
+    let (layer, config) = (b"layer-bytes".to_vec(), b"{}".to_vec());
+    let mut manifest = image_manifest(&config, &[&layer]);
+    if let Some(m) = missing {
+        let mut v: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+        v["layers"].as_array_mut().unwrap().push(json!({"mediaType": OCI_LAYER_TAR, "digest": m, "size": 5}));
+        manifest = serde_json::to_vec(&v).unwrap();
+    }
+    let a = artifact("a/b", "v1", &manifest, OCI_MANIFEST, &[&manifest], &[&config, &layer]);
+    let blobs = vec![
+        blob(&manifest, BlobKind::Manifest, OCI_MANIFEST),
+        blob(&config, BlobKind::Config, OCI_CONFIG),
+        blob(&layer, BlobKind::Layer, OCI_LAYER_TAR),
+    ];
+    let catalog = Catalog::new("test", "1970-01-01T00:00:00Z", "oci:x", vec![a], blobs);
+    let contents = [manifest, config, layer].into_iter().map(|d| (Digest::sha256_of(&d), d)).collect();
+    Forged { catalog, blobs: contents }
+}
+
+/// Two artifacts: `a/b:v1`, one image; `m/idx:v1`, an index of two images that
+/// share a layer with each other and with `a/b:v1`.
+pub fn index() -> Forged {
+    let mut f = image(None);
+    let shared = b"layer-bytes".to_vec();
+    let (amd, arm) = (b"amd64-only layer".to_vec(), b"arm64-only layer".to_vec());
+    let (c1, c2) = (br#"{"architecture":"amd64"}"#.to_vec(), br#"{"architecture":"arm64"}"#.to_vec());
+    let (m1, m2) = (image_manifest(&c1, &[&shared, &amd]), image_manifest(&c2, &[&shared, &arm]));
+    let child = |m: &[u8]| json!({"mediaType": OCI_MANIFEST, "digest": Digest::sha256_of(m), "size": m.len()});
+    let idx = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [child(&m1), child(&m2)],
+    }))
+    .unwrap();
+    let a = artifact("m/idx", "v1", &idx, OCI_INDEX, &[&m1, &m2, &idx], &[&c1, &c2, &shared, &amd, &arm]);
+    let mut artifacts = f.catalog.artifacts.clone();
+    artifacts.push(a);
+    let mut blobs = f.catalog.blobs.clone();
+    blobs.extend([
+        blob(&idx, BlobKind::Manifest, OCI_INDEX),
+        blob(&m1, BlobKind::Manifest, OCI_MANIFEST),
+        blob(&m2, BlobKind::Manifest, OCI_MANIFEST),
+        blob(&c1, BlobKind::Config, OCI_CONFIG),
+        blob(&c2, BlobKind::Config, OCI_CONFIG),
+        blob(&amd, BlobKind::Layer, OCI_LAYER_TAR),
+        blob(&arm, BlobKind::Layer, OCI_LAYER_TAR),
+    ]);
+    f.catalog = Catalog::new("test", "1970-01-01T00:00:00Z", "oci:x", artifacts, blobs);
+    f.blobs.extend([idx, m1, m2, c1, c2, amd, arm].into_iter().map(|d| (Digest::sha256_of(&d), d)));
+    f
+}

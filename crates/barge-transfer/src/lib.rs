@@ -16,6 +16,7 @@ mod secret;
 mod sink;
 pub mod store;
 mod temp;
+mod verify;
 
 pub use copy::{copy, CopyOptions, CopyReport, Overwrite};
 pub use error::{Category, Result, TransferError};
@@ -26,4 +27,5 @@ pub use registry::{ConnectOptions, Credentials, RawManifest, Registry, RegistryA
 pub use report::{Reporter, Silent};
 pub use secret::Secret;
 pub use sink::Compression;
+pub use verify::verify;
 pub use store::{BlobInfo, BlobSink, BlobStore, BlobUrl, Expect, Location, StoreOptions};

@@ -465,7 +465,7 @@ pub async fn import(
                     for d in children {
                         registry.push_manifest(&a.repository, &manifests[d]).await?;
                     }
-                    registry.set_tag(&a.repository, a.tag.as_deref(), &manifests[root]).await?;
+                    registry.set_tag(&a.repository, a.tag.as_deref(), &manifests[root], opts.overwrite_tags).await?;
                     Ok(a.manifests.len())
                 }
                 .await;

@@ -467,8 +467,9 @@ fn concurrent_imports_never_move_a_tag_in_a_layout() {
 }
 
 /// The same race against a real registry. Distribution has no conditional tag
-/// write, so the tag is read again just before the PUT and a window of one
-/// round trip remains: asserted is only what holds every round. At least one
+/// write, so the tag is read again just before the PUT and just after it, and
+/// a window of one round trip remains: asserted is only what holds every
+/// round (the last writer's read after its write sees its own). At least one
 /// import succeeds; every import exits 0 or 2 (naming --overwrite-tags); the
 /// tag is the digest of an import that exited 0, never of one that exited 2.
 #[test]

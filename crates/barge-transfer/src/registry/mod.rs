@@ -98,8 +98,8 @@ pub trait Registry: Send + Sync {
     /// a tag that points elsewhere at the moment of the write is left alone
     /// and the call fails with [`TransferError::TagExists`]: `LayoutRegistry`
     /// decides under its index lock; `NetworkRegistry` reads the tag just
-    /// before the write (distribution has no conditional tag write, so a
-    /// window of one round trip remains).
+    /// before the write and again after it (distribution has no conditional
+    /// tag write, so a window of one round trip remains).
     async fn set_tag(&self, repo: &str, tag: Option<&str>, manifest: &RawManifest, overwrite: bool) -> Result<()>;
 
     /// Every tag of the repository (empty when it does not exist).

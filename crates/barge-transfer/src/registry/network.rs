@@ -330,18 +330,18 @@ fn probe_client(ca_pem: Option<&[u8]>) -> Result<reqwest::Client> {
 
 /// What `GET https://HOST/v2/` told.
 #[derive(Debug)]
-enum Tls {
+enum Https {
     /// An HTTP answer: the server speaks TLS. Its authentication challenge, if any.
-    Speaks(Option<String>),
+    Answered(Option<String>),
     /// No answer at all: refused, not resolvable, or nothing in time.
     Unreachable,
     /// Something answered that did not complete a TLS handshake (a plain-HTTP server).
-    NotTls(String),
+    NoHandshake(String),
 }
 
-async fn probe_tls(client: &reqwest::Client, host: &str) -> Result<Tls> {
+async fn probe_tls(client: &reqwest::Client, host: &str) -> Result<Https> {
     let e = match client.get(format!("https://{host}/v2/")).send().await {
-        Ok(resp) => return Ok(Tls::Speaks(www_authenticate(&resp))),
+        Ok(resp) => return Ok(Https::Answered(www_authenticate(&resp))),
         Err(e) => e,
     };
     let text = chain(&e).to_lowercase();
@@ -370,7 +370,7 @@ async fn probe_tls(client: &reqwest::Client, host: &str) -> Result<Tls> {
         )
         || text.contains("dns error")
         || text.contains("failed to lookup address");
-    Ok(if unreachable { Tls::Unreachable } else { Tls::NotTls(root_cause(&e)) })
+    Ok(if unreachable { Https::Unreachable } else { Https::NoHandshake(root_cause(&e)) })
 }
 
 /// HTTPS where the server speaks it; plain HTTP where that is allowed and TLS
@@ -383,10 +383,10 @@ async fn choose_protocol(
     plain_allowed: bool,
 ) -> Result<(bool, Option<Option<String>>)> {
     match probe_tls(client, host).await? {
-        Tls::Speaks(challenge) => Ok((false, Some(challenge))),
-        Tls::Unreachable => Ok((plain_allowed, None)),
-        Tls::NotTls(_) if plain_allowed => Ok((true, None)),
-        Tls::NotTls(cause) => Err(TransferError::Tls(format!(
+        Https::Answered(challenge) => Ok((false, Some(challenge))),
+        Https::Unreachable => Ok((plain_allowed, None)),
+        Https::NoHandshake(_) if plain_allowed => Ok((true, None)),
+        Https::NoHandshake(cause) => Err(TransferError::Tls(format!(
             "{host} does not speak TLS ({cause}); if it is a plain-HTTP registry on a network you trust, pass --insecure-registry {host}"
         ))),
     }
@@ -649,19 +649,17 @@ impl Registry for NetworkRegistry {
         match tag {
             // A PUT by tag stores the manifest and moves the tag in one request.
             Some(t) => {
-                if !overwrite {
-                    // The pre-flight's decision, checked again just before the write.
-                    // Distribution has no conditional tag PUT: a writer between this
-                    // HEAD and the PUT (one round trip) can still be overwritten.
-                    if let Some(existing) = self.resolve_tag(repo, t).await?.filter(|d| d != &manifest.digest) {
-                        return Err(TransferError::TagExists {
-                            reference: format!("{repo}:{t}"),
-                            existing,
-                            wanted: manifest.digest.clone(),
-                        });
-                    }
+                if overwrite {
+                    return self.put_manifest(repo, Target::Tag(t), manifest).await;
                 }
-                self.put_manifest(repo, Target::Tag(t), manifest).await
+                // The pre-flight's decision, checked again just before the write.
+                // Distribution has no conditional tag PUT: a writer between this
+                // HEAD and the PUT (one round trip) can still be overwritten.
+                self.tag_is_free(repo, t, manifest).await?;
+                self.put_manifest(repo, Target::Tag(t), manifest).await?;
+                // And after it: of two writers in that window, the one whose
+                // tag did not stay says so instead of reporting success.
+                self.tag_is_free(repo, t, manifest).await
             }
             None => self.put_manifest(repo, Target::Digest(&manifest.digest), manifest).await,
         }
@@ -786,6 +784,18 @@ impl NetworkRegistry {
         let (pushed, pumped) = tokio::join!(push, pump);
         pumped.map_err(Failed::Final)?;
         pushed.map(|_| ()).map_err(Failed::Registry)
+    }
+
+    /// Fails with `TagExists` when `repo:tag` points to something other than `manifest`.
+    async fn tag_is_free(&self, repo: &str, tag: &str, manifest: &RawManifest) -> Result<()> {
+        match self.resolve_tag(repo, tag).await?.filter(|d| d != &manifest.digest) {
+            Some(existing) => Err(TransferError::TagExists {
+                reference: format!("{repo}:{tag}"),
+                existing,
+                wanted: manifest.digest.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     async fn put_manifest(&self, repo: &str, target: Target<'_>, m: &RawManifest) -> Result<()> {

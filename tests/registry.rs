@@ -392,3 +392,202 @@ fn transient_refusals_are_retried_and_others_are_not() {
     assert_eq!(r.code, 4, "{}", r.stdout);
     assert_eq!(attempts(&denied)[0].1, 1, "{:?}", attempts(&denied));
 }
+
+/// Two layouts each with `race/app:v1` of different content, exported to two
+/// bundles: (bundle path, the tag's manifest digest) for each.
+fn two_bundles_one_tag(w: &Work) -> Vec<(String, String)> {
+    ["a", "b"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let root = w.path(&format!("race-{name}"));
+            let image =
+                barge_fixtures::Image::new(vec![barge_fixtures::Layer { seed: 200 + i as u64, size: 64 << 10 }]);
+            let d = barge_fixtures::write_image(&root, "race/app", &image).unwrap();
+            barge_fixtures::tag(&root, "race/app", "v1", &d).unwrap();
+            let bundle = w.s(&format!("store-a/race-{name}"));
+            let layout = format!("oci:{}", root.display());
+            barge_ok(&["export", "--no-referrers", "--registry", &layout, "--to", &bundle, "race/app:v1"], 0);
+            let digest = format!("sha256:{}", sha256_hex(&skopeo_raw(&format!("{layout}/race/app:v1"))));
+            (bundle, digest)
+        })
+        .collect()
+}
+
+/// Run `barge import BUNDLE --registry TARGET` for each bundle, all at once.
+fn imports_at_once(bundles: &[(String, String)], target: &str) -> Vec<Run> {
+    let children: Vec<_> = bundles
+        .iter()
+        .map(|(b, _)| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_barge"))
+                .args(["import", b, "--registry", target])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            Run {
+                code: out.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }
+        })
+        .collect()
+}
+
+/// Two imports that put different digests under one tag, at once, without
+/// --overwrite-tags, into a fresh `oci:` layout each round: the decision is
+/// taken under the layout's index lock, so exactly one wins, the other exits
+/// 2 naming --overwrite-tags, and the tag is the winner's.
+#[test]
+fn concurrent_imports_never_move_a_tag_in_a_layout() {
+    let w = Work::new();
+    let bundles = two_bundles_one_tag(&w);
+    let mut at_the_write = 0;
+    for round in 0..10 {
+        let target = w.reg(&format!("race-dst-{round}"));
+        let runs = imports_at_once(&bundles, &target);
+        let show = || runs.iter().map(|r| format!("exit {}: {}", r.code, r.stderr.trim())).collect::<Vec<_>>();
+        let winners: Vec<usize> = (0..2).filter(|&i| runs[i].code == 0).collect();
+        assert_eq!(winners.len(), 1, "round {round}: {:?}", show());
+        let (winner, loser) = (winners[0], 1 - winners[0]);
+        assert_eq!(runs[loser].code, 2, "round {round}: {:?}", show());
+        assert!(runs[loser].stderr.contains("--overwrite-tags"), "round {round}: {:?}", show());
+        // The tag write, not the pre-flight, refused it (the pre-flight saw no tag).
+        at_the_write += runs[loser].stderr.contains("artifact race/app:v1:") as usize;
+        let tag = format!("sha256:{}", sha256_hex(&skopeo_raw(&format!("{target}/race/app:v1"))));
+        assert_eq!(tag, bundles[winner].1, "round {round}: the tag is not the winner's");
+    }
+    eprintln!("{at_the_write} of 10 rounds were decided at the tag write");
+}
+
+/// The same race against a real registry. Distribution has no conditional tag
+/// write, so the tag is read again just before the PUT and just after it, and
+/// a window of one round trip remains: asserted is only what holds every
+/// round (the last writer's read after its write sees its own). At least one
+/// import succeeds; every import exits 0 or 2 (naming --overwrite-tags); the
+/// tag is the digest of an import that exited 0, never of one that exited 2.
+#[test]
+fn concurrent_imports_into_a_registry_never_leave_a_refused_tag() {
+    let w = Work::new();
+    let bundles = two_bundles_one_tag(&w);
+    let (mut refused, mut both) = (0, 0);
+    for round in 0..10 {
+        let reg = TestRegistry::start();
+        let runs = imports_at_once(&bundles, &reg.host);
+        let show = || runs.iter().map(|r| format!("exit {}: {}", r.code, r.stderr.trim())).collect::<Vec<_>>();
+        let tag = format!("sha256:{}", sha256_hex(&reg.raw("race/app:v1").expect("the tag exists")));
+        assert!(runs.iter().any(|r| r.code == 0), "round {round}: {:?}", show());
+        for (run, (_, digest)) in runs.iter().zip(&bundles) {
+            match run.code {
+                0 => {}
+                2 => {
+                    assert!(run.stderr.contains("--overwrite-tags"), "round {round}: {:?}", show());
+                    assert_ne!(&tag, digest, "round {round}: a refused import moved the tag: {:?}", show());
+                    refused += 1;
+                }
+                _ => panic!("round {round}: {:?}", show()),
+            }
+        }
+        assert!(
+            runs.iter().zip(&bundles).any(|(r, (_, d))| r.code == 0 && *d == tag),
+            "round {round}: the tag {tag} is not what a successful import wrote: {:?}",
+            show()
+        );
+        both += runs.iter().all(|r| r.code == 0) as usize;
+    }
+    eprintln!("10 rounds: {refused} refused, {both} where both succeeded (the window)");
+}
+
+/// Basic credentials follow a Bearer realm only over HTTPS, or over plain HTTP
+/// to the registry's own (loopback or --insecure-registry) host or a realm host
+/// named with --insecure-registry: a loopback registry naming a plain-HTTP
+/// realm on another host is refused (exit 4, naming that host, no secret),
+/// and the realm hears nothing.
+#[test]
+fn credentials_never_follow_a_plain_http_realm_to_another_host() {
+    let w = Work::new();
+    let fake = common::registry::FakeAuth::start("127.0.0.2");
+    let empty = w.path("no-docker");
+    std::fs::create_dir_all(&empty).unwrap();
+    let env = [("DOCKER_CONFIG", empty.to_str().unwrap())];
+    let to = w.s("store-a/realm");
+    let mut args = vec!["export", "--registry", &fake.host, "--to", &to, "--username", "barge", "--password-stdin"];
+    args.push("samples/hello-world:v1");
+    let r = barge_with(&args, &env, "s3cret-realm\n");
+    assert!(fake.received.lock().unwrap().is_empty(), "the realm was asked: {:?}", fake.received.lock().unwrap());
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("--insecure-registry {}", fake.realm_host)), "{}", r.stderr);
+    assert!(!r.stderr.contains("s3cret") && !r.stdout.contains("s3cret"), "{}", r.stderr);
+
+    // Named insecure, the realm gets them (which is what the recorder would have seen above).
+    let realm = format!("--insecure-registry={}", fake.realm_host);
+    args.insert(1, &realm);
+    let r = barge_with(&args, &env, "s3cret-realm\n");
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    let basic = format!("basic {}", base64_encode("barge:s3cret-realm")).to_lowercase();
+    let heard = fake.received.lock().unwrap().join("\n").to_lowercase();
+    assert!(heard.contains(&basic), "the realm did not get the credentials: {heard}");
+}
+
+/// An upload cut mid-body is sent again from the blob's start: the import
+/// succeeds and skopeo reads the image whole.
+#[test]
+fn an_upload_reset_mid_blob_is_retried() {
+    let w = Work::new();
+    let bundle = w.s("store-a/hello");
+    barge_ok(&["export", "--registry", &w.reg("src"), "--to", &bundle, "samples/hello-world:v1"], 0);
+    let dst = TestRegistry::start();
+    let proxy = common::registry::FlakyProxy::resetting_uploads(&dst.host, 1);
+    barge_ok(&["import", &bundle, "--registry", &proxy.host], 0);
+    assert_eq!(*proxy.resets.lock().unwrap(), 1, "the proxy cut no upload");
+    let out = skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{}/samples/hello-world:v1", dst.host),
+        &format!("oci:{}:x", w.s("check")),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        dst.raw("samples/hello-world:v1").unwrap(),
+        skopeo_raw(&format!("{}/samples/hello-world:v1", w.reg("src")))
+    );
+}
+
+/// A source that can be opened again is sent again from its start whatever
+/// its size; a one-pass stream only while what was sent of it is still kept
+/// (2 MiB), and otherwise the error says why it was not retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_uploads_retry_from_a_source_opened_again() {
+    use barge_transfer::{ConnectOptions, RegistryAddr};
+    let dst = TestRegistry::start();
+    let data: Vec<u8> = (0..5u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let digest = barge_bundle::Digest::parse(&format!("sha256:{}", sha256_hex(&data))).unwrap();
+    let size = data.len() as u64;
+
+    let proxy = common::registry::FlakyProxy::resetting_uploads(&dst.host, 1);
+    let reg = RegistryAddr::parse(&proxy.host).unwrap().open(&ConnectOptions::default()).await.unwrap();
+    let opened = std::sync::atomic::AtomicUsize::new(0);
+    type Opened<'a> = std::pin::Pin<
+        Box<dyn std::future::Future<Output = barge_transfer::Result<barge_transfer::io::ByteStream>> + Send + 'a>,
+    >;
+    let open = || -> Opened<'_> {
+        opened.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let bytes = data.clone();
+        Box::pin(async move { Ok(Box::new(std::io::Cursor::new(bytes)) as barge_transfer::io::ByteStream) })
+    };
+    reg.push_blob_reopen("big/blob", &digest, size, &open).await.unwrap();
+    assert_eq!(*proxy.resets.lock().unwrap(), 1);
+    assert_eq!(opened.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(sha256_hex(&std::fs::read(dst.blob_file(digest.hex())).unwrap()), digest.hex());
+
+    let proxy = common::registry::FlakyProxy::resetting_uploads(&dst.host, 1);
+    let reg = RegistryAddr::parse(&proxy.host).unwrap().open(&ConnectOptions::default()).await.unwrap();
+    let e = reg.push_blob("big/other", &digest, size, &mut std::io::Cursor::new(data.clone())).await.unwrap_err();
+    assert!(e.to_string().contains("not retried"), "{e}");
+}

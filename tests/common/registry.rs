@@ -215,30 +215,110 @@ impl CuttingProxy {
 /// An HTTP/1.1 proxy in front of `upstream` that reads every request and may
 /// answer a blob request itself with an error status instead of passing it on:
 /// `refuse(n)` decides for the n-th blob request (from 0). Every blob request
-/// is logged with the status the proxy answered (0 when passed on).
+/// is logged with the status the proxy answered (0 when passed on). It may
+/// also cut the first uploads (PUT or PATCH with a body): it reads half the
+/// body, then drops the connection; `resets` counts those.
 pub struct FlakyProxy {
     pub host: String,
     pub log: std::sync::Arc<std::sync::Mutex<Vec<(String, u16)>>>,
+    pub resets: std::sync::Arc<std::sync::Mutex<usize>>,
+}
+
+type Refuse = dyn Fn(usize) -> Option<u16> + Send + Sync;
+
+struct Rules {
+    refuse: Box<Refuse>,
+    reset_uploads: usize,
+    resets: std::sync::Arc<std::sync::Mutex<usize>>,
+    log: std::sync::Arc<std::sync::Mutex<Vec<(String, u16)>>>,
 }
 
 impl FlakyProxy {
     pub fn start(upstream: &str, refuse: impl Fn(usize) -> Option<u16> + Send + Sync + 'static) -> FlakyProxy {
-        use std::sync::{Arc, Mutex};
+        Self::start_with(upstream, Box::new(refuse), 0)
+    }
+
+    /// Pass everything on, but cut the first `n` uploads mid-body.
+    pub fn resetting_uploads(upstream: &str, n: usize) -> FlakyProxy {
+        Self::start_with(upstream, Box::new(|_| None), n)
+    }
+
+    fn start_with(upstream: &str, refuse: Box<Refuse>, reset_uploads: usize) -> FlakyProxy {
+        use std::sync::Arc;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let host = listener.local_addr().unwrap().to_string();
-        let log: Arc<Mutex<Vec<(String, u16)>>> = Arc::default();
-        let (upstream, refuse, l) = (upstream.to_string(), Arc::new(refuse), log.clone());
+        let rules = Arc::new(Rules { refuse, reset_uploads, resets: Arc::default(), log: Arc::default() });
+        let (log, resets) = (rules.log.clone(), rules.resets.clone());
+        let upstream = upstream.to_string();
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
-                let (upstream, refuse, log) = (upstream.clone(), refuse.clone(), l.clone());
+                let (upstream, rules) = (upstream.clone(), rules.clone());
                 std::thread::spawn(move || {
-                    let _ = serve(client, &upstream, &*refuse, &log);
+                    let _ = serve(client, &upstream, &rules);
                 });
             }
         });
-        FlakyProxy { host, log }
+        FlakyProxy { host, log, resets }
     }
+}
+
+/// A fake registry on 127.0.0.1 that answers every request with 401 and a
+/// Bearer challenge naming `realm`, and a recorder on `ip` (a loopback
+/// address) that stands for a token service: it keeps the head of every
+/// request it gets and answers 401.
+pub struct FakeAuth {
+    /// `localhost:PORT`: the fake registry.
+    pub host: String,
+    /// `IP:PORT`: the recorder.
+    pub realm_host: String,
+    pub received: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl FakeAuth {
+    pub fn start(ip: &str) -> FakeAuth {
+        use std::sync::{Arc, Mutex};
+        let recorder = TcpListener::bind((ip, 0)).unwrap();
+        let realm_host = recorder.local_addr().unwrap().to_string();
+        let received: Arc<Mutex<Vec<String>>> = Arc::default();
+        let r = received.clone();
+        answer_all(recorder, move |head| {
+            r.lock().unwrap().push(head);
+            "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+        });
+        let registry = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = registry.local_addr().unwrap().port();
+        let challenge = format!(
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{realm_host}/token\",service=\"fake\"\r\n\
+             Docker-Distribution-Api-Version: registry/2.0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        answer_all(registry, move |_| challenge.clone());
+        FakeAuth { host: format!("localhost:{port}"), realm_host, received }
+    }
+}
+
+/// Answer every connection once: read what comes (up to a blank line, or
+/// whatever a non-HTTP client sends first), reply, close.
+fn answer_all(l: TcpListener, reply: impl Fn(String) -> String + Send + Sync + 'static) {
+    let reply = std::sync::Arc::new(reply);
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { return };
+            let reply = reply.clone();
+            std::thread::spawn(move || {
+                let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = c.read(&mut buf) {
+                    head.extend_from_slice(&buf[..n]);
+                    if n == 0 || head.windows(4).any(|w| w == b"\r\n\r\n") || !head.starts_with(b"G") {
+                        break;
+                    }
+                }
+                let _ = c.write_all(reply(String::from_utf8_lossy(&head).into_owned()).as_bytes());
+            });
+        }
+    });
 }
 
 type Head = (String, Vec<String>);
@@ -295,12 +375,8 @@ fn relay_body(r: &mut impl std::io::BufRead, w: &mut impl Write, headers: &[Stri
     Ok(())
 }
 
-fn serve(
-    client: TcpStream,
-    upstream: &str,
-    refuse: &(dyn Fn(usize) -> Option<u16> + Send + Sync),
-    log: &std::sync::Mutex<Vec<(String, u16)>>,
-) -> std::io::Result<()> {
+fn serve(client: TcpStream, upstream: &str, rules: &Rules) -> std::io::Result<()> {
+    let (refuse, log) = (&rules.refuse, &rules.log);
     let mut from_client = std::io::BufReader::new(client.try_clone()?);
     let mut to_client = client;
     let server = TcpStream::connect(upstream)?;
@@ -309,6 +385,17 @@ fn serve(
     while let Some(request) = read_head(&mut from_client)? {
         let mut words = request.0.split(' ');
         let (method, path) = (words.next().unwrap_or("").to_string(), words.next().unwrap_or("").to_string());
+        let length: u64 = header(&request.1, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        if matches!(method.as_str(), "PUT" | "PATCH") && path.contains("/blobs/uploads/") && length > 1 {
+            let mut resets = rules.resets.lock().unwrap();
+            if *resets < rules.reset_uploads {
+                *resets += 1;
+                // Half the body, then the connection is gone (unread data makes it a reset).
+                std::io::copy(&mut (&mut from_client).take(length / 2), &mut std::io::sink())?;
+                let _ = to_client.shutdown(std::net::Shutdown::Both);
+                return Ok(());
+            }
+        }
         let mut body = Vec::new();
         relay_body(&mut from_client, &mut body, &request.1)?;
         if path.contains("/blobs/sha256:") {

@@ -567,8 +567,7 @@ async fn publish_one(
     for d in children {
         registry.push_manifest(&a.repository, get(d)?).await?;
     }
-    let _ = opts;
-    registry.set_tag(&a.repository, a.tag.as_deref(), get(root)?).await?;
+    registry.set_tag(&a.repository, a.tag.as_deref(), get(root)?, opts.overwrite_tags).await?;
     Ok(a.manifests.len())
 }
 

@@ -251,10 +251,11 @@ impl Registry for LayoutRegistry {
         self.put_small_blob(repo, &manifest.digest, &manifest.bytes).await
     }
 
-    async fn set_tag(&self, repo: &str, tag: Option<&str>, manifest: &RawManifest) -> Result<()> {
+    async fn set_tag(&self, repo: &str, tag: Option<&str>, manifest: &RawManifest, overwrite: bool) -> Result<()> {
         let dir = self.ensure_layout(repo).await?;
         self.put_small_blob(repo, &manifest.digest, &manifest.bytes).await?;
         let tag = tag.map(str::to_string);
+        let repo = repo.to_string();
         let desc = {
             let mut d = Descriptor::new(&manifest.media_type, manifest.digest.clone(), manifest.bytes.len() as u64);
             if let Some(t) = &tag {
@@ -276,7 +277,18 @@ impl Registry for LayoutRegistry {
                 Err(e) => return Err(TransferError::io(format!("reading {}", path.display()), e)),
             };
             match &tag {
-                Some(t) => index.manifests.retain(|d| d.ref_name() != Some(t.as_str())),
+                Some(t) => {
+                    // Decided here, under the lock: what the pre-flight saw may have changed since.
+                    let current = index.manifests.iter().rev().find(|d| d.ref_name() == Some(t.as_str()));
+                    if let Some(existing) = current.filter(|d| !overwrite && d.digest != desc.digest) {
+                        return Err(TransferError::TagExists {
+                            reference: format!("{repo}:{t}"),
+                            existing: existing.digest.clone(),
+                            wanted: desc.digest.clone(),
+                        });
+                    }
+                    index.manifests.retain(|d| d.ref_name() != Some(t.as_str()));
+                }
                 None => {
                     if index.manifests.iter().any(|d| d.digest == desc.digest) {
                         return Ok(());

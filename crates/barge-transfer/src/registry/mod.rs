@@ -18,6 +18,9 @@ pub use network::{is_loopback, NetworkRegistry};
 use crate::io::ByteStream;
 use crate::{Result, TransferError};
 
+/// Opens a blob's data from its first byte, as often as it is called.
+pub type OpenBlob<'a> = dyn Fn() -> futures::future::BoxFuture<'a, Result<ByteStream>> + Send + Sync + 'a;
+
 /// A manifest or index as raw bytes: never re-serialised, so its digest holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawManifest {
@@ -81,10 +84,23 @@ pub trait Registry: Send + Sync {
     /// Store a manifest by digest (every blob it names must already be there).
     async fn push_manifest(&self, repo: &str, manifest: &RawManifest) -> Result<()>;
 
+    /// Like [`Registry::push_blob`], from a source that `open` gives afresh
+    /// (from the blob's first byte) each time it is called: an upload that
+    /// fails on the way is tried again from the start, within the retry budget.
+    async fn push_blob_reopen(&self, repo: &str, digest: &Digest, size: u64, open: &OpenBlob<'_>) -> Result<()> {
+        let mut data = open().await?;
+        self.push_blob(repo, digest, size, &mut data).await
+    }
+
     /// Store `manifest` (every manifest and blob it names must be there
     /// already) and point `tag` at it; with no tag, record it as a root of
-    /// the repository (what a digest-only artifact needs).
-    async fn set_tag(&self, repo: &str, tag: Option<&str>, manifest: &RawManifest) -> Result<()>;
+    /// the repository (what a digest-only artifact needs). Unless `overwrite`,
+    /// a tag that points elsewhere at the moment of the write is left alone
+    /// and the call fails with [`TransferError::TagExists`]: `LayoutRegistry`
+    /// decides under its index lock; `NetworkRegistry` reads the tag just
+    /// before the write and again after it (distribution has no conditional
+    /// tag write, so a window of one round trip remains).
+    async fn set_tag(&self, repo: &str, tag: Option<&str>, manifest: &RawManifest, overwrite: bool) -> Result<()>;
 
     /// Every tag of the repository (empty when it does not exist).
     async fn tags(&self, repo: &str) -> Result<Vec<String>>;
@@ -123,13 +139,41 @@ impl RegistryAddr {
             return Ok(RegistryAddr::Layout(PathBuf::from(p)));
         }
         let host = s.strip_prefix("docker://").unwrap_or(s).trim_end_matches('/');
+        let bad = || {
+            TransferError::Usage(format!(
+                "registry {s:?} is neither oci:PATH nor HOST[:PORT] (for example 127.0.0.1:5000 or myregistry.azurecr.io)"
+            ))
+        };
         let valid = !host.is_empty()
             && !host.contains('/')
             && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
         if !valid {
-            return Err(TransferError::Usage(format!(
-                "registry {s:?} is neither oci:PATH nor HOST[:PORT] (for example 127.0.0.1:5000 or myregistry.azurecr.io)"
-            )));
+            return Err(bad());
+        }
+        // HOST, HOST:PORT, [IPv6] or [IPv6]:PORT.
+        let (name, port) = match host.strip_prefix('[') {
+            Some(rest) => {
+                let (inside, after) = rest.split_once(']').ok_or_else(bad)?;
+                let port = match after {
+                    "" => None,
+                    p => Some(p.strip_prefix(':').ok_or_else(bad)?),
+                };
+                (inside, port)
+            }
+            None => match host.split_once(':') {
+                Some((n, p)) => (n, Some(p)),
+                None => (host, None),
+            },
+        };
+        if name.is_empty() || name.contains(['[', ']']) || (!host.starts_with('[') && name.contains(':')) {
+            return Err(bad());
+        }
+        if let Some(p) = port {
+            if !matches!(p.parse::<u32>(), Ok(1..=65535)) || p.starts_with('+') {
+                return Err(TransferError::Usage(format!(
+                    "registry {s:?}: port {p:?} is not a port number (1 to 65535)"
+                )));
+            }
         }
         Ok(RegistryAddr::Network(host.to_string()))
     }
@@ -139,5 +183,26 @@ impl RegistryAddr {
             RegistryAddr::Layout(p) => std::sync::Arc::new(LayoutRegistry::new(p.clone())),
             RegistryAddr::Network(host) => std::sync::Arc::new(NetworkRegistry::connect(host, opts).await?),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_outside_the_range_are_refused_naming_the_value() {
+        for bad in ["127.0.0.1:99999", "127.0.0.1:0", "reg:65536", "UPPER:BAD:PORT", "reg:", "[::1]:70000", "reg:+80"] {
+            let e = RegistryAddr::parse(bad).unwrap_err();
+            assert_eq!(e.category(), crate::Category::Usage, "{bad}");
+            assert!(e.to_string().contains(bad), "{bad}: {e}");
+        }
+        let e = RegistryAddr::parse("127.0.0.1:99999").unwrap_err().to_string();
+        assert!(e.contains("port \"99999\""), "{e}");
+        for good in
+            ["127.0.0.1:5000", "reg.example", "reg.example:1", "[::1]:65535", "[::1]", "docker://localhost:5000/"]
+        {
+            assert!(matches!(RegistryAddr::parse(good), Ok(RegistryAddr::Network(_))), "{good}");
+        }
     }
 }

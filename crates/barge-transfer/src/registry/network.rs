@@ -15,7 +15,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::{ConnectOptions, RawManifest, Registry, Target};
+use super::{ConnectOptions, OpenBlob, RawManifest, Registry, Target};
 use crate::io::ByteStream;
 use crate::{Result, TransferError};
 
@@ -60,14 +60,24 @@ impl NetworkRegistry {
         // Plain HTTP is allowed for loopback and --insecure-registry hosts, but
         // only used when the server does not speak TLS at all.
         let plain_allowed = is_loopback(host) || opts.insecure.iter().any(|h| h == host);
-        let plain = plain_allowed && !speaks_tls(host, config_for(false)).await?;
+        let probe = probe_client(extra.first().map(|c| c.data.as_slice()))?;
+        let (plain, challenge) = choose_protocol(&probe, host, plain_allowed).await?;
         let config = || config_for(plain);
         let creds = match &opts.credentials {
             Some(c) => Some(c.clone()),
             None => super::credentials::lookup(host, &super::credentials::config_files())?,
         };
         let auth = match creds {
-            Some(c) => RegistryAuth::Basic(c.username, c.password.expose().to_string()),
+            Some(c) => {
+                // oci-client follows the realm of the registry's challenge with these
+                // credentials: decide here whether that realm may have them.
+                let challenge = match challenge {
+                    Some(c) => c,
+                    None => fetch_challenge(&probe, if plain { "http" } else { "https" }, host).await?,
+                };
+                check_realm(host, plain_allowed, challenge.as_deref(), &opts.insecure)?;
+                RegistryAuth::Basic(c.username, c.password.expose().to_string())
+            }
             None => {
                 // Anonymous, oci-client asks GET /v2/ before every request to a registry
                 // that sends no challenge (it has no token to cache). Ask once: an open
@@ -103,26 +113,27 @@ impl NetworkRegistry {
         F: Fn() -> Fut,
         Fut: Future<Output = std::result::Result<T, OciDistributionError>>,
     {
-        let mut delay = Duration::from_millis(200);
         let mut attempt = 1;
         loop {
             match op().await {
                 Ok(v) => return Ok(v),
                 Err(e) if attempt < ATTEMPTS && transient(&e) => {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                    tokio::time::sleep(backoff(attempt)).await;
                     attempt += 1;
                 }
                 Err(e) => {
-                    let gave_up = transient(&e);
-                    return Err(match self.map_err(what, e) {
-                        TransferError::Registry(m) if gave_up => {
-                            TransferError::Registry(format!("{m} (gave up after {ATTEMPTS} attempts)"))
-                        }
-                        other => other,
-                    });
+                    let note = transient(&e).then(|| format!("gave up after {ATTEMPTS} attempts"));
+                    return Err(self.final_error(what, e, note));
                 }
             }
+        }
+    }
+
+    /// The error a request ends with; `note` says why it was not tried again.
+    fn final_error(&self, what: &str, e: OciDistributionError, note: Option<String>) -> TransferError {
+        match (self.map_err(what, e), note) {
+            (TransferError::Registry(m), Some(note)) => TransferError::Registry(format!("{m} ({note})")),
+            (other, _) => other,
         }
     }
 
@@ -298,28 +309,191 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
-/// Does `host` answer over HTTPS? A request that skips the token dance (an
-/// empty bearer token) is sent over HTTPS: any HTTP answer means yes. A
-/// certificate that does not check means the server speaks TLS, and is an
-/// error. Any other failure (or no answer within the probe's time) is a no.
-async fn speaks_tls(host: &str, https: ClientConfig) -> Result<bool> {
-    // A server that neither answers nor closes on a TLS hello must not stall the connect.
-    const PROBE: Duration = Duration::from_secs(10);
-    let probe = Reference::with_tag(host.to_string(), "barge/probe".into(), "latest".into());
-    let auth = RegistryAuth::Bearer(String::new());
-    match tokio::time::timeout(PROBE, Client::new(https).fetch_manifest_digest(&probe, &auth)).await {
-        Ok(Err(OciDistributionError::RequestError(e))) if chain(&e).to_lowercase().contains("certificate") => {
-            let mut cause: &(dyn std::error::Error + 'static) = &e;
-            while let Some(c) = cause.source() {
-                cause = c;
-            }
-            Err(TransferError::Tls(format!(
-                "{host} speaks TLS with a certificate that does not check ({cause}); for a private CA pass --ca-file"
-            )))
-        }
-        Ok(Err(OciDistributionError::RequestError(_))) | Err(_) => Ok(false),
-        Ok(_) => Ok(true),
+/// How long a probe at connect may take: a server that neither answers nor
+/// closes on a TLS hello must not stall the connect.
+const PROBE: Duration = Duration::from_secs(10);
+
+/// The client for the probes at connect (GET /v2/), trusting what oci-client trusts.
+fn probe_client(ca_pem: Option<&[u8]>) -> Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(PROBE)
+        .timeout(PROBE)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("barge/", env!("CARGO_PKG_VERSION")));
+    if let Some(pem) = ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| TransferError::Usage(format!("--ca-file is not a PEM file of certificates: {e}")))?;
+        b = b.tls_certs_merge(certs);
     }
+    b.build().map_err(|e| TransferError::Registry(format!("cannot set up an HTTP client: {}", chain(&e))))
+}
+
+/// What `GET https://HOST/v2/` told.
+#[derive(Debug)]
+enum Https {
+    /// An HTTP answer: the server speaks TLS. Its authentication challenge, if any.
+    Answered(Option<String>),
+    /// No answer at all: refused, not resolvable, or nothing in time.
+    Unreachable,
+    /// Something answered that did not complete a TLS handshake (a plain-HTTP server).
+    NoHandshake(String),
+}
+
+async fn probe_tls(client: &reqwest::Client, host: &str) -> Result<Https> {
+    let e = match client.get(format!("https://{host}/v2/")).send().await {
+        Ok(resp) => return Ok(Https::Answered(www_authenticate(&resp))),
+        Err(e) => e,
+    };
+    let text = chain(&e).to_lowercase();
+    if text.contains("certificate") {
+        return Err(TransferError::Tls(format!(
+            "{host} speaks TLS with a certificate that does not check ({}); for a private CA pass --ca-file",
+            root_cause(&e)
+        )));
+    }
+    let io_kind = {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        let mut kind = None;
+        while let Some(c) = cur {
+            if let Some(io) = c.downcast_ref::<std::io::Error>() {
+                kind = Some(io.kind());
+            }
+            cur = c.source();
+        }
+        kind
+    };
+    use std::io::ErrorKind::*;
+    let unreachable = e.is_timeout()
+        || matches!(
+            io_kind,
+            Some(ConnectionRefused | TimedOut | HostUnreachable | NetworkUnreachable | AddrNotAvailable)
+        )
+        || text.contains("dns error")
+        || text.contains("failed to lookup address");
+    Ok(if unreachable { Https::Unreachable } else { Https::NoHandshake(root_cause(&e)) })
+}
+
+/// HTTPS where the server speaks it; plain HTTP where that is allowed and TLS
+/// is not spoken. A server that answers without TLS where plain HTTP is not
+/// allowed is refused at once, naming the flag that allows it. Returns whether
+/// to speak plain HTTP, and the challenge of GET /v2/ when the probe got one.
+async fn choose_protocol(
+    client: &reqwest::Client,
+    host: &str,
+    plain_allowed: bool,
+) -> Result<(bool, Option<Option<String>>)> {
+    match probe_tls(client, host).await? {
+        Https::Answered(challenge) => Ok((false, Some(challenge))),
+        Https::Unreachable => Ok((plain_allowed, None)),
+        Https::NoHandshake(_) if plain_allowed => Ok((true, None)),
+        Https::NoHandshake(cause) => Err(TransferError::Tls(format!(
+            "{host} does not speak TLS ({cause}); if it is a plain-HTTP registry on a network you trust, pass --insecure-registry {host}"
+        ))),
+    }
+}
+
+/// The challenge of `GET SCHEME://HOST/v2/`, asked with the usual retries.
+async fn fetch_challenge(client: &reqwest::Client, scheme: &str, host: &str) -> Result<Option<String>> {
+    let mut attempt = 1;
+    loop {
+        match client.get(format!("{scheme}://{host}/v2/")).send().await {
+            Ok(resp) if resp.status().is_server_error() && attempt < ATTEMPTS => {}
+            Ok(resp) => return Ok(www_authenticate(&resp)),
+            Err(e) if attempt < ATTEMPTS && (e.is_connect() || e.is_timeout() || e.is_request()) => {}
+            Err(e) => {
+                return Err(TransferError::Registry(format!(
+                    "{host}: asking GET /v2/ for its authentication challenge: {} (gave up after {attempt} attempts)",
+                    root_cause(&e)
+                )))
+            }
+        }
+        tokio::time::sleep(backoff(attempt)).await;
+        attempt += 1;
+    }
+}
+
+fn www_authenticate(resp: &reqwest::Response) -> Option<String> {
+    // The first challenge, as oci-client reads it.
+    resp.headers().get(http::header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+/// The `realm` of a `Bearer` challenge.
+fn bearer_realm(challenge: &str) -> Option<String> {
+    let (scheme, mut rest) = challenge.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    loop {
+        rest = rest.trim_start_matches([' ', ',']);
+        let (key, after) = rest.split_once('=')?;
+        let (value, next) = match after.strip_prefix('"') {
+            Some(quoted) => {
+                let end = quoted.find('"')?;
+                (&quoted[..end], &quoted[end + 1..])
+            }
+            None => after.split_once(',').unwrap_or((after, "")),
+        };
+        if key.trim().eq_ignore_ascii_case("realm") {
+            return Some(value.trim().to_string());
+        }
+        rest = next;
+    }
+}
+
+/// The host name of `name[:port]`, without brackets, lowercased.
+fn host_name(host: &str) -> String {
+    let name = match host.rsplit_once(':') {
+        Some((n, p)) if p.chars().all(|c| c.is_ascii_digit()) && (!n.contains(':') || n.ends_with(']')) => n,
+        _ => host,
+    };
+    name.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()
+}
+
+/// Credentials go to the registry and to the token realm its challenge names
+/// (how token auth works: docker.io's realm is another host). Over HTTPS they
+/// may go to any realm; over plain HTTP only to the registry's own host where
+/// plain HTTP is allowed for it (loopback or --insecure-registry), or to a
+/// realm host named with --insecure-registry itself.
+fn check_realm(host: &str, plain_allowed: bool, challenge: Option<&str>, insecure: &[String]) -> Result<()> {
+    let Some(realm) = challenge.and_then(bearer_realm) else { return Ok(()) };
+    let refuse = |what: String| {
+        TransferError::Auth(format!(
+            "{host} asks for credentials to be sent to {what}; barge sends them there only over HTTPS"
+        ))
+    };
+    let url = url::Url::parse(&realm).map_err(|_| refuse("a token service that is not a URL".into()))?;
+    let realm_name = url.host_str().unwrap_or("").trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    let realm_host = match url.port() {
+        Some(p) => format!("{}:{p}", url.host_str().unwrap_or("")),
+        None => url.host_str().unwrap_or("").to_string(),
+    };
+    match url.scheme() {
+        "https" => return Ok(()),
+        "http" => {}
+        other => return Err(refuse(format!("the token service {realm_host} over {other}"))),
+    }
+    let own_host = realm_name == host_name(host) && plain_allowed;
+    let named = insecure.iter().any(|h| h.eq_ignore_ascii_case(&realm_host) || h.eq_ignore_ascii_case(&realm_name));
+    if own_host || named {
+        return Ok(());
+    }
+    Err(TransferError::Auth(format!(
+        "{host} asks for credentials to be sent to the token service {realm_host} over plain HTTP; barge sends them \
+         over plain HTTP only to a loopback or --insecure-registry registry's own host. If that network is trusted, \
+         pass --insecure-registry {realm_host}"
+    )))
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(c) = cause.source() {
+        cause = c;
+    }
+    cause.to_string()
+}
+
+fn backoff(attempt: u32) -> Duration {
+    (Duration::from_millis(200) * 2u32.pow(attempt.saturating_sub(1).min(5))).min(Duration::from_secs(5))
 }
 
 fn is_tls(e: &(dyn std::error::Error + 'static)) -> bool {
@@ -407,38 +581,51 @@ impl Registry for NetworkRegistry {
         size: u64,
         data: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<()> {
-        let reference = self.repo_ref(repo);
-        let (mut tx, rx) = futures::channel::mpsc::channel::<std::result::Result<Bytes, OciDistributionError>>(4);
-        let d = digest.to_string();
-        let push = self.client.push_blob_stream(&reference, rx, &d, Some(size));
-        let pump = async move {
-            let mut hasher = digest.hasher();
-            let mut left = size;
-            let r: Result<()> = async {
-                while left > 0 {
-                    let mut buf = vec![0u8; (left as usize).min(UPLOAD_CHUNK)];
-                    data.read_exact(&mut buf)
-                        .await
-                        .map_err(|e| TransferError::io(format!("reading blob {digest}"), e))?;
-                    hasher.update(&buf);
-                    left -= buf.len() as u64;
-                    if tx.send(Ok(Bytes::from(buf))).await.is_err() {
-                        return Ok(()); // the upload ended early; its error says why
-                    }
+        // A one-pass source: what was read is kept (up to REPLAY bytes) so that
+        // a failed upload can be sent again from the start.
+        let mut replay = Replay::new(data, true);
+        let what = format!("upload of blob {digest} to {repo}");
+        let mut attempt = 1;
+        loop {
+            let e = match self.upload(repo, digest, size, &mut replay).await {
+                Ok(()) => return Ok(()),
+                Err(Failed::Final(e)) => return Err(e),
+                Err(Failed::Registry(e)) => e,
+            };
+            let note = match (transient(&e), attempt < ATTEMPTS, replay.rewind()) {
+                (false, _, _) => None,
+                (true, true, true) => {
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                    continue;
                 }
-                barge_bundle::catalog::expect_digest(digest, hasher.finish())?;
-                Ok(())
+                (true, false, _) => Some(format!("gave up after {ATTEMPTS} attempts")),
+                (true, true, false) => {
+                    Some("not retried: more than 2 MiB of this one-pass stream was sent; run the import again".into())
+                }
+            };
+            return Err(self.final_error(&what, e, note));
+        }
+    }
+
+    async fn push_blob_reopen(&self, repo: &str, digest: &Digest, size: u64, open: &OpenBlob<'_>) -> Result<()> {
+        let what = format!("upload of blob {digest} to {repo}");
+        let mut attempt = 1;
+        loop {
+            let mut data = open().await?;
+            let e = match self.upload(repo, digest, size, &mut Replay::new(&mut data, false)).await {
+                Ok(()) => return Ok(()),
+                Err(Failed::Final(e)) => return Err(e),
+                Err(Failed::Registry(e)) => e,
+            };
+            if transient(&e) && attempt < ATTEMPTS {
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+                continue;
             }
-            .await;
-            if let Err(e) = &r {
-                // Abort the request body so the registry never commits the blob.
-                let _ = tx.send(Err(OciDistributionError::GenericError(Some(e.to_string())))).await;
-            }
-            r
-        };
-        let (pushed, pumped) = tokio::join!(push, pump);
-        pumped?;
-        pushed.map(|_| ()).map_err(|e| self.map_err(&format!("upload of blob {digest} to {repo}"), e))
+            let note = transient(&e).then(|| format!("gave up after {ATTEMPTS} attempts"));
+            return Err(self.final_error(&what, e, note));
+        }
     }
 
     async fn mount_blob(&self, from: &str, to: &str, digest: &Digest) -> Result<bool> {
@@ -458,10 +645,22 @@ impl Registry for NetworkRegistry {
         self.put_manifest(repo, Target::Digest(&manifest.digest), manifest).await
     }
 
-    async fn set_tag(&self, repo: &str, tag: Option<&str>, manifest: &RawManifest) -> Result<()> {
+    async fn set_tag(&self, repo: &str, tag: Option<&str>, manifest: &RawManifest, overwrite: bool) -> Result<()> {
         match tag {
             // A PUT by tag stores the manifest and moves the tag in one request.
-            Some(t) => self.put_manifest(repo, Target::Tag(t), manifest).await,
+            Some(t) => {
+                if overwrite {
+                    return self.put_manifest(repo, Target::Tag(t), manifest).await;
+                }
+                // The pre-flight's decision, checked again just before the write.
+                // Distribution has no conditional tag PUT: a writer between this
+                // HEAD and the PUT (one round trip) can still be overwritten.
+                self.tag_is_free(repo, t, manifest).await?;
+                self.put_manifest(repo, Target::Tag(t), manifest).await?;
+                // And after it: of two writers in that window, the one whose
+                // tag did not stay says so instead of reporting success.
+                self.tag_is_free(repo, t, manifest).await
+            }
             None => self.put_manifest(repo, Target::Digest(&manifest.digest), manifest).await,
         }
     }
@@ -491,7 +690,114 @@ impl Registry for NetworkRegistry {
     }
 }
 
+/// How one upload attempt failed: for a reason that another attempt cannot
+/// change (the data is wrong or unreadable), or with the registry's error.
+enum Failed {
+    Final(TransferError),
+    Registry(OciDistributionError),
+}
+
+/// The most of a one-pass source kept for sending again.
+const REPLAY: u64 = 2 << 20;
+
+/// A blob's data for upload attempts: read from `source` in chunks, each kept
+/// while the whole fits in REPLAY bytes (when `keep`), so that `rewind` can
+/// start the next attempt from the first byte.
+struct Replay<'a> {
+    source: &'a mut (dyn AsyncRead + Send + Unpin),
+    kept: Vec<Bytes>,
+    kept_bytes: u64,
+    keeping: bool,
+    next: usize,
+}
+
+impl<'a> Replay<'a> {
+    fn new(source: &'a mut (dyn AsyncRead + Send + Unpin), keep: bool) -> Replay<'a> {
+        Replay { source, kept: Vec::new(), kept_bytes: 0, keeping: keep, next: 0 }
+    }
+
+    /// The next chunk: a kept one, else up to `max` new bytes from the source.
+    async fn chunk(&mut self, max: u64) -> std::io::Result<Bytes> {
+        if let Some(b) = self.kept.get(self.next) {
+            self.next += 1;
+            return Ok(b.clone());
+        }
+        let mut buf = vec![0u8; max.min(UPLOAD_CHUNK as u64) as usize];
+        self.source.read_exact(&mut buf).await?;
+        let b = Bytes::from(buf);
+        if self.keeping && self.kept_bytes + b.len() as u64 <= REPLAY {
+            self.kept.push(b.clone());
+            self.kept_bytes += b.len() as u64;
+            self.next += 1;
+        } else {
+            self.keeping = false;
+            self.kept = Vec::new();
+            self.next = 0;
+        }
+        Ok(b)
+    }
+
+    /// Start again from the first byte; false when that is no longer kept.
+    fn rewind(&mut self) -> bool {
+        self.next = 0;
+        self.keeping
+    }
+}
+
 impl NetworkRegistry {
+    /// One monolithic upload of `size` bytes from `data`, hashed on the way:
+    /// a blob that does not hash to `digest` is aborted before the registry commits it.
+    async fn upload(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        data: &mut Replay<'_>,
+    ) -> std::result::Result<(), Failed> {
+        let reference = self.repo_ref(repo);
+        let (mut tx, rx) = futures::channel::mpsc::channel::<std::result::Result<Bytes, OciDistributionError>>(4);
+        let d = digest.to_string();
+        let push = self.client.push_blob_stream(&reference, rx, &d, Some(size));
+        let pump = async move {
+            let mut hasher = digest.hasher();
+            let mut left = size;
+            let r: Result<()> = async {
+                while left > 0 {
+                    let buf =
+                        data.chunk(left).await.map_err(|e| TransferError::io(format!("reading blob {digest}"), e))?;
+                    hasher.update(&buf);
+                    left -= buf.len() as u64;
+                    if tx.send(Ok(buf)).await.is_err() {
+                        return Ok(()); // the upload ended early; its error says why
+                    }
+                }
+                barge_bundle::catalog::expect_digest(digest, hasher.finish())?;
+                Ok(())
+            }
+            .await;
+            if let Err(e) = &r {
+                // Abort the request body so the registry never commits the blob.
+                let _ = tx.send(Err(OciDistributionError::GenericError(Some(e.to_string())))).await;
+            }
+            r
+        };
+        let (pushed, pumped) = tokio::join!(push, pump);
+        pumped.map_err(Failed::Final)?;
+        pushed.map(|_| ()).map_err(Failed::Registry)
+    }
+
+    /// Fails with `TagExists` when `repo:tag` points to something other than `manifest`.
+    async fn tag_is_free(&self, repo: &str, tag: &str, manifest: &RawManifest) -> Result<()> {
+        match self.resolve_tag(repo, tag).await?.filter(|d| d != &manifest.digest) {
+            Some(existing) => Err(TransferError::TagExists {
+                reference: format!("{repo}:{tag}"),
+                existing,
+                wanted: manifest.digest.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     async fn put_manifest(&self, repo: &str, target: Target<'_>, m: &RawManifest) -> Result<()> {
         let reference = self.reference(repo, target);
         let content_type = http::HeaderValue::from_str(&m.media_type).map_err(|_| {
@@ -503,5 +809,90 @@ impl NetworkRegistry {
         })
         .await
         .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// A plain-HTTP server on 127.0.0.1 that answers anything with 400, as
+    /// distribution answers a TLS hello.
+    fn plain_server() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = l.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(mut c) = c else { return };
+                let mut buf = [0u8; 1024];
+                let _ = c.read(&mut buf);
+                let _ = c.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            }
+        });
+        host
+    }
+
+    #[tokio::test]
+    async fn plain_http_where_not_allowed_fails_at_once_naming_the_flag() {
+        let host = plain_server();
+        let client = probe_client(None).unwrap();
+        let started = std::time::Instant::now();
+        // As for a registry addressed by a name that is not loopback.
+        let e = choose_protocol(&client, &host, false).await.unwrap_err();
+        assert_eq!(e.category(), crate::Category::Auth, "{e}");
+        assert!(e.to_string().contains(&format!("--insecure-registry {host}")), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        // Where plain HTTP is allowed, it is chosen.
+        assert!(matches!(choose_protocol(&client, &host, true).await, Ok((true, None))));
+        // Nothing listening: no verdict yet (the requests that follow retry and report).
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+        assert!(matches!(choose_protocol(&client, &closed, false).await, Ok((false, None))));
+    }
+
+    #[test]
+    fn bearer_realms_are_read() {
+        let c = r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io""#;
+        assert_eq!(bearer_realm(c).as_deref(), Some("https://auth.docker.io/token"));
+        let c = r#"bearer service="x", realm="http://127.0.0.2:9/t?a=b,c""#;
+        assert_eq!(bearer_realm(c).as_deref(), Some("http://127.0.0.2:9/t?a=b,c"));
+        assert_eq!(bearer_realm(r#"Basic realm="x""#), None);
+        assert_eq!(bearer_realm("Bearer"), None);
+    }
+
+    #[test]
+    fn credentials_follow_a_realm_over_plain_http_only_where_allowed() {
+        let ch = |realm: &str| format!(r#"Bearer realm="{realm}",service="s""#);
+        let ok = |host: &str, allowed: bool, realm: &str, insecure: &[&str]| {
+            let insecure: Vec<String> = insecure.iter().map(|s| s.to_string()).collect();
+            check_realm(host, allowed, Some(&ch(realm)), &insecure)
+        };
+        // HTTPS realms anywhere (docker.io's realm is another host); no challenge, nothing to decide.
+        assert!(ok("registry-1.docker.io", false, "https://auth.docker.io/token", &[]).is_ok());
+        assert!(check_realm("reg.example", false, None, &[]).is_ok());
+        assert!(check_realm("reg.example", false, Some(r#"Basic realm="r""#), &[]).is_ok());
+        // Plain HTTP to the registry's own host, where that host may be spoken to in plain HTTP.
+        assert!(ok("localhost:5000", true, "http://localhost:5001/token", &[]).is_ok());
+        assert!(ok("reg.lan:5000", true, "http://REG.lan/token", &["reg.lan:5000"]).is_ok());
+        // ... but not where it may not, nor to another host, loopback or not.
+        for (host, allowed, realm) in [
+            ("reg.example", false, "http://reg.example/token"),
+            ("localhost:5000", true, "http://127.0.0.2:5001/token"),
+            ("127.0.0.1:5000", true, "http://auth.example/token?secret=s3cret"),
+            ("reg.lan:5000", true, "http://auth.lan:8080/token"),
+        ] {
+            let e = ok(host, allowed, realm, &[]).unwrap_err();
+            assert_eq!(e.category(), crate::Category::Auth, "{e}");
+            let realm_host = url::Url::parse(realm).unwrap();
+            let named = match realm_host.port() {
+                Some(p) => format!("{}:{p}", realm_host.host_str().unwrap()),
+                None => realm_host.host_str().unwrap().to_string(),
+            };
+            assert!(e.to_string().contains(&format!("--insecure-registry {named}")), "{e}");
+            assert!(!e.to_string().contains("s3cret"), "{e}");
+        }
+        // A realm host named with --insecure-registry may have them.
+        assert!(ok("reg.lan:5000", true, "http://auth.lan:8080/token", &["auth.lan:8080"]).is_ok());
+        assert!(ok("reg.lan:5000", true, "ftp://reg.lan/token", &[]).is_err());
     }
 }

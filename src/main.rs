@@ -330,7 +330,7 @@ async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
                 report_catalog_digest: false,
                 concurrency: connect.concurrency,
             };
-            let r = barge_transfer::import(src.as_ref(), registry, &opts, bars).await?;
+            let r = barge_transfer::import(src.into(), registry, &opts, bars).await?;
             let mut text = String::new();
             for a in &r.artifacts {
                 let status = match a.status {

@@ -559,6 +559,31 @@ fn an_upload_reset_mid_blob_is_retried() {
     );
 }
 
+/// Large layers of a local bundle go up from their own byte range: an upload
+/// cut past what a one-pass stream could replay is read again from the
+/// bundle and sent from its start.
+#[test]
+fn a_large_layer_cut_mid_upload_is_read_again_and_resent() {
+    let w = Work::new();
+    let layers =
+        vec![barge_fixtures::Layer { seed: 17, size: 3 << 20 }, barge_fixtures::Layer { seed: 18, size: 6 << 20 }];
+    let d = barge_fixtures::write_image(&w.path("src"), "large/cut", &barge_fixtures::Image::new(layers)).unwrap();
+    barge_fixtures::tag(&w.path("src"), "large/cut", "v1", &d).unwrap();
+    let bundle = w.s("store-a/large");
+    barge_ok(&["export", "--registry", &w.reg("src"), "--to", &bundle, "large/cut:v1"], 0);
+    let dst = TestRegistry::start();
+    let proxy = common::registry::FlakyProxy::resetting_uploads(&dst.host, 3);
+    barge_ok(&["import", &bundle, "--registry", &proxy.host], 0);
+    assert_eq!(*proxy.resets.lock().unwrap(), 3, "the proxy cut fewer uploads than asked");
+    let out = skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{}/large/cut:v1", dst.host),
+        &format!("oci:{}:x", w.s("check")),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// A source that can be opened again is sent again from its start whatever
 /// its size; a one-pass stream only while what was sent of it is still kept
 /// (2 MiB), and otherwise the error says why it was not retried.

@@ -252,7 +252,8 @@ async fn operate(
         }
         Pipeline::Import { properties, .. } => {
             let registry = RegistryAddr::parse(&properties.registry)?.open(connect).await?;
-            let source = container(&properties.source, concurrency)?.blob(&s.blob)?;
+            let source: std::sync::Arc<dyn barge_transfer::BlobStore> =
+                container(&properties.source, concurrency)?.blob(&s.blob)?.into();
             let info =
                 source.info().await?.ok_or_else(|| PipelineError::NotFound(format!("blob {}", source.display())))?;
             let catalog_digest = match &s.catalog_digest {
@@ -270,7 +271,7 @@ async fn operate(
                 report_catalog_digest: true,
                 concurrency,
             };
-            let r = barge_transfer::import(source.as_ref(), registry, &opts, progress.as_ref()).await;
+            let r = barge_transfer::import(source.clone(), registry, &opts, progress.as_ref()).await;
             if let Some(l) = lease {
                 l.release().await?;
             }

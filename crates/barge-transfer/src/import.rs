@@ -19,6 +19,7 @@ use barge_bundle::check::Meta;
 use barge_bundle::tar::BLOCK;
 use barge_bundle::zstd_frame::{self, MAX_WINDOW_LOG, ZSTD_MAGIC};
 use barge_bundle::{Algorithm, Blob, BundleError, Catalog, Data, Digest, Hasher, Next, Reader};
+use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader, ReadBuf};
 use tokio::task::JoinSet;
@@ -270,26 +271,45 @@ struct Stored {
     unread: u64,
 }
 
+/// Where an upload's bytes come from.
+enum Body<'a> {
+    /// Read once, as the pass goes (an upload that fails is replayed only as far as the registry keeps it).
+    Stream(&'a mut (dyn AsyncRead + Send + Unpin)),
+    /// Held whole (a small blob, already checked): every attempt starts afresh.
+    Bytes(bytes::Bytes),
+    /// A byte range of a re-readable bundle, pinned to its ETag: every attempt reads it again.
+    Range { store: Arc<dyn BlobStore>, at: u64, etag: String },
+}
+
 /// Upload a blob to the first repository that lacks it, then mount it into
-/// the others (uploading again where a mount is refused).
-async fn store_blob(
-    registry: &dyn Registry,
-    repos: &[String],
-    digest: &Digest,
-    size: u64,
-    data: &mut (dyn AsyncRead + Send + Unpin),
-) -> Result<Stored> {
+/// the others (uploading again where a mount is refused). An upload from a
+/// source that can be opened again is retried from its first byte.
+async fn store_blob(registry: &dyn Registry, repos: &[String], blob: &Blob, body: Body<'_>) -> Result<Stored> {
     let mut s = Stored::default();
     let Some((first, rest)) = repos.split_first() else { return Ok(s) };
-    registry.push_blob(first, digest, size, data).await?;
+    let (digest, size) = (&blob.digest, blob.size);
+    match body {
+        Body::Stream(data) => registry.push_blob(first, digest, size, data).await?,
+        Body::Bytes(bytes) => {
+            let open = move || -> BoxFuture<'_, Result<ByteStream>> {
+                let b = bytes.clone();
+                Box::pin(async move { Ok(Box::new(std::io::Cursor::new(b)) as ByteStream) })
+            };
+            registry.push_blob_reopen(first, digest, size, &open).await?
+        }
+        Body::Range { store, at, etag } => {
+            let open = || store.read_range(at, size, &etag);
+            registry.push_blob_reopen(first, digest, size, &open).await?
+        }
+    }
     s.uploaded += 1;
     s.bytes += size;
     for other in rest {
         if registry.mount_blob(first, other, digest).await? {
             s.mounted += 1;
         } else {
-            let mut r = registry.open_blob(first, digest, size).await?;
-            registry.push_blob(other, digest, size, &mut r).await?;
+            let open = || registry.open_blob(first, digest, size);
+            registry.push_blob_reopen(other, digest, size, &open).await?;
             s.uploaded += 1;
             s.bytes += size;
         }
@@ -307,7 +327,7 @@ impl ImportReport {
 }
 
 pub async fn import(
-    source: &dyn BlobStore,
+    source: Arc<dyn BlobStore>,
     registry: Arc<dyn Registry>,
     opts: &ImportOptions,
     reporter: &dyn Reporter,
@@ -315,14 +335,14 @@ pub async fn import(
     let what = source.display();
     let info = source.info().await?.ok_or_else(|| TransferError::NotFound(format!("bundle {what}")))?;
     let mut report = ImportReport { bundle: what.clone(), ..Default::default() };
-    let hashed_first = hash_first(source, &info, opts, reporter).await?;
+    let hashed_first = hash_first(source.as_ref(), &info, opts, reporter).await?;
     reporter.start("importing", Some(info.size));
     // Pinned: the version read is the version a later delete may remove.
     let stream = source.read_range(0, info.size, &info.etag).await?;
     let rereadable = source.rereads_are_cheap();
     let src = Source::new(stream, !rereadable, reporter, &what).await?;
     let pass = Pass {
-        source,
+        source: source.clone(),
         info: &info,
         registry: registry.clone(),
         opts,
@@ -381,7 +401,7 @@ async fn hash_first(
 /// The one sequential pass: the bundle [`Reader`] says what comes next, the
 /// pass reads it, and uploads what the target lacks.
 struct Pass<'a> {
-    source: &'a dyn BlobStore,
+    source: Arc<dyn BlobStore>,
     info: &'a BlobInfo,
     registry: Arc<dyn Registry>,
     opts: &'a ImportOptions,
@@ -471,20 +491,18 @@ impl Pass<'_> {
                     .await?;
             return Ok(expect_digest(&blob.digest, got)?);
         }
-        let background: Option<(ByteStream, u64)> = if blob.size <= SMALL_BLOB {
+        let (body, unread) = if blob.size <= SMALL_BLOB {
             let bytes = read_small(&mut self.src, blob.size, &name).await?;
             let mut h = blob.digest.hasher();
             h.update(&bytes);
             expect_digest(&blob.digest, h.finish())?;
-            Some((Box::new(std::io::Cursor::new(bytes)), 0))
+            (Body::Bytes(bytes.into()), 0)
         } else if let (Some(at), true) = (self.src.file_offset(), self.source.rereads_are_cheap()) {
-            let ranged = self.source.read_range(at, blob.size, &self.info.etag).await?;
-            Some((ranged, self.src.seek_ahead(blob.size, self.source, self.info).await?))
+            let etag = self.info.etag.clone();
+            let unread = self.src.seek_ahead(blob.size, self.source.as_ref(), self.info).await?;
+            (Body::Range { store: self.source.clone(), at, etag }, unread)
         } else {
-            None
-        };
-        let Some((mut data, unread)) = background else {
-            let s = store_blob(self.registry.as_ref(), &repos, &blob.digest, blob.size, &mut self.src).await?;
+            let s = store_blob(self.registry.as_ref(), &repos, &blob, Body::Stream(&mut self.src)).await?;
             self.report.add(s, self.reporter);
             return Ok(());
         };
@@ -495,7 +513,7 @@ impl Pass<'_> {
         }
         let registry = self.registry.clone();
         self.uploads.spawn(async move {
-            let mut s = store_blob(registry.as_ref(), &repos, &blob.digest, blob.size, &mut data).await?;
+            let mut s = store_blob(registry.as_ref(), &repos, &blob, body).await?;
             s.unread = unread;
             Ok(s)
         });

@@ -27,5 +27,5 @@ pub use registry::{ConnectOptions, Credentials, RawManifest, Registry, RegistryA
 pub use report::{Reporter, Silent};
 pub use secret::Secret;
 pub use sink::Compression;
-pub use verify::verify;
 pub use store::{BlobInfo, BlobSink, BlobStore, BlobUrl, Expect, Location, StoreOptions};
+pub use verify::verify;

@@ -264,12 +264,21 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     }
     if let Some(b) = e.downcast_ref::<BundleError>() {
         return match b {
-            BundleError::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => EXIT_AUTH,
+            BundleError::Io(io) if permission(io) => EXIT_AUTH,
             BundleError::Io(_) => EXIT_OTHER,
             _ => EXIT_INTEGRITY,
         };
     }
+    // A plain IO error (reading a file named on the command line, say).
+    if e.chain().filter_map(|c| c.downcast_ref::<std::io::Error>()).any(permission) {
+        return EXIT_AUTH;
+    }
     EXIT_OTHER
+}
+
+/// EACCES and EROFS alike: the caller may not write (or read) there.
+fn permission(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem)
 }
 
 async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
@@ -319,6 +328,7 @@ async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
             delete_source_blob_on_success,
             catalog_digest,
         } => {
+            sweep_layout(registry);
             let registry = RegistryAddr::parse(registry)?.open(&connect.options()?).await?;
             let src = cli.store(source, connect.concurrency)?;
             let opts = ImportOptions {
@@ -453,11 +463,39 @@ fn human(n: u64) -> String {
     }
 }
 
-async fn interrupted() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// Set once the outcome is decided: a task that panics after this (one
+/// that sees its sibling cancelled while the process ends) has nothing to say.
+static ENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Report panics as the default hook does, except while the process ends.
+fn quiet_panics_when_ending() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !ENDING.load(std::sync::atomic::Ordering::SeqCst) {
+            default(info);
+        }
+    }));
+}
+
+/// Ctrl-C or SIGTERM. The handlers are installed when this is called, before
+/// the operation starts, so a signal never falls on the default action.
+fn interrupted() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
+}
+
+/// Before writing into an `oci:` layout, remove what killed barge processes left in it.
+fn sweep_layout(registry: &str) {
+    if let Some(root) = registry.strip_prefix("oci:").filter(|r| !r.is_empty()) {
+        // Repositories nest (a/b/c), each with blobs/sha256 below it.
+        barge_transfer::temp::sweep_tree(std::path::Path::new(root), 12);
     }
 }
 
@@ -476,21 +514,44 @@ fn bound_allocator() {
 fn main() -> ExitCode {
     bound_allocator();
     let cli = Cli::parse();
+    quiet_panics_when_ending();
     let bars = Bars::new(cli.quiet || cli.output == Output::Json);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    // Dropping the operation on a signal drops its temporary files with it.
+    let signalled = {
+        let _ctx = rt.enter();
+        interrupted().expect("signal handlers")
+    };
     let result = rt.block_on(async {
         tokio::select! {
             r = run(&cli, &bars) => Some(r),
-            _ = interrupted() => None,
+            _ = signalled => None,
         }
     });
+    // The operation is dropped by now, and with it the temporary files it held.
+    ENDING.store(true, std::sync::atomic::Ordering::SeqCst);
     bars.clear();
     let (code, outcome) = match result {
         None => (EXIT_INTERRUPTED, Err("interrupted; nothing was left half-written".to_string())),
         Some(Ok(done)) => (if done.partial { EXIT_PARTIAL } else { 0 }, Ok(done)),
         Some(Err(e)) => (exit_code(&e), Err(format!("{e:#}"))),
     };
+    if code == EXIT_INTERRUPTED {
+        // Tasks and blocking threads (hashing, a write in flight) may still
+        // hold temporary files: remove them now, then end without waiting.
+        barge_transfer::temp::remove_all_and_close();
+    }
+    print_outcome(&cli, code, outcome);
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    if code == EXIT_INTERRUPTED {
+        std::process::exit(code.into());
+    }
+    // Let what is still running drop its temporary files, but never wait long.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    barge_transfer::temp::remove_all_and_close();
+    ExitCode::from(code)
+}
+
+fn print_outcome(cli: &Cli, code: u8, outcome: Result<Done, String>) {
     match (cli.output, outcome) {
         (Output::Json, Ok(done)) => {
             let mut v = done.json;
@@ -505,5 +566,4 @@ fn main() -> ExitCode {
         }
         (Output::Text, Err(msg)) => eprintln!("barge: error: {msg}"),
     }
-    ExitCode::from(code)
 }

@@ -251,7 +251,13 @@ async fn operate(
             Ok((r.artifacts, Vec::new(), Some(r.catalog_digest.to_string()), None))
         }
         Pipeline::Import { properties, .. } => {
-            let registry = RegistryAddr::parse(&properties.registry)?.open(connect).await?;
+            let addr = RegistryAddr::parse(&properties.registry)?;
+            if let RegistryAddr::Layout(root) = &addr {
+                // What killed barge processes left in the layout goes before anything is written.
+                let root = root.clone();
+                let _ = tokio::task::spawn_blocking(move || barge_transfer::temp::sweep_tree(&root, 12)).await;
+            }
+            let registry = addr.open(connect).await?;
             let source = container(&properties.source, concurrency)?.blob(&s.blob)?;
             let info =
                 source.info().await?.ok_or_else(|| PipelineError::NotFound(format!("blob {}", source.display())))?;

@@ -15,7 +15,7 @@ mod report;
 mod secret;
 mod sink;
 pub mod store;
-mod temp;
+pub mod temp;
 
 pub use copy::{copy, CopyOptions, CopyReport, Overwrite};
 pub use error::{Category, Result, TransferError};

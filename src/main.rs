@@ -306,9 +306,9 @@ async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
                 referrers: !no_referrers,
             };
             let r = barge_transfer::export(registry, artifacts, dest.as_ref(), &opts, bars).await?;
-            let ok = r.artifacts.iter().filter(|a| a.status != Status::Failed).count();
             let mut text = format!(
-                "exported {ok} artifact(s), {} blobs ({}), to {}\ncatalogDigest: {}\n",
+                "exported {}, {} blobs ({}), to {}\ncatalogDigest: {}\n",
+                artifacts_exported(&r.artifacts),
                 r.blobs,
                 human(r.blob_bytes),
                 r.bundle,
@@ -448,6 +448,28 @@ async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
     }
 }
 
+/// "N artifact(s)", and how many requests they answer when two spellings
+/// (`hello`, `hello:latest`) name one artifact.
+fn artifacts_exported(outcomes: &[barge_transfer::ArtifactOutcome]) -> String {
+    let ok: Vec<&str> = outcomes.iter().filter(|a| a.status != Status::Failed).map(|a| a.artifact.as_str()).collect();
+    let distinct: std::collections::BTreeSet<String> = ok
+        .iter()
+        .map(|a| match barge_bundle::Reference::parse(a) {
+            Ok(r) => match (r.tag(), r.digest()) {
+                (Some(t), _) => format!("{}:{t}", r.repository()),
+                (None, Some(d)) => format!("{}@{d}", r.repository()),
+                (None, None) => format!("{}:latest", r.repository()),
+            },
+            Err(_) => a.to_string(),
+        })
+        .collect();
+    if distinct.len() == ok.len() {
+        format!("{} artifact(s)", ok.len())
+    } else {
+        format!("{} artifact(s) ({} requests)", distinct.len(), ok.len())
+    }
+}
+
 fn human(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
@@ -565,5 +587,26 @@ fn print_outcome(cli: &Cli, code: u8, outcome: Result<Done, String>) {
             }
         }
         (Output::Text, Err(msg)) => eprintln!("barge: error: {msg}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use barge_transfer::ArtifactOutcome;
+
+    fn ok(artifact: &str) -> ArtifactOutcome {
+        ArtifactOutcome { artifact: artifact.into(), digest: None, status: Status::Succeeded, error: None }
+    }
+
+    #[test]
+    fn two_spellings_of_one_artifact_are_counted_honestly() {
+        assert_eq!(artifacts_exported(&[ok("hello"), ok("hello:latest")]), "1 artifact(s) (2 requests)");
+        assert_eq!(artifacts_exported(&[ok("hello"), ok("hello:v1")]), "2 artifact(s)");
+        let d = "sha256:78644e707286c9e72732b53620dd16d1ec0430b58761fa73926efd29d4d8dfcc";
+        assert_eq!(artifacts_exported(&[ok(&format!("a@{d}")), ok(&format!("a@{d}")), ok("a")]), "2 artifact(s) (3 requests)");
+        let mut failed = ok("hello:latest");
+        failed.status = Status::Failed;
+        assert_eq!(artifacts_exported(&[ok("hello"), failed]), "1 artifact(s)");
     }
 }

@@ -270,6 +270,9 @@ fn a_killed_watcher_restarts_and_imports_exactly_once() {
     }
     child.kill().unwrap(); // SIGKILL, mid-import, holding the bundle's lease
     child.wait().unwrap();
+    // What a watcher killed while it writes its record leaves: a temporary file under its (dead) PID.
+    let left = e.w.path(&format!("state/runs/.killed.json.barge-tmp-{}-0", child.id()));
+    std::fs::write(&left, b"{\"half\":").unwrap();
     // Restarted: once the dead watcher's lease lapses, the import runs again, once.
     let start = std::time::Instant::now();
     loop {
@@ -289,6 +292,7 @@ fn a_killed_watcher_restarts_and_imports_exactly_once() {
     e.ok(&["watch", "--once"]);
     assert_eq!(e.runs().len(), 1);
     assert!(dst.raw("big/img:v1").is_some());
+    assert!(!left.exists(), "the restarted watcher left the killed one's temporary file");
 }
 
 fn running(dir: &Path) -> bool {

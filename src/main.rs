@@ -604,7 +604,10 @@ mod tests {
         assert_eq!(artifacts_exported(&[ok("hello"), ok("hello:latest")]), "1 artifact(s) (2 requests)");
         assert_eq!(artifacts_exported(&[ok("hello"), ok("hello:v1")]), "2 artifact(s)");
         let d = "sha256:78644e707286c9e72732b53620dd16d1ec0430b58761fa73926efd29d4d8dfcc";
-        assert_eq!(artifacts_exported(&[ok(&format!("a@{d}")), ok(&format!("a@{d}")), ok("a")]), "2 artifact(s) (3 requests)");
+        assert_eq!(
+            artifacts_exported(&[ok(&format!("a@{d}")), ok(&format!("a@{d}")), ok("a")]),
+            "2 artifact(s) (3 requests)"
+        );
         let mut failed = ok("hello:latest");
         failed.status = Status::Failed;
         assert_eq!(artifacts_exported(&[ok("hello"), failed]), "1 artifact(s)");

@@ -422,7 +422,8 @@ fn state_shared_in_a_storage_container() {
 fn bad_pipelines_are_refused_at_apply_without_echoing_values() {
     let w = Work::new();
     let state = w.s("state");
-    let target = serde_json::json!({"uri": "https://acct.blob.core.windows.net/bundles", "secretUri": "env:EXPORT_SAS"});
+    let target =
+        serde_json::json!({"uri": "https://acct.blob.core.windows.net/bundles", "secretUri": "env:EXPORT_SAS"});
     let doc = |registry: serde_json::Value, target: serde_json::Value, options: serde_json::Value| {
         serde_json::json!({"type": "exportPipelines", "name": "exp1",
             "properties": {"registry": registry, "target": target, "options": options}})
@@ -441,11 +442,15 @@ fn bad_pipelines_are_refused_at_apply_without_echoing_values() {
         let file = w.path(&format!("p{i}.json"));
         std::fs::write(&file, d.to_string()).unwrap();
         for output in ["text", "json"] {
-            let r = barge(&["--state", &state, "--output", output, "pipeline", "apply", "-f", &file.display().to_string()]);
+            let r =
+                barge(&["--state", &state, "--output", output, "pipeline", "apply", "-f", &file.display().to_string()]);
             let all = format!("{}{}", r.stdout, r.stderr);
             assert_eq!(r.code, 2, "case {i} ({output}): {all}");
             assert!(all.contains(field), "case {i} ({output}) does not name {field}: {all}");
-            assert!(!all.contains("SECRETVALUE") && !all.contains("sig="), "case {i} ({output}) printed the value: {all}");
+            assert!(
+                !all.contains("SECRETVALUE") && !all.contains("sig="),
+                "case {i} ({output}) printed the value: {all}"
+            );
         }
     }
     // The command line goes through the same checks.
@@ -455,8 +460,20 @@ fn bad_pipelines_are_refused_at_apply_without_echoing_values() {
         ("127.0.0.1:5000", "https://acct.blob.core.windows.net/bundles", sas),
     ] {
         let r = barge(&[
-            "--state", &state, "pipeline", "export", "create", "exp2", "--registry", registry,
-            "--storage-container-uri", uri, "--secret", "env:EXPORT_SAS", "--options", options,
+            "--state",
+            &state,
+            "pipeline",
+            "export",
+            "create",
+            "exp2",
+            "--registry",
+            registry,
+            "--storage-container-uri",
+            uri,
+            "--secret",
+            "env:EXPORT_SAS",
+            "--options",
+            options,
         ]);
         assert_eq!(r.code, 2, "{registry} {uri}: {}", r.stderr);
         assert!(!r.stderr.contains("SECRETVALUE"), "{}", r.stderr);
@@ -464,7 +481,10 @@ fn bad_pipelines_are_refused_at_apply_without_echoing_values() {
     let listed = barge_ok(&["--state", &state, "--output", "json", "pipeline", "list"], 0).json();
     assert_eq!(listed["pipelines"], serde_json::json!([]), "a refused pipeline was stored");
     // The same document with its fields right is saved.
-    std::fs::write(w.path("good.json"), doc("127.0.0.1:5000".into(), target, serde_json::json!(["OverwriteBlobs"])).to_string())
-        .unwrap();
+    std::fs::write(
+        w.path("good.json"),
+        doc("127.0.0.1:5000".into(), target, serde_json::json!(["OverwriteBlobs"])).to_string(),
+    )
+    .unwrap();
     barge_ok(&["--state", &state, "pipeline", "apply", "-f", &w.s("good.json")], 0);
 }

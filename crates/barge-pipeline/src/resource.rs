@@ -161,7 +161,8 @@ impl Pipeline {
             _ => return Err(field_error("type", "\"exportPipelines\" or \"importPipelines\"")),
         };
         check_shape(&v, kind)?;
-        let p: Pipeline = serde_json::from_value(v).map_err(|e| invalid(format!("pipeline document: {}", valueless(&e))))?;
+        let p: Pipeline =
+            serde_json::from_value(v).map_err(|e| invalid(format!("pipeline document: {}", valueless(&e))))?;
         p.check()?;
         Ok(p)
     }
@@ -288,7 +289,9 @@ fn check_shape(v: &Value, kind: &str) -> Result<(), PipelineError> {
         Some(Value::Array(a)) => {
             let mut names = Vec::new();
             for (i, o) in a.iter().enumerate() {
-                names.push(o.as_str().ok_or_else(|| field_error(&format!("properties.options[{i}]"), "a string"))?.into());
+                names.push(
+                    o.as_str().ok_or_else(|| field_error(&format!("properties.options[{i}]"), "a string"))?.into(),
+                );
             }
             match kind {
                 "export" => drop(parse_options::<ExportOption>(kind, EXPORT_OPTIONS, "properties.options", &names)?),
@@ -318,7 +321,10 @@ fn valueless(e: &serde_json::Error) -> String {
     }
     match msg.split_once(", expected ") {
         Some((_, expected)) => {
-            format!("a field has the wrong type or value (expected {})", expected.split(" at line").next().unwrap_or_default())
+            format!(
+                "a field has the wrong type or value (expected {})",
+                expected.split(" at line").next().unwrap_or_default()
+            )
         }
         None => "a field has the wrong type or value".into(),
     }
@@ -445,9 +451,15 @@ mod tests {
         for (props, field) in [
             (format!(r#"{{"registry":"r",{target},"options":"sv=2024&sig=SECRETVALUE"}}"#), "properties.options"),
             (format!(r#"{{"registry":"r",{target},"options":["sv=2024&sig=SECRETVALUE"]}}"#), "properties.options[0]"),
-            (format!(r#"{{"registry":"r",{target},"options":["OverwriteBlobs",{{"sig":"SECRETVALUE"}}]}}"#), "properties.options[1]"),
+            (
+                format!(r#"{{"registry":"r",{target},"options":["OverwriteBlobs",{{"sig":"SECRETVALUE"}}]}}"#),
+                "properties.options[1]",
+            ),
             (format!(r#"{{"registry":["sig=SECRETVALUE"],{target}}}"#), "properties.registry"),
-            (r#"{"registry":"r","target":{"uri":"https://a.blob.core.windows.net/cont","secretUri":7}}"#.to_string(), "secretUri"),
+            (
+                r#"{"registry":"r","target":{"uri":"https://a.blob.core.windows.net/cont","secretUri":7}}"#.to_string(),
+                "secretUri",
+            ),
             (r#"{"registry":"r","target":"sig=SECRETVALUE"}"#.to_string(), "properties.target"),
             (format!(r#"{{"registry":"sig=SECRETVALUE",{target}}}"#), "properties.registry"),
         ] {
@@ -465,7 +477,9 @@ mod tests {
 
     #[test]
     fn registry_and_storage_as_the_run_reads_them() {
-        for good in ["127.0.0.1:5000", "myregistry.azurecr.io", "localhost", "[::1]:5000", "oci:/tmp/x", "Reg.Example:443"] {
+        for good in
+            ["127.0.0.1:5000", "myregistry.azurecr.io", "localhost", "[::1]:5000", "oci:/tmp/x", "Reg.Example:443"]
+        {
             check_registry(good).unwrap_or_else(|e| panic!("{good}: {e}"));
         }
         for bad in ["UPPER:BAD:PORT", "127.0.0.1:99999", "h:0", "h:", "-h", "a..b", "[::1", "[zz]:5", "", "oci:"] {

@@ -129,7 +129,8 @@ mod tests {
         let eacces = TransferError::io("writing /x", std::io::Error::from_raw_os_error(13));
         assert_eq!(eacces.category(), e.category());
         // Carried through a byte stream, it keeps its category.
-        let carried = TransferError::io("outer", TransferError::io("inner", std::io::Error::from_raw_os_error(30)).into_io());
+        let carried =
+            TransferError::io("outer", TransferError::io("inner", std::io::Error::from_raw_os_error(30)).into_io());
         assert_eq!(carried.category(), Category::Auth);
     }
 }

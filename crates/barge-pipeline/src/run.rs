@@ -181,10 +181,9 @@ impl Reporter for Tracker {
 impl Tracker {
     fn percentage(&self) -> String {
         let (d, t) = (self.done.load(Ordering::Relaxed), self.total.load(Ordering::Relaxed));
-        if t == 0 {
-            "0".into()
-        } else {
-            format!("{}", (d.min(t) * 100 / t).min(99))
+        match (d.min(t) * 100).checked_div(t) {
+            Some(p) => p.min(99).to_string(),
+            None => "0".into(),
         }
     }
 }

@@ -541,7 +541,14 @@ fn main() -> ExitCode {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let signalled = {
         let _ctx = rt.enter();
-        interrupted().expect("signal handlers")
+        interrupted()
+    };
+    let signalled = match signalled {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("barge: error: installing the Ctrl-C and SIGTERM handlers: {e}");
+            return ExitCode::from(EXIT_OTHER);
+        }
     };
     let result = rt.block_on(async {
         tokio::select! {

@@ -234,6 +234,7 @@ fn ctrl_c_ends_verify_at_once() {
     signal(&child, "-INT");
     let (code, stderr, took) = finish(child);
     assert_eq!(code, Some(130), "{stderr}");
+    eprintln!("Ctrl-C ended verify in {took:?}");
     assert!(took < Duration::from_millis(1500), "Ctrl-C took {took:?} to end verify");
     assert!(!stderr.contains("panic"), "{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
@@ -273,6 +274,7 @@ fn ctrl_c_at_random_moments_of_an_export() {
         assert_eq!(code, Some(130), "{what}: {stderr}");
         assert!(!stderr.contains("panic"), "{what}: {stderr}");
         assert!(took < Duration::from_millis(1000), "{what}: Ctrl-C took {took:?}");
+        eprintln!("{what}: exit 130 in {took:?}");
         assert_eq!(temp_files(&w.path("store-a")), vec![], "{what}: a temporary file was left");
         interrupted += 1;
     }

@@ -264,12 +264,21 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     }
     if let Some(b) = e.downcast_ref::<BundleError>() {
         return match b {
-            BundleError::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => EXIT_AUTH,
+            BundleError::Io(io) if permission(io) => EXIT_AUTH,
             BundleError::Io(_) => EXIT_OTHER,
             _ => EXIT_INTEGRITY,
         };
     }
+    // A plain IO error (reading a file named on the command line, say).
+    if e.chain().filter_map(|c| c.downcast_ref::<std::io::Error>()).any(permission) {
+        return EXIT_AUTH;
+    }
     EXIT_OTHER
+}
+
+/// EACCES and EROFS alike: the caller may not write (or read) there.
+fn permission(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem)
 }
 
 async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
@@ -297,9 +306,9 @@ async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
                 referrers: !no_referrers,
             };
             let r = barge_transfer::export(registry, artifacts, dest.as_ref(), &opts, bars).await?;
-            let ok = r.artifacts.iter().filter(|a| a.status != Status::Failed).count();
             let mut text = format!(
-                "exported {ok} artifact(s), {} blobs ({}), to {}\ncatalogDigest: {}\n",
+                "exported {}, {} blobs ({}), to {}\ncatalogDigest: {}\n",
+                artifacts_exported(&r.artifacts),
                 r.blobs,
                 human(r.blob_bytes),
                 r.bundle,
@@ -319,7 +328,7 @@ async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
             delete_source_blob_on_success,
             catalog_digest,
         } => {
-            let registry = RegistryAddr::parse(registry)?.open(&connect.options()?).await?;
+            let registry = RegistryAddr::parse(registry)?.open_for_writing(&connect.options()?).await?;
             let src = cli.store(source, connect.concurrency)?;
             let opts = ImportOptions {
                 overwrite_tags: *overwrite_tags,
@@ -438,6 +447,28 @@ async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
     }
 }
 
+/// "N artifact(s)", and how many requests they answer when two spellings
+/// (`hello`, `hello:latest`) name one artifact.
+fn artifacts_exported(outcomes: &[barge_transfer::ArtifactOutcome]) -> String {
+    let ok: Vec<&str> = outcomes.iter().filter(|a| a.status != Status::Failed).map(|a| a.artifact.as_str()).collect();
+    let distinct: std::collections::BTreeSet<String> = ok
+        .iter()
+        .map(|a| match barge_bundle::Reference::parse(a) {
+            Ok(r) => match (r.tag(), r.digest()) {
+                (Some(t), _) => format!("{}:{t}", r.repository()),
+                (None, Some(d)) => format!("{}@{d}", r.repository()),
+                (None, None) => format!("{}:latest", r.repository()),
+            },
+            Err(_) => a.to_string(),
+        })
+        .collect();
+    if distinct.len() == ok.len() {
+        format!("{} artifact(s)", ok.len())
+    } else {
+        format!("{} artifact(s) ({} requests)", distinct.len(), ok.len())
+    }
+}
+
 fn human(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
@@ -453,12 +484,32 @@ fn human(n: u64) -> String {
     }
 }
 
-async fn interrupted() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+/// Set once the outcome is decided: a task that panics after this (one
+/// that sees its sibling cancelled while the process ends) has nothing to say.
+static ENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Report panics as the default hook does, except while the process ends.
+fn quiet_panics_when_ending() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !ENDING.load(std::sync::atomic::Ordering::SeqCst) {
+            default(info);
+        }
+    }));
+}
+
+/// Ctrl-C or SIGTERM. The handlers are installed when this is called, before
+/// the operation starts, so a signal never falls on the default action.
+fn interrupted() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
 
 /// Large buffers (blocks, partitions) come and go on many threads. glibc would
@@ -476,21 +527,51 @@ fn bound_allocator() {
 fn main() -> ExitCode {
     bound_allocator();
     let cli = Cli::parse();
+    quiet_panics_when_ending();
     let bars = Bars::new(cli.quiet || cli.output == Output::Json);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    // Dropping the operation on a signal drops its temporary files with it.
+    let signalled = {
+        let _ctx = rt.enter();
+        interrupted()
+    };
+    let signalled = match signalled {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("barge: error: installing the Ctrl-C and SIGTERM handlers: {e}");
+            return ExitCode::from(EXIT_OTHER);
+        }
+    };
     let result = rt.block_on(async {
         tokio::select! {
             r = run(&cli, &bars) => Some(r),
-            _ = interrupted() => None,
+            _ = signalled => None,
         }
     });
+    // The operation is dropped by now, and with it the temporary files it held.
+    ENDING.store(true, std::sync::atomic::Ordering::SeqCst);
     bars.clear();
     let (code, outcome) = match result {
         None => (EXIT_INTERRUPTED, Err("interrupted; nothing was left half-written".to_string())),
         Some(Ok(done)) => (if done.partial { EXIT_PARTIAL } else { 0 }, Ok(done)),
         Some(Err(e)) => (exit_code(&e), Err(format!("{e:#}"))),
     };
+    if code == EXIT_INTERRUPTED {
+        // Tasks and blocking threads (hashing, a write in flight) may still
+        // hold temporary files: remove them now, then end without waiting.
+        barge_transfer::temp::remove_all_and_close();
+    }
+    print_outcome(&cli, code, outcome);
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    if code == EXIT_INTERRUPTED {
+        std::process::exit(code.into());
+    }
+    // Let what is still running drop its temporary files, but never wait long.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    barge_transfer::temp::remove_all_and_close();
+    ExitCode::from(code)
+}
+
+fn print_outcome(cli: &Cli, code: u8, outcome: Result<Done, String>) {
     match (cli.output, outcome) {
         (Output::Json, Ok(done)) => {
             let mut v = done.json;
@@ -505,5 +586,28 @@ fn main() -> ExitCode {
         }
         (Output::Text, Err(msg)) => eprintln!("barge: error: {msg}"),
     }
-    ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use barge_transfer::ArtifactOutcome;
+
+    fn ok(artifact: &str) -> ArtifactOutcome {
+        ArtifactOutcome { artifact: artifact.into(), digest: None, status: Status::Succeeded, error: None }
+    }
+
+    #[test]
+    fn two_spellings_of_one_artifact_are_counted_honestly() {
+        assert_eq!(artifacts_exported(&[ok("hello"), ok("hello:latest")]), "1 artifact(s) (2 requests)");
+        assert_eq!(artifacts_exported(&[ok("hello"), ok("hello:v1")]), "2 artifact(s)");
+        let d = "sha256:78644e707286c9e72732b53620dd16d1ec0430b58761fa73926efd29d4d8dfcc";
+        assert_eq!(
+            artifacts_exported(&[ok(&format!("a@{d}")), ok(&format!("a@{d}")), ok("a")]),
+            "2 artifact(s) (3 requests)"
+        );
+        let mut failed = ok("hello:latest");
+        failed.status = Status::Failed;
+        assert_eq!(artifacts_exported(&[ok("hello"), failed]), "1 artifact(s)");
+    }
 }

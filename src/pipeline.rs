@@ -154,12 +154,12 @@ async fn save(state: &dyn StateStore, p: Pipeline) -> anyhow::Result<Done> {
 pub async fn pipeline(state: &dyn StateStore, cmd: &PipelineCmd) -> anyhow::Result<Done> {
     match cmd {
         PipelineCmd::Export { cmd: CreateExport::Create { common, options } } => {
-            let options = parse_options::<ExportOption>("export", EXPORT_OPTIONS, options)?;
+            let options = parse_options::<ExportOption>("export", EXPORT_OPTIONS, "--options", options)?;
             let properties = ExportProperties { registry: common.registry.clone(), target: storage(common), options };
             save(state, Pipeline::Export { name: common.name.clone(), properties }).await
         }
         PipelineCmd::Import { cmd: CreateImport::Create { common, source_trigger, options } } => {
-            let options = parse_options::<ImportOption>("import", IMPORT_OPTIONS, options)?;
+            let options = parse_options::<ImportOption>("import", IMPORT_OPTIONS, "--options", options)?;
             let status = match source_trigger {
                 Trig::Enabled => TriggerStatus::Enabled,
                 Trig::Disabled => TriggerStatus::Disabled,

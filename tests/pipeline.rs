@@ -270,6 +270,9 @@ fn a_killed_watcher_restarts_and_imports_exactly_once() {
     }
     child.kill().unwrap(); // SIGKILL, mid-import, holding the bundle's lease
     child.wait().unwrap();
+    // What a watcher killed while it writes its record leaves: a temporary file under its (dead) PID.
+    let left = e.w.path(&format!("state/runs/.killed.json.barge-tmp-{}-0", child.id()));
+    std::fs::write(&left, b"{\"half\":").unwrap();
     // Restarted: once the dead watcher's lease lapses, the import runs again, once.
     let start = std::time::Instant::now();
     loop {
@@ -289,6 +292,7 @@ fn a_killed_watcher_restarts_and_imports_exactly_once() {
     e.ok(&["watch", "--once"]);
     assert_eq!(e.runs().len(), 1);
     assert!(dst.raw("big/img:v1").is_some());
+    assert!(!left.exists(), "the restarted watcher left the killed one's temporary file");
 }
 
 fn running(dir: &Path) -> bool {
@@ -409,4 +413,78 @@ fn state_shared_in_a_storage_container() {
     let list = shared(&["--output", "json", "run", "list"]).json();
     assert_eq!(list["runs"][0]["name"], "r1");
     assert_eq!(list["runs"][0]["properties"]["response"]["status"], "Succeeded", "{list}");
+}
+
+/// A pipeline that could never run is refused when it is saved (exit 2, the
+/// field named, nothing stored), and a value in the wrong field, a SAS say,
+/// is never printed back.
+#[test]
+fn bad_pipelines_are_refused_at_apply_without_echoing_values() {
+    let w = Work::new();
+    let state = w.s("state");
+    let target =
+        serde_json::json!({"uri": "https://acct.blob.core.windows.net/bundles", "secretUri": "env:EXPORT_SAS"});
+    let doc = |registry: serde_json::Value, target: serde_json::Value, options: serde_json::Value| {
+        serde_json::json!({"type": "exportPipelines", "name": "exp1",
+            "properties": {"registry": registry, "target": target, "options": options}})
+    };
+    let sas = "sv=2024-05-04&ss=b&sig=SECRETVALUE";
+    let cases = [
+        (doc("127.0.0.1:5000".into(), target.clone(), sas.into()), "properties.options"),
+        (doc("127.0.0.1:5000".into(), target.clone(), serde_json::json!([sas])), "properties.options[0]"),
+        (doc(serde_json::json!({"sig": sas}), target.clone(), serde_json::json!([])), "properties.registry"),
+        (doc("127.0.0.1:5000".into(), sas.into(), serde_json::json!([])), "properties.target"),
+        (doc("UPPER:BAD:PORT".into(), target.clone(), serde_json::json!([])), "properties.registry"),
+        (doc("127.0.0.1:99999".into(), target.clone(), serde_json::json!([])), "properties.registry"),
+        (doc("127.0.0.1:5000".into(), serde_json::json!({"uri": "ht!tp://x"}), serde_json::json!([])), "uri"),
+    ];
+    for (i, (d, field)) in cases.iter().enumerate() {
+        let file = w.path(&format!("p{i}.json"));
+        std::fs::write(&file, d.to_string()).unwrap();
+        for output in ["text", "json"] {
+            let r =
+                barge(&["--state", &state, "--output", output, "pipeline", "apply", "-f", &file.display().to_string()]);
+            let all = format!("{}{}", r.stdout, r.stderr);
+            assert_eq!(r.code, 2, "case {i} ({output}): {all}");
+            assert!(all.contains(field), "case {i} ({output}) does not name {field}: {all}");
+            assert!(
+                !all.contains("SECRETVALUE") && !all.contains("sig="),
+                "case {i} ({output}) printed the value: {all}"
+            );
+        }
+    }
+    // The command line goes through the same checks.
+    for (registry, uri, options) in [
+        ("UPPER:BAD:PORT", "https://acct.blob.core.windows.net/bundles", "OverwriteBlobs"),
+        ("127.0.0.1:5000", "ht!tp://x", "OverwriteBlobs"),
+        ("127.0.0.1:5000", "https://acct.blob.core.windows.net/bundles", sas),
+    ] {
+        let r = barge(&[
+            "--state",
+            &state,
+            "pipeline",
+            "export",
+            "create",
+            "exp2",
+            "--registry",
+            registry,
+            "--storage-container-uri",
+            uri,
+            "--secret",
+            "env:EXPORT_SAS",
+            "--options",
+            options,
+        ]);
+        assert_eq!(r.code, 2, "{registry} {uri}: {}", r.stderr);
+        assert!(!r.stderr.contains("SECRETVALUE"), "{}", r.stderr);
+    }
+    let listed = barge_ok(&["--state", &state, "--output", "json", "pipeline", "list"], 0).json();
+    assert_eq!(listed["pipelines"], serde_json::json!([]), "a refused pipeline was stored");
+    // The same document with its fields right is saved.
+    std::fs::write(
+        w.path("good.json"),
+        doc("127.0.0.1:5000".into(), target, serde_json::json!(["OverwriteBlobs"])).to_string(),
+    )
+    .unwrap();
+    barge_ok(&["--state", &state, "pipeline", "apply", "-f", &w.s("good.json")], 0);
 }

@@ -181,10 +181,9 @@ impl Reporter for Tracker {
 impl Tracker {
     fn percentage(&self) -> String {
         let (d, t) = (self.done.load(Ordering::Relaxed), self.total.load(Ordering::Relaxed));
-        if t == 0 {
-            "0".into()
-        } else {
-            format!("{}", (d.min(t) * 100 / t).min(99))
+        match (d.min(t) * 100).checked_div(t) {
+            Some(p) => p.min(99).to_string(),
+            None => "0".into(),
         }
     }
 }
@@ -251,7 +250,7 @@ async fn operate(
             Ok((r.artifacts, Vec::new(), Some(r.catalog_digest.to_string()), None))
         }
         Pipeline::Import { properties, .. } => {
-            let registry = RegistryAddr::parse(&properties.registry)?.open(connect).await?;
+            let registry = RegistryAddr::parse(&properties.registry)?.open_for_writing(connect).await?;
             let source: std::sync::Arc<dyn barge_transfer::BlobStore> =
                 container(&properties.source, concurrency)?.blob(&s.blob)?.into();
             let info =

@@ -39,6 +39,8 @@ pub enum TransferError {
     NothingExported(Box<TransferError>),
     #[error("permission denied: {0}")]
     Permission(String),
+    #[error("{0}: the file system is read-only")]
+    ReadOnly(String),
     #[error("{0}")]
     Auth(String),
     #[error("{0}")]
@@ -66,7 +68,10 @@ impl TransferError {
             TransferError::Exists(_) | TransferError::TagExists { .. } => Category::Usage,
             TransferError::WrongContent { .. } => Category::Integrity,
             TransferError::Artifact { source, .. } | TransferError::NothingExported(source) => source.category(),
-            TransferError::Permission(_) | TransferError::Auth(_) | TransferError::Tls(_) => Category::Auth,
+            TransferError::Permission(_)
+            | TransferError::ReadOnly(_)
+            | TransferError::Auth(_)
+            | TransferError::Tls(_) => Category::Auth,
             TransferError::NoSpace(_) => Category::NoSpace,
             TransferError::NotFound(_)
             | TransferError::Io { .. }
@@ -88,6 +93,8 @@ impl TransferError {
         match source.kind() {
             std::io::ErrorKind::StorageFull => TransferError::NoSpace(context),
             std::io::ErrorKind::PermissionDenied => TransferError::Permission(context),
+            // EROFS is a permission of the mount, not of the file: the same category as EACCES.
+            std::io::ErrorKind::ReadOnlyFilesystem => TransferError::ReadOnly(context),
             std::io::ErrorKind::UnexpectedEof => {
                 TransferError::Bundle(BundleError::Truncated(format!("{context}: the data ends early")))
             }
@@ -105,5 +112,25 @@ impl TransferError {
 
     pub fn for_artifact(self, name: &str) -> TransferError {
         TransferError::Artifact { name: name.to_string(), source: Box::new(self) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_only_file_system_is_a_permission_problem() {
+        let erofs = std::io::Error::from_raw_os_error(30); // EROFS on Linux
+        assert_eq!(erofs.kind(), std::io::ErrorKind::ReadOnlyFilesystem);
+        let e = TransferError::io("writing /mnt/ro/bundle", erofs);
+        assert_eq!(e.category(), Category::Auth);
+        assert_eq!(e.to_string(), "writing /mnt/ro/bundle: the file system is read-only");
+        let eacces = TransferError::io("writing /x", std::io::Error::from_raw_os_error(13));
+        assert_eq!(eacces.category(), e.category());
+        // Carried through a byte stream, it keeps its category.
+        let carried =
+            TransferError::io("outer", TransferError::io("inner", std::io::Error::from_raw_os_error(30)).into_io());
+        assert_eq!(carried.category(), Category::Auth);
     }
 }

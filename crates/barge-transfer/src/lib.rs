@@ -15,7 +15,7 @@ mod report;
 mod secret;
 mod sink;
 pub mod store;
-mod temp;
+pub mod temp;
 mod verify;
 
 pub use copy::{copy, CopyOptions, CopyReport, Overwrite};

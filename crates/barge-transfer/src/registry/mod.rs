@@ -178,6 +178,17 @@ impl RegistryAddr {
         Ok(RegistryAddr::Network(host.to_string()))
     }
 
+    /// Open it to write into: an `oci:` layout is first swept of the
+    /// temporary files that killed barge processes left in it.
+    pub async fn open_for_writing(&self, opts: &ConnectOptions) -> Result<std::sync::Arc<dyn Registry>> {
+        if let RegistryAddr::Layout(root) = self {
+            let root = root.clone();
+            // Repositories nest (a/b/c), each with blobs/sha256 below it.
+            let _ = tokio::task::spawn_blocking(move || crate::temp::sweep_tree(&root, 12)).await;
+        }
+        self.open(opts).await
+    }
+
     pub async fn open(&self, opts: &ConnectOptions) -> Result<std::sync::Arc<dyn Registry>> {
         Ok(match self {
             RegistryAddr::Layout(p) => std::sync::Arc::new(LayoutRegistry::new(p.clone())),

@@ -48,3 +48,9 @@ pub async fn read_small(r: &mut (dyn AsyncRead + Send + Unpin), size: u64, what:
     r.read_exact(&mut v).await.map_err(|e| TransferError::io(format!("reading {what}"), e))?;
     Ok(v)
 }
+
+/// Run blocking file work on tokio's blocking pool; a task that panicked or
+/// was cancelled with the runtime is an error here, never a panic.
+pub async fn blocking<T: Send + 'static>(what: &str, f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| TransferError::io(what.to_string(), std::io::Error::other(e)))?
+}

@@ -11,7 +11,7 @@ use barge_bundle::{check_repository, Digest};
 use tokio::io::{AsyncRead, AsyncWriteExt, BufWriter};
 
 use super::{RawManifest, Registry, Target};
-use crate::io::{copy_exact, ByteStream, CHUNK};
+use crate::io::{blocking, copy_exact, ByteStream, CHUNK};
 use crate::report::Silent;
 use crate::temp::TempFile;
 use crate::{Result, TransferError};
@@ -92,14 +92,13 @@ async fn create_parent(path: &Path) -> Result<()> {
 
 async fn write_atomic(path: &Path, bytes: Vec<u8>, overwrite: bool) -> Result<()> {
     let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
+    blocking("writing a layout file", move || {
         let tmp = TempFile::beside(&path);
         std::fs::write(tmp.path(), &bytes)
             .map_err(|e| TransferError::io(format!("writing {}", tmp.path().display()), e))?;
         tmp.commit(&path, overwrite)
     })
     .await
-    .expect("blocking write does not panic")
 }
 
 #[async_trait]
@@ -221,9 +220,7 @@ impl Registry for LayoutRegistry {
         expect_digest(digest, actual)?;
         w.flush().await.map_err(|e| TransferError::io(format!("writing {}", tmp.path().display()), e))?;
         drop(w);
-        tokio::task::spawn_blocking(move || tmp.commit(&path, false).or_else(ignore_exists))
-            .await
-            .expect("rename does not panic")
+        blocking("renaming a blob", move || tmp.commit(&path, false).or_else(ignore_exists)).await
     }
 
     async fn mount_blob(&self, from: &str, to: &str, digest: &Digest) -> Result<bool> {
@@ -264,7 +261,7 @@ impl Registry for LayoutRegistry {
             d
         };
         // index.json is shared by every writer of the repository: change it under a lock.
-        tokio::task::spawn_blocking(move || -> Result<()> {
+        blocking("updating index.json", move || -> Result<()> {
             let lock_path = dir.join(".barge-index.lock");
             let lock = std::fs::File::create(&lock_path)
                 .map_err(|e| TransferError::io(format!("creating {}", lock_path.display()), e))?;
@@ -302,6 +299,5 @@ impl Registry for LayoutRegistry {
             tmp.commit(&path, true)
         })
         .await
-        .expect("index update does not panic")
     }
 }

@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use barge_bundle::{BundleError, Digest, VerifyOptions};
 use barge_transfer::{
     any_failed, Category, Compression, ConnectOptions, CopyOptions, Credentials, ExportOptions, ImportOptions,
-    Location, Overwrite, RegistryAddr, Reporter, Secret, Status, StoreOptions, TransferError, DEFAULT_MAX_ARTIFACTS,
+    Location, Overwrite, RegistryAddr, Secret, Status, StoreOptions, TransferError, DEFAULT_MAX_ARTIFACTS,
 };
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
@@ -173,7 +173,8 @@ enum Command {
     Watch(pipeline::WatchArgs),
     /// Check a bundle offline: every digest, every reference, no unsafe entry.
     Verify {
-        bundle: PathBuf,
+        /// A file path or a storage URL (its SAS as for import: in the URL, --sas-file or the environment).
+        bundle: String,
         /// Also require the sha256 of the whole file to be this.
         #[arg(long, value_parser = parse_digest)]
         catalog_digest: Option<Digest>,
@@ -413,18 +414,18 @@ async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
         }
         Command::Verify { bundle, catalog_digest, threads } => {
             let opts = VerifyOptions { catalog_digest: catalog_digest.clone(), threads: *threads };
-            let path = bundle.clone();
+            let store_opts = StoreOptions { sas_file: cli.sas_file.clone(), concurrency: 1 };
+            let location = Location::parse(bundle, &store_opts)?;
+            let store = location.open(&store_opts)?;
+            // Named as the store shows it: a storage URL without its query.
+            let shown = store.display();
             let started = std::time::Instant::now();
-            let size = std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?.len();
-            bars.start("verifying", Some(size));
-            let bar = bars.clone();
-            let v = tokio::task::spawn_blocking(move || barge_bundle::verify_file(&path, &opts, &|n| bar.advance(n)))
-                .await??;
+            let v = barge_transfer::verify(&location, store.as_ref(), &opts, std::sync::Arc::new(bars.clone())).await?;
             bars.clear();
             let secs = started.elapsed().as_secs_f64();
             let mut text = format!(
                 "OK {}: {} artifacts, {} blobs, {} verified in {:.2}s\n",
-                bundle.display(),
+                shown,
                 v.catalog.artifacts.len(),
                 v.catalog.blobs.len(),
                 human(v.catalog.blob_bytes()),
@@ -434,7 +435,7 @@ async fn run(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
                 text += &format!("catalogDigest: {d}\n");
             }
             let json = json!({
-                "bundle": bundle.display().to_string(),
+                "bundle": shown,
                 "artifacts": v.catalog.artifacts.iter().map(|a| json!({"artifact": a.ref_name(), "digest": a.digest})).collect::<Vec<_>>(),
                 "blobs": v.catalog.blobs.len(),
                 "blobBytes": v.catalog.blob_bytes(),

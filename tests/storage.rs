@@ -196,3 +196,83 @@ fn registry_to_accounts_to_registry_with_relay_and_delete() {
     assert_eq!(i["catalogDigest"], e["catalogDigest"]);
     assert!(!az.exists(DST, "flow/bundle"));
 }
+
+/// Add an image with one `mib` MiB layer to the test's source layout as `repo:v1`.
+fn add_big_image(w: &Work, repo: &str, mib: u64, seed: u64) {
+    let image = barge_fixtures::Image::new(vec![barge_fixtures::Layer { seed, size: mib << 20 }]);
+    let d = barge_fixtures::write_image(&w.path("src"), repo, &image).unwrap();
+    barge_fixtures::tag(&w.path("src"), repo, "v1", &d).unwrap();
+}
+
+fn spawn_export(reg: &str, to: &str, overwrite: bool, artifacts: &[&str]) -> std::process::Child {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_barge"));
+    cmd.args(["export", "--output", "json", "--registry", reg, "--to", to]);
+    if overwrite {
+        cmd.arg("--overwrite");
+    }
+    cmd.args(artifacts).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    cmd.spawn().unwrap()
+}
+
+/// Two exports of different artifact sets into one blob at the same time, many
+/// rounds, with and without --overwrite. Whatever each reports, the stored blob
+/// is one whole bundle: it verifies, its sha256 is its `catalogdigest` metadata
+/// and the digest an export that exited 0 printed; without --overwrite at most
+/// one export succeeds and the other is told the blob exists (exit 2).
+#[test]
+fn concurrent_exports_into_one_blob_store_one_whole_bundle() {
+    let w = Work::new();
+    let az = Azurite::start();
+    // Bundles of several blocks each (8 MiB blocks), so the writers interleave.
+    add_big_image(&w, "big/one", 10, 101);
+    add_big_image(&w, "big/two", 12, 102);
+    let reg = w.reg("src");
+    let sets: [&[&str]; 2] = [&["samples/hello-world:v1", "big/one:v1"], &["samples/multiarch:v1", "big/two:v1", "library/tools"]];
+    for overwrite in [false, true] {
+        for round in 0..8 {
+            let blob = format!("race/{overwrite}-{round}.tar");
+            let url = az.url(SRC, &blob, "racwdl");
+            let children = [spawn_export(&reg, &url, overwrite, sets[0]), spawn_export(&reg, &url, overwrite, sets[1])];
+            let outs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+            let mut reported = Vec::new();
+            let mut codes = Vec::new();
+            for o in &outs {
+                let (code, stdout, stderr) =
+                    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+                codes.push(code);
+                if code == 0 {
+                    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+                    reported.push(v["catalogDigest"].as_str().unwrap().to_string());
+                } else if !overwrite {
+                    assert_eq!(code, 2, "round {round}: {stdout}{stderr}");
+                    assert!(format!("{stdout}{stderr}").contains("exists"), "round {round}: {stdout}{stderr}");
+                } else {
+                    // The other writer's commit discarded this one's staged blocks: said, not hidden.
+                    assert_eq!(code, 1, "round {round}: {stdout}{stderr}");
+                    assert!(format!("{stdout}{stderr}").contains("another writer"), "round {round}: {stdout}{stderr}");
+                }
+            }
+            let ctx = format!("overwrite {overwrite}, round {round}, exit codes {codes:?}");
+            eprintln!("{ctx}");
+            if !overwrite {
+                assert!(reported.len() <= 1, "{ctx}: both exports succeeded without --overwrite");
+            }
+            let Some((bytes, meta)) = az.get(SRC, &blob) else {
+                assert!(reported.is_empty(), "{ctx}: an export exited 0 but no blob was stored");
+                continue;
+            };
+            let actual = format!("sha256:{}", sha256_hex(&bytes));
+            let file = w.path(&format!("store-a/race-{overwrite}-{round}.tar"));
+            std::fs::write(&file, &bytes).unwrap();
+            let v = barge(&["verify", &file.display().to_string()]);
+            assert_eq!(v.code, 0, "{ctx}: the stored blob does not verify: {}", v.stderr);
+            let meta_digest = meta.iter().find(|(k, _)| k == "catalogdigest").map(|(_, v)| v.clone());
+            assert_eq!(meta_digest.as_deref(), Some(actual.as_str()), "{ctx}: content and catalogdigest disagree");
+            assert!(!reported.is_empty(), "{ctx}: a blob was stored but no export exited 0");
+            assert!(reported.contains(&actual), "{ctx}: stored {actual}, reported {reported:?}");
+            if !overwrite {
+                assert_eq!(reported, vec![actual.clone()], "{ctx}");
+            }
+        }
+    }
+}

@@ -366,8 +366,15 @@ impl AzureBlob {
             }
         }
         // The source's Content-MD5 is carried as a property (the service does not check it on commit).
-        commit_blocks(&self.client, &self.url, ids, info.content_md5.clone(), info.metadata.clone(), opts.overwrite)
-            .await?;
+        let sizes = (0..count).map(|i| (info.size - i * block_size).min(block_size)).collect();
+        let commit = Commit {
+            ids,
+            sizes,
+            md5: info.content_md5.clone(),
+            metadata: info.metadata.clone(),
+            overwrite: opts.overwrite,
+        };
+        commit_blocks(&self.client, &self.url, commit).await?;
         reporter.finish();
         Ok(BlockCopy {
             block_size,
@@ -378,13 +385,31 @@ impl AzureBlob {
     }
 }
 
-/// The id of block `index`: all ids of a blob have the same length.
+/// The id of block `index`: all ids of a blob have the same length (a
+/// 20-hex-digit prefix, a dash, ten digits), as the service requires of the
+/// blocks staged on one blob.
 pub fn block_id(prefix: &str, index: u64) -> Vec<u8> {
     format!("{prefix}-{index:010}").into_bytes()
 }
 
+/// A block-id prefix no other write shares: from this process, the time and a
+/// counter, hashed to 20 hex digits. Two writers staging into one blob can then
+/// never commit each other's blocks (a copy's ids, by contrast, derive from its
+/// source so that a re-run resumes).
+fn write_prefix() -> String {
+    use sha2::Digest as _;
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let now = SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let local = &n as *const u64 as usize;
+    let seed = format!("{}|{now}|{n}|{local:x}", std::process::id());
+    hex::encode(&sha2::Sha256::digest(seed.as_bytes())[..10])
+}
+
+/// What was staged, to be committed and then checked.
 struct Staged {
     ids: Vec<Vec<u8>>,
+    sizes: Vec<u64>,
     size: u64,
     md5: [u8; 16],
 }
@@ -398,8 +423,9 @@ async fn stage_all(
     block_size: usize,
 ) -> Result<Staged> {
     let blocks = Arc::new(client.block_blob_client());
+    let prefix = write_prefix();
     let mut md5 = md5::Md5::new();
-    let mut ids = Vec::new();
+    let (mut ids, mut sizes) = (Vec::new(), Vec::new());
     let mut size = 0u64;
     let mut tasks: JoinSet<Result<()>> = JoinSet::new();
     loop {
@@ -419,8 +445,9 @@ async fn stage_all(
         }
         md5.update(&buf);
         size += buf.len() as u64;
-        let id = block_id("barge", ids.len() as u64);
+        let id = block_id(&prefix, ids.len() as u64);
         ids.push(id.clone());
+        sizes.push(buf.len() as u64);
         while tasks.len() >= in_flight {
             tasks.join_next().await.expect("non-empty").expect("staging does not panic")?;
         }
@@ -428,8 +455,11 @@ async fn stage_all(
         let url = url.clone();
         let len = buf.len() as u64;
         tasks.spawn(async move {
+            // The service checks each block against its MD5.
+            let md5: [u8; 16] = md5::Md5::digest(&buf).into();
+            let opts = BlockBlobClientStageBlockOptions { transactional_content_md5: Some(md5.to_vec()), ..Default::default() };
             blocks
-                .stage_block(&id, len, RequestContent::from(buf), None)
+                .stage_block(&id, len, RequestContent::from(buf), Some(opts))
                 .await
                 .map(|_| ())
                 .map_err(|e| map_err(&url, "writing", Need::Write, e))
@@ -438,7 +468,7 @@ async fn stage_all(
     while let Some(r) = tasks.join_next().await {
         r.expect("staging does not panic")?;
     }
-    Ok(Staged { ids, size, md5: md5.finalize().into() })
+    Ok(Staged { ids, sizes, size, md5: md5.finalize().into() })
 }
 
 struct AzureSink {
@@ -485,38 +515,124 @@ impl BlobSink for AzureSink {
                 staged.size, expect.size
             )));
         }
-        commit_blocks(&client, &url, staged.ids, Some(staged.md5.to_vec()), expect.metadata, overwrite).await
+        let commit = Commit {
+            ids: staged.ids,
+            sizes: staged.sizes,
+            md5: Some(staged.md5.to_vec()),
+            metadata: expect.metadata,
+            overwrite,
+        };
+        commit_blocks(&client, &url, commit).await
     }
 }
 
-/// Commit a block list: without `overwrite` only if no blob exists (If-None-Match: *).
-pub async fn commit_blocks(
-    client: &BlobClient,
-    url: &BlobUrl,
-    ids: Vec<Vec<u8>>,
-    md5: Option<Vec<u8>>,
-    metadata: Vec<(String, String)>,
-    overwrite: bool,
-) -> Result<()> {
-    let list = BlockLookupList { latest: Some(ids), ..Default::default() };
-    let opts = BlockBlobClientCommitBlockListOptions {
-        if_none_match: (!overwrite).then(|| Etag::from("*")),
-        blob_content_md5: md5,
-        metadata: (!metadata.is_empty()).then(|| metadata.into_iter().collect::<HashMap<_, _>>()),
-        ..Default::default()
-    };
+/// A block list to commit, and what it must amount to.
+pub struct Commit {
+    pub ids: Vec<Vec<u8>>,
+    /// Each block's size, in the order of `ids`.
+    pub sizes: Vec<u64>,
+    /// The whole blob's MD5, kept as its Content-MD5 property.
+    pub md5: Option<Vec<u8>>,
+    pub metadata: Vec<(String, String)>,
+    pub overwrite: bool,
+}
+
+/// Commit a block list (without `overwrite` only if no blob exists:
+/// If-None-Match: *), sent with the MD5 of its own body so the service checks
+/// it arrived whole; then read the committed list back and check it is the one
+/// sent, block by block, and the blob's size is the sum of theirs.
+pub async fn commit_blocks(client: &BlobClient, url: &BlobUrl, c: Commit) -> Result<()> {
+    use azure_storage_blob::models::BlockBlobClientCommitBlockListResultHeaders;
+    let list = BlockLookupList { latest: Some(c.ids.clone()), ..Default::default() };
     let content: RequestContent<BlockLookupList, azure_core::http::XmlFormat> =
         list.try_into().map_err(|_| TransferError::Storage("could not encode the block list".into()))?;
-    match client.block_blob_client().commit_block_list(content, Some(opts)).await {
-        Ok(_) => Ok(()),
-        Err(e)
-            if !overwrite
-                && matches!(e.http_status(), Some(StatusCode::Conflict) | Some(StatusCode::PreconditionFailed)) =>
-        {
-            Err(TransferError::Exists(url.to_string()))
-        }
-        Err(e) => Err(map_err(url, "committing", Need::Write, e)),
+    let body_md5 = match content.body() {
+        azure_core::http::Body::Bytes(b) => Some(md5::Md5::digest(b).to_vec()),
+        _ => None,
+    };
+    let opts = BlockBlobClientCommitBlockListOptions {
+        if_none_match: (!c.overwrite).then(|| Etag::from("*")),
+        blob_content_md5: c.md5,
+        transactional_content_md5: body_md5,
+        metadata: (!c.metadata.is_empty()).then(|| c.metadata.into_iter().collect::<HashMap<_, _>>()),
+        ..Default::default()
+    };
+    let etag = match client.block_blob_client().commit_block_list(content, Some(opts)).await {
+        Ok(r) => r.etag().ok().flatten().map(|e| e.to_string()),
+        Err(e) => return Err(commit_error(client, url, c.overwrite, e).await),
+    };
+    check_committed(client, url, etag, &c.ids, &c.sizes).await
+}
+
+/// Why a commit failed. A block list the service no longer has means another
+/// writer's commit discarded the blocks this one staged.
+async fn commit_error(client: &BlobClient, url: &BlobUrl, overwrite: bool, e: azure_core::Error) -> TransferError {
+    let status = e.http_status();
+    if !overwrite && matches!(status, Some(StatusCode::Conflict) | Some(StatusCode::PreconditionFailed)) {
+        return TransferError::Exists(url.to_string());
     }
+    if status == Some(StatusCode::BadRequest) && error_code(&e) == "InvalidBlockList" {
+        if !overwrite && client.get_properties(None).await.is_ok() {
+            return TransferError::Exists(url.to_string());
+        }
+        return TransferError::Changed(format!(
+            "another writer committed {url} while this one was writing; nothing of this write was committed; run it again"
+        ));
+    }
+    map_err(url, "committing", Need::Write, e)
+}
+
+fn error_code(e: &azure_core::Error) -> String {
+    match e.kind() {
+        azure_core::error::ErrorKind::HttpResponse { error_code, .. } => error_code.clone().unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// Read the committed block list back: it must be the one just sent (same
+/// blocks, same sizes) and the blob as long as their sum, else the blob is not
+/// what was written and the write fails as an integrity error. A blob that
+/// another writer has committed since (another ETag) is theirs now and is not
+/// judged; a SAS that may not read cannot check.
+async fn check_committed(
+    client: &BlobClient,
+    url: &BlobUrl,
+    etag: Option<String>,
+    ids: &[Vec<u8>],
+    sizes: &[u64],
+) -> Result<()> {
+    use azure_storage_blob::models::BlockListHeaders;
+    let r = match client.block_blob_client().get_block_list(BlockListType::Committed, None).await {
+        Ok(r) => r,
+        Err(e) if matches!(e.http_status(), Some(StatusCode::Forbidden) | Some(StatusCode::Unauthorized)) => {
+            return Ok(())
+        }
+        Err(e) => return Err(map_err(url, "checking what was committed to", Need::Read, e)),
+    };
+    let now = r.etag().ok().flatten().map(|e| e.to_string());
+    if etag.is_some() && now.is_some() && now != etag {
+        return Ok(());
+    }
+    let length = r.blob_content_length().ok().flatten();
+    let committed: Vec<(Vec<u8>, u64)> = r
+        .into_model()
+        .map_err(|_| TransferError::Storage(format!("{url}: could not read the committed block list")))?
+        .committed_blocks
+        .unwrap_or_default()
+        .into_iter()
+        .map(|b| (b.name.unwrap_or_default(), b.size.unwrap_or(-1) as u64))
+        .collect();
+    let sent: Vec<(Vec<u8>, u64)> = ids.iter().cloned().zip(sizes.iter().copied()).collect();
+    let total: u64 = sizes.iter().sum();
+    if committed != sent || length.is_some_and(|l| l as u64 != total) {
+        let length = length.map_or("an unknown number of".to_string(), |l| l.to_string());
+        return Err(TransferError::Bundle(barge_bundle::BundleError::Corrupt(format!(
+            "{url}: the committed blob is not what was written ({} blocks, {length} bytes committed; {} blocks, {total} bytes sent); do not use it",
+            committed.len(),
+            sent.len()
+        ))));
+    }
+    Ok(())
 }
 
 /// A storage container: listing and leases.

@@ -276,3 +276,78 @@ fn concurrent_exports_into_one_blob_store_one_whole_bundle() {
         }
     }
 }
+
+/// A storage URL with a (fake) SAS on 127.0.0.1:`port`.
+fn url_on(port: u16) -> String {
+    format!("http://127.0.0.1:{port}/{SRC}/bundles/x.tar?sv=2021-08-06&sr=c&sp=racwdl&sig=NETWORKSECRET")
+}
+
+/// A run against an endpoint that is not there ends within the stated budget,
+/// exit 1, naming the endpoint and the attempts, never the SAS.
+fn assert_gives_up(args: &[&str], port: u16, limit: std::time::Duration) {
+    let start = std::time::Instant::now();
+    let r = barge(args);
+    let took = start.elapsed();
+    eprintln!("barge {:?} gave up after {took:.1?}", args[0]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(took < limit, "took {took:?}: {}", r.stderr);
+    assert!(r.stderr.contains(&format!("127.0.0.1:{port}")), "{}", r.stderr);
+    assert!(r.stderr.contains("gave up after") && r.stderr.contains("attempts"), "{}", r.stderr);
+    assert!(!r.stderr.contains("NETWORKSECRET") && !r.stdout.contains("NETWORKSECRET"), "{}", r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+}
+
+#[test]
+fn a_dead_storage_port_fails_within_the_budget_naming_the_endpoint() {
+    let w = Work::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = url_on(port);
+    let limit = std::time::Duration::from_secs(60);
+    assert_gives_up(&["copy", &url, &w.s("store-a/x")], port, limit);
+    assert_gives_up(&["export", "--registry", &w.reg("src"), "--to", &url, "samples/hello-world:v1"], port, limit);
+}
+
+#[test]
+fn a_storage_endpoint_that_never_answers_is_given_up() {
+    let w = Work::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accept every connection and hold it open, saying nothing.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            held.push(s);
+        }
+    });
+    let url = url_on(port);
+    // Two answer timeouts (30 s each) and a backoff: the retry window (60 s) is spent.
+    assert_gives_up(&["copy", &url, &w.s("store-a/x")], port, std::time::Duration::from_secs(100));
+}
+
+#[test]
+fn a_storage_endpoint_killed_mid_copy_ends_the_copy() {
+    let w = Work::new();
+    let mut az = Azurite::start();
+    let src = upload_noise(&w, &az, "dying.bin", 48, 9);
+    let dst = az.url(DST, "dying.bin", "racwdl");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_barge"))
+        .args(["copy", "--relay", "--concurrency", "1", &src, &dst])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while az.uncommitted_blocks(DST, "dying.bin") < 1 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    az.kill();
+    let start = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let took = start.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("the copy ended {took:.1?} after the storage endpoint died");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(took < std::time::Duration::from_secs(60), "took {took:?}: {stderr}");
+    let endpoint = az.endpoint.trim_start_matches("http://");
+    assert!(stderr.contains(endpoint) && stderr.contains("gave up after"), "{stderr}");
+    assert!(!stderr.contains("sig="), "{stderr}");
+}

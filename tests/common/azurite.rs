@@ -137,6 +137,12 @@ impl Azurite {
         format!("{}/{account}/bundles/{blob}?{}", self.endpoint, sas.expose())
     }
 
+    /// Kill the emulator now (SIGKILL), as a storage endpoint that dies.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The URL without any SAS.
     pub fn bare(&self, account: &str, blob: &str) -> String {
         format!("{}/{account}/bundles/{blob}", self.endpoint)

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::num::NonZero;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use azure_core::http::{Etag, RequestContent, StatusCode, Url};
@@ -63,7 +63,8 @@ impl Need {
 impl AzureBlob {
     pub fn new(url: BlobUrl, concurrency: usize) -> Result<AzureBlob> {
         let u = Url::parse(&url.expose()).map_err(|e| TransferError::Usage(format!("{url}: {e}")))?;
-        let client = BlobClient::new(u, None, None)
+        let opts = azure_storage_blob::BlobClientOptions { client_options: client_options(&url)?, ..Default::default() };
+        let client = BlobClient::new(u, None, Some(opts))
             .map_err(|_| TransferError::Usage(format!("{url}: not a usable blob URL")))?;
         Ok(AzureBlob { url, client: Arc::new(client), concurrency: concurrency.max(1) })
     }
@@ -119,7 +120,10 @@ pub fn map_err(url: &BlobUrl, doing: &str, need: Need, e: azure_core::Error) -> 
             TransferError::Changed(format!("{url} changed during the operation ({code}); nothing was committed"))
         }
         Some(s) => TransferError::Storage(format!("{doing} {url}: HTTP {} {code}", u16::from(s))),
-        None => TransferError::Storage(format!("{doing} {url}: {}", kind_text(&e))),
+        None => match network_failure(&e) {
+            Some(why) => TransferError::Storage(format!("{doing} {url}: {why}")),
+            None => TransferError::Storage(format!("{doing} {url}: {}", kind_text(&e))),
+        },
     }
 }
 
@@ -169,7 +173,10 @@ impl BlobStore for AzureBlob {
         };
         let r = self.client.download(Some(opts)).await.map_err(|e| self.map_err("reading", Need::Read, e))?;
         let url = self.url.to_string();
-        let body = r.body.map_err(move |_| std::io::Error::other(format!("the download of {url} failed")));
+        let body = r.body.map_err(move |e| {
+            let why = network_failure(&e).unwrap_or_else(|| "the connection failed".into());
+            TransferError::Storage(format!("reading {url}: {why}")).into_io()
+        });
         Ok(Box::new(tokio_util::io::StreamReader::new(body)))
     }
 
@@ -293,7 +300,9 @@ impl AzureBlob {
         // A relayed block is held twice (the download's partitions, then the
         // block to stage): keep at most RELAY_BUDGET in flight, whatever the concurrency.
         let relay_slots = tokio::sync::Semaphore::new((RELAY_BUDGET / (2 * block_size)).max(1) as usize);
-        let results: Vec<Result<()>> = stream::iter(missing.iter().copied())
+        // The first failure ends the copy (the blocks in flight are dropped):
+        // a dead endpoint costs one retry budget, not one per block.
+        stream::iter(missing.iter().copied())
             .map(|i| {
                 let blocks = blocks.clone();
                 let id = ids[i as usize].clone();
@@ -320,6 +329,8 @@ impl AzureBlob {
                                     src.display()
                                 )));
                             }
+                            // No answer from the destination at all: relaying would not help.
+                            Err(e) if e.http_status().is_none() => return Err(self.map_err("writing", Need::Write, e)),
                             // The service cannot read the source (no route, refused, not implemented): relay.
                             Err(_) => server_side.store(false, std::sync::atomic::Ordering::Relaxed),
                         }
@@ -350,11 +361,8 @@ impl AzureBlob {
                 }
             })
             .buffer_unordered(opts.concurrency.max(1))
-            .collect()
-            .await;
-        for r in results {
-            r?;
-        }
+            .try_collect::<Vec<()>>()
+            .await?;
         // Pinned: commit only what was read from the blob we started from.
         match src.info().await? {
             Some(now) if now.etag == info.etag => {}
@@ -635,6 +643,199 @@ async fn check_committed(
     Ok(())
 }
 
+// ---- Network behaviour: timeouts and the retry budget of every storage request ----
+
+/// How long to wait for a TCP (and TLS) connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request waits for its answer to begin, beyond the time its body
+/// takes to send at [`MIN_UPLOAD_RATE`].
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The slowest upload waited for: an 8 MiB block gets 32 s more.
+pub const MIN_UPLOAD_RATE: u64 = 256 << 10;
+/// A response body that delivers nothing for this long is abandoned.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Tries per request: the first and up to four retries.
+pub const ATTEMPTS: u32 = 5;
+/// No retry starts later than this after the first try began.
+pub const RETRY_WINDOW: Duration = Duration::from_secs(60);
+/// Backoff before retry n (1-based): 0.5 s doubling, at most 8 s, plus up to half again of random jitter.
+fn backoff(retry: u32) -> Duration {
+    let base = Duration::from_millis(500) * 2u32.saturating_pow(retry.saturating_sub(1)).min(16);
+    let nanos = SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+    let jitter = (nanos ^ std::process::id().rotate_left(16)) % 1000;
+    base + base * jitter / 2000
+}
+
+/// The SDK's options for one storage URL: barge's own transport (with the
+/// timeouts above) and retry policy (the SDK's is off).
+fn client_options(url: &BlobUrl) -> Result<azure_core::http::ClientOptions> {
+    let http = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|_| TransferError::Storage("could not build an HTTP client".into()))?;
+    let retry: Arc<dyn azure_core::http::policies::Policy> = Arc::new(Retry { endpoint: url.endpoint() });
+    Ok(azure_core::http::ClientOptions {
+        transport: Some(azure_core::http::Transport::new(Arc::new(Timed { inner: http }))),
+        retry: azure_core::http::RetryOptions::none(),
+        per_call_policies: vec![retry],
+        ..Default::default()
+    })
+}
+
+/// What ended a request that was retried to the end of its budget; carried
+/// inside the SDK's error and turned into the message by [`map_err`].
+#[derive(Debug)]
+struct GaveUp {
+    endpoint: String,
+    attempts: u32,
+    elapsed: Duration,
+    cause: String,
+}
+
+impl std::fmt::Display for GaveUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "no answer from {} ({}); gave up after {} attempts in {:.0} s; check that the storage endpoint is up and reachable",
+            self.endpoint,
+            self.cause,
+            self.attempts,
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+impl std::error::Error for GaveUp {}
+
+/// A timeout of barge's own, distinguishable from the transport's errors.
+#[derive(Debug)]
+struct Stalled(&'static str, Duration);
+
+impl std::fmt::Display for Stalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} within {} s", self.0, self.1.as_secs())
+    }
+}
+
+impl std::error::Error for Stalled {}
+
+/// Retries transport failures (connect, reset, timeout) and 408, 429, 500,
+/// 502, 503, 504 with backoff and jitter, within [`ATTEMPTS`] and [`RETRY_WINDOW`].
+#[derive(Debug)]
+struct Retry {
+    endpoint: String,
+}
+
+const RETRIED_STATUS: [u16; 6] = [408, 429, 500, 502, 503, 504];
+
+#[async_trait]
+impl azure_core::http::policies::Policy for Retry {
+    async fn send(
+        &self,
+        ctx: &azure_core::http::Context,
+        request: &mut azure_core::http::Request,
+        next: &[Arc<dyn azure_core::http::policies::Policy>],
+    ) -> azure_core::http::policies::PolicyResult {
+        use azure_core::error::ErrorKind;
+        let start = std::time::Instant::now();
+        let mut attempt = 1;
+        loop {
+            if attempt > 1 {
+                request.body_mut().reset().await?;
+            }
+            let r = next[0].send(ctx, request, &next[1..]).await;
+            let again = match &r {
+                Ok(resp) => RETRIED_STATUS.contains(&u16::from(resp.status())),
+                Err(e) => matches!(e.kind(), ErrorKind::Io | ErrorKind::Connection),
+            };
+            if !again {
+                return r;
+            }
+            if attempt >= ATTEMPTS || start.elapsed() >= RETRY_WINDOW {
+                return r.map_err(|e| {
+                    let cause = transport_cause(&e);
+                    let gave_up = GaveUp { endpoint: self.endpoint.clone(), attempts: attempt, elapsed: start.elapsed(), cause };
+                    azure_core::Error::new(ErrorKind::Connection, gave_up)
+                });
+            }
+            tokio::time::sleep(backoff(attempt)).await;
+            attempt += 1;
+        }
+    }
+}
+
+/// A transport error in a few words, never the transport's own text (it quotes the URL and its SAS).
+fn transport_cause(e: &azure_core::Error) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(st) = s.downcast_ref::<Stalled>() {
+            return st.to_string();
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return io.kind().to_string();
+        }
+        if s.to_string().contains("timed out") {
+            return format!("no connection within {} s", CONNECT_TIMEOUT.as_secs());
+        }
+        source = s.source();
+    }
+    "the connection failed".into()
+}
+
+/// The transport with barge's timeouts around it: the answer must begin within
+/// [`ANSWER_TIMEOUT`] (plus the upload's time), and the body must not stall for
+/// [`IDLE_TIMEOUT`].
+#[derive(Debug)]
+struct Timed {
+    inner: reqwest::Client,
+}
+
+#[async_trait]
+impl azure_core::http::HttpClient for Timed {
+    async fn execute_request(
+        &self,
+        request: &azure_core::http::Request,
+    ) -> azure_core::Result<azure_core::http::AsyncRawResponse> {
+        use azure_core::error::ErrorKind;
+        use futures::StreamExt;
+        let upload = request.body().len().unwrap_or(0);
+        let limit = ANSWER_TIMEOUT + Duration::from_secs(upload / MIN_UPLOAD_RATE);
+        let inner: &dyn azure_core::http::HttpClient = &self.inner;
+        let r = tokio::time::timeout(limit, inner.execute_request(request))
+            .await
+            .map_err(|_| azure_core::Error::new(ErrorKind::Io, Stalled("no answer", limit)))??;
+        let (status, headers, body) = r.deconstruct();
+        let body = futures::stream::unfold(Some(body), |body| async move {
+            let mut body = body?;
+            match tokio::time::timeout(IDLE_TIMEOUT, body.next()).await {
+                Ok(Some(item)) => Some((item, Some(body))),
+                Ok(None) => None,
+                Err(_) => {
+                    let stalled = Stalled("the download stalled: no data", IDLE_TIMEOUT);
+                    Some((Err(azure_core::Error::new(ErrorKind::Io, stalled)), None))
+                }
+            }
+        });
+        Ok(azure_core::http::AsyncRawResponse::new(status, headers, Box::pin(body)))
+    }
+}
+
+/// A `GaveUp` or `Stalled` anywhere in an SDK error's chain, as text.
+fn network_failure(e: &azure_core::Error) -> Option<String> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(g) = s.downcast_ref::<GaveUp>() {
+            return Some(g.to_string());
+        }
+        if let Some(st) = s.downcast_ref::<Stalled>() {
+            return Some(st.to_string());
+        }
+        source = s.source();
+    }
+    None
+}
+
 /// A storage container: listing and leases.
 pub struct AzureContainer {
     url: BlobUrl,
@@ -645,7 +846,11 @@ pub struct AzureContainer {
 impl AzureContainer {
     pub fn new(url: BlobUrl, concurrency: usize) -> Result<AzureContainer> {
         let u = Url::parse(&url.expose()).map_err(|e| TransferError::Usage(format!("{url}: {e}")))?;
-        let client = azure_storage_blob::BlobContainerClient::new(u, None, None)
+        let opts = azure_storage_blob::BlobContainerClientOptions {
+            client_options: client_options(&url)?,
+            ..Default::default()
+        };
+        let client = azure_storage_blob::BlobContainerClient::new(u, None, Some(opts))
             .map_err(|_| TransferError::Usage(format!("{url}: not a usable container URL")))?;
         Ok(AzureContainer { url, client, concurrency })
     }
@@ -698,8 +903,10 @@ impl super::container::Container for AzureContainer {
         use azure_storage_blob::models::{BlobClientAcquireLeaseOptions, BlobClientAcquireLeaseResultHeaders};
         let blob = self.url.sibling(name);
         let u = Url::parse(&blob.expose()).map_err(|e| TransferError::Usage(format!("{blob}: {e}")))?;
+        let opts = azure_storage_blob::BlobClientOptions { client_options: client_options(&blob)?, ..Default::default() };
         let client = Arc::new(
-            BlobClient::new(u, None, None).map_err(|_| TransferError::Usage(format!("{blob}: not a usable URL")))?,
+            BlobClient::new(u, None, Some(opts))
+                .map_err(|_| TransferError::Usage(format!("{blob}: not a usable URL")))?,
         );
         let opts = BlobClientAcquireLeaseOptions { if_match: Some(Etag::from(etag)), ..Default::default() };
         let id = match client.acquire_lease(LEASE_SECONDS, Some(opts)).await {

@@ -83,6 +83,11 @@ impl BlobUrl {
         &self.blob
     }
 
+    /// `host[:port]`: where requests go, to name in errors.
+    pub fn endpoint(&self) -> String {
+        self.origin.split_once("://").map_or(self.origin.as_str(), |(_, rest)| rest).to_string()
+    }
+
     pub fn has_sas(&self) -> bool {
         self.sas.is_some()
     }

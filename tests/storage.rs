@@ -351,3 +351,46 @@ fn a_storage_endpoint_killed_mid_copy_ends_the_copy() {
     assert!(stderr.contains(endpoint) && stderr.contains("gave up after"), "{stderr}");
     assert!(!stderr.contains("sig="), "{stderr}");
 }
+
+/// A SAS without 'w' fails an export the same way whatever its size: exit 4,
+/// naming the letter (a large one used to fail with the writer's "broken pipe", exit 1).
+#[test]
+fn an_export_to_a_read_only_sas_is_refused_the_same_way_at_any_size() {
+    let w = Work::new();
+    let az = Azurite::start();
+    add_big_image(&w, "big/one", 40, 111);
+    let ro = az.url(SRC, "ro.tar", "rl");
+    let reg = w.reg("src");
+    for artifact in ["samples/hello-world:v1", "big/one:v1"] {
+        for compression in [None, Some("zstd")] {
+            let mut args = vec!["export", "--registry", &reg, "--to", &ro, artifact];
+            if let Some(c) = compression {
+                args.extend(["--compress", c]);
+            }
+            let r = barge(&args);
+            assert_eq!(r.code, 4, "{artifact} {compression:?}: {}", r.stderr);
+            assert!(r.stderr.contains("lacks the 'w' permission"), "{artifact}: {}", r.stderr);
+            assert!(!r.stderr.contains("broken pipe") && !r.stderr.contains("sig="), "{}", r.stderr);
+        }
+    }
+    assert!(!az.exists(SRC, "ro.tar"));
+}
+
+/// An empty blob is a truncated bundle wherever it is read from: exit 3, as the same file locally.
+#[test]
+fn an_empty_bundle_in_storage_is_an_integrity_error() {
+    let w = Work::new();
+    let az = Azurite::start();
+    std::fs::write(w.path("empty.tar"), b"").unwrap();
+    let url = az.url(SRC, "empty.tar", "racwdl");
+    barge_ok(&["copy", &w.s("empty.tar"), &url], 0);
+    assert_eq!(az.get(SRC, "empty.tar").unwrap().0.len(), 0);
+    let local = barge(&["import", &w.s("empty.tar"), "--registry", &w.reg("dst")]);
+    assert_eq!(local.code, 3, "{}", local.stderr);
+    let remote = barge(&["import", &url, "--registry", &w.reg("dst")]);
+    assert_eq!(remote.code, 3, "{}", remote.stderr);
+    assert!(remote.stderr.contains("truncated"), "{}", remote.stderr);
+    assert!(!remote.stderr.contains("sig="), "{}", remote.stderr);
+    // Nothing was imported.
+    assert!(snapshot(&w.path("dst")).is_empty());
+}

@@ -162,6 +162,10 @@ impl BlobStore for AzureBlob {
     }
 
     async fn read_range(&self, offset: u64, len: u64, etag: &str) -> Result<ByteStream> {
+        if len == 0 {
+            // Nothing to read (an empty blob): no range request, which could not express it.
+            return Ok(Box::new(tokio::io::empty()));
+        }
         // Parallel ranged requests, delivered in order; a relayed block is one
         // or two partitions, a whole bundle many.
         let opts = BlobClientDownloadOptions {
@@ -210,7 +214,13 @@ impl BlobStore for AzureBlob {
         let in_flight = self.concurrency.min(3);
         let block_size = block_size_for(size_hint) as usize;
         let stager = tokio::spawn(stage_all(client, url, reader, in_flight, block_size));
-        Ok(Box::new(AzureSink { writer, stager, client: self.client.clone(), url: self.url.clone(), overwrite }))
+        Ok(Box::new(AzureSink {
+            writer: Some(writer),
+            stager: Some(stager),
+            client: self.client.clone(),
+            url: self.url.clone(),
+            overwrite,
+        }))
     }
 
     async fn put_if(&self, bytes: Vec<u8>, if_match: Option<&str>) -> Result<String> {
@@ -456,8 +466,14 @@ async fn stage_all(
         let id = block_id(&prefix, ids.len() as u64);
         ids.push(id.clone());
         sizes.push(buf.len() as u64);
+        // A failed block ends the staging at once (the pipe breaks, the writer learns why).
+        while let Some(r) = tasks.try_join_next() {
+            joined(r)?;
+        }
         while tasks.len() >= in_flight {
-            tasks.join_next().await.expect("non-empty").expect("staging does not panic")?;
+            if let Some(r) = tasks.join_next().await {
+                joined(r)?;
+            }
         }
         let blocks = blocks.clone();
         let url = url.clone();
@@ -474,17 +490,52 @@ async fn stage_all(
         });
     }
     while let Some(r) = tasks.join_next().await {
-        r.expect("staging does not panic")?;
+        joined(r)?;
     }
     Ok(Staged { ids, sizes, size, md5: md5.finalize().into() })
 }
 
 struct AzureSink {
-    writer: tokio::io::DuplexStream,
-    stager: tokio::task::JoinHandle<Result<Staged>>,
+    writer: Option<tokio::io::DuplexStream>,
+    /// Taken when its result is: by a write that found the pipe broken, or by the commit.
+    stager: Option<tokio::task::JoinHandle<Result<Staged>>>,
     client: Arc<BlobClient>,
     url: BlobUrl,
     overwrite: bool,
+}
+
+/// A join error as a transfer error: a staging task never panics, so this is a cancellation.
+fn joined<T>(r: std::result::Result<Result<T>, tokio::task::JoinError>) -> Result<T> {
+    r.unwrap_or_else(|_| Err(TransferError::Storage("the upload was cancelled".into())))
+}
+
+impl AzureSink {
+    /// The pipe into the stager broke, so the stager has ended: its error (a
+    /// missing 'w', an expired SAS, a dead endpoint) is the one to report, not
+    /// the broken pipe. Pending until the stager's result is there.
+    fn why_broken(&mut self, cx: &mut std::task::Context<'_>, e: std::io::Error) -> std::task::Poll<std::io::Error> {
+        use std::future::Future;
+        let Some(stager) = self.stager.as_mut() else { return std::task::Poll::Ready(e) };
+        let r = std::task::ready!(std::pin::Pin::new(stager).poll(cx));
+        self.stager = None;
+        std::task::Poll::Ready(match joined(r) {
+            Err(te) => te.into_io(),
+            Ok(_) => e,
+        })
+    }
+
+    fn writer(&mut self) -> std::io::Result<&mut tokio::io::DuplexStream> {
+        self.writer.as_mut().ok_or_else(|| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+}
+
+impl Drop for AzureSink {
+    /// A sink dropped uncommitted stops staging at once.
+    fn drop(&mut self) {
+        if let Some(stager) = &self.stager {
+            stager.abort();
+        }
+    }
 }
 
 impl tokio::io::AsyncWrite for AzureSink {
@@ -493,44 +544,68 @@ impl tokio::io::AsyncWrite for AzureSink {
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.writer).poll_write(cx, buf)
+        let r = match self.writer() {
+            Ok(w) => std::pin::Pin::new(w).poll_write(cx, buf),
+            Err(e) => std::task::Poll::Ready(Err(e)),
+        };
+        match r {
+            std::task::Poll::Ready(Err(e)) => self.why_broken(cx, e).map(Err),
+            r => r,
+        }
     }
     fn poll_flush(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.writer).poll_flush(cx)
+        let r = match self.writer() {
+            Ok(w) => std::pin::Pin::new(w).poll_flush(cx),
+            Err(e) => std::task::Poll::Ready(Err(e)),
+        };
+        match r {
+            std::task::Poll::Ready(Err(e)) => self.why_broken(cx, e).map(Err),
+            r => r,
+        }
     }
     fn poll_shutdown(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.writer).poll_shutdown(cx)
+        let r = match self.writer() {
+            Ok(w) => std::pin::Pin::new(w).poll_shutdown(cx),
+            Err(e) => std::task::Poll::Ready(Err(e)),
+        };
+        match r {
+            std::task::Poll::Ready(Err(e)) => self.why_broken(cx, e).map(Err),
+            r => r,
+        }
     }
 }
 
 #[async_trait]
 impl BlobSink for AzureSink {
-    async fn commit(self: Box<Self>, expect: Expect) -> Result<()> {
-        let AzureSink { mut writer, stager, client, url, overwrite } = *self;
+    async fn commit(mut self: Box<Self>, expect: Expect) -> Result<()> {
         use tokio::io::AsyncWriteExt;
-        writer.shutdown().await.map_err(|e| TransferError::io("finishing the upload", e))?;
-        drop(writer);
-        let staged = stager.await.expect("staging does not panic")?;
+        self.shutdown().await.map_err(|e| TransferError::io("finishing the upload", e))?;
+        self.writer = None;
+        let Some(stager) = self.stager.take() else {
+            return Err(TransferError::Storage(format!("{}: the upload had already failed", self.url)));
+        };
+        let staged = joined(stager.await)?;
+        let url = &self.url;
         if staged.size != expect.size {
-            return Err(TransferError::Storage(format!(
-                "{url}: {} bytes staged, {} expected",
+            return Err(TransferError::Bundle(barge_bundle::BundleError::Corrupt(format!(
+                "{url}: {} bytes staged, {} written; nothing was committed",
                 staged.size, expect.size
-            )));
+            ))));
         }
         let commit = Commit {
             ids: staged.ids,
             sizes: staged.sizes,
             md5: Some(staged.md5.to_vec()),
             metadata: expect.metadata,
-            overwrite,
+            overwrite: self.overwrite,
         };
-        commit_blocks(&client, &url, commit).await
+        commit_blocks(&self.client, url, commit).await
     }
 }
 

@@ -227,7 +227,8 @@ fn concurrent_exports_into_one_blob_store_one_whole_bundle() {
     add_big_image(&w, "big/one", 10, 101);
     add_big_image(&w, "big/two", 12, 102);
     let reg = w.reg("src");
-    let sets: [&[&str]; 2] = [&["samples/hello-world:v1", "big/one:v1"], &["samples/multiarch:v1", "big/two:v1", "library/tools"]];
+    let sets: [&[&str]; 2] =
+        [&["samples/hello-world:v1", "big/one:v1"], &["samples/multiarch:v1", "big/two:v1", "library/tools"]];
     for overwrite in [false, true] {
         for round in 0..8 {
             let blob = format!("race/{overwrite}-{round}.tar");
@@ -237,8 +238,11 @@ fn concurrent_exports_into_one_blob_store_one_whole_bundle() {
             let mut reported = Vec::new();
             let mut codes = Vec::new();
             for o in &outs {
-                let (code, stdout, stderr) =
-                    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+                let (code, stdout, stderr) = (
+                    o.status.code().unwrap_or(-1),
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr),
+                );
                 codes.push(code);
                 if code == 0 {
                     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
@@ -393,4 +397,48 @@ fn an_empty_bundle_in_storage_is_an_integrity_error() {
     assert!(!remote.stderr.contains("sig="), "{}", remote.stderr);
     // Nothing was imported.
     assert!(snapshot(&w.path("dst")).is_empty());
+}
+
+/// Storage answers that fail are retried within the budget: 503s on blocks, and
+/// a commit whose answer is lost (it took effect) is recognised as this
+/// export's own, not refused as "already exists".
+#[test]
+fn failed_storage_answers_are_retried_and_a_lost_commit_answer_is_recognised() {
+    use common::azurite::{Fault, FaultProxy};
+    let w = Work::new();
+    let az = Azurite::start();
+    add_big_image(&w, "big/one", 20, 121);
+    let reg = w.reg("src");
+    let lost = std::sync::atomic::AtomicBool::new(false);
+    let proxy = FaultProxy::start(&az.endpoint, move |_, what| {
+        let commit = what.contains("comp=blocklist") && what.starts_with("PUT ");
+        if commit && !lost.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            // The first commit goes through but its answer is lost.
+            return Fault::LoseAnswer;
+        }
+        Fault::Pass
+    });
+    let url = proxy.through(&az, &az.url(SRC, "retried.tar", "racwdl"));
+    let e = barge_ok(&["export", "--output", "json", "--registry", &reg, "--to", &url, "big/one:v1"], 0).json();
+    let (bytes, meta) = az.get(SRC, "retried.tar").unwrap();
+    let digest = format!("sha256:{}", sha256_hex(&bytes));
+    assert_eq!(e["catalogDigest"], digest.as_str());
+    assert!(meta.contains(&("catalogdigest".to_string(), digest.clone())));
+    let commits =
+        proxy.log.lock().unwrap().iter().filter(|(w, _)| w.contains("comp=blocklist") && w.starts_with("PUT ")).count();
+    assert!(commits >= 2, "the commit was not retried: {:?}", proxy.log.lock().unwrap());
+
+    // Every second block answered 503 once: retried, the export succeeds whole.
+    let seen = std::sync::Mutex::new(std::collections::HashSet::new());
+    let proxy = FaultProxy::start(&az.endpoint, move |n, what| {
+        if what.contains("comp=block&") && n % 2 == 0 && seen.lock().unwrap().insert(what.to_string()) {
+            return Fault::Status(503);
+        }
+        Fault::Pass
+    });
+    let url = proxy.through(&az, &az.url(SRC, "busy.tar", "racwdl"));
+    let e = barge_ok(&["export", "--output", "json", "--registry", &reg, "--to", &url, "big/one:v1"], 0).json();
+    let (bytes, _) = az.get(SRC, "busy.tar").unwrap();
+    assert_eq!(e["catalogDigest"], format!("sha256:{}", sha256_hex(&bytes)).as_str());
+    assert!(proxy.log.lock().unwrap().iter().any(|(_, f)| *f == Fault::Status(503)), "no fault was injected");
 }

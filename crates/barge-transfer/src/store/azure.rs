@@ -63,7 +63,8 @@ impl Need {
 impl AzureBlob {
     pub fn new(url: BlobUrl, concurrency: usize) -> Result<AzureBlob> {
         let u = Url::parse(&url.expose()).map_err(|e| TransferError::Usage(format!("{url}: {e}")))?;
-        let opts = azure_storage_blob::BlobClientOptions { client_options: client_options(&url)?, ..Default::default() };
+        let opts =
+            azure_storage_blob::BlobClientOptions { client_options: client_options(&url)?, ..Default::default() };
         let client = BlobClient::new(u, None, Some(opts))
             .map_err(|_| TransferError::Usage(format!("{url}: not a usable blob URL")))?;
         Ok(AzureBlob { url, client: Arc::new(client), concurrency: concurrency.max(1) })
@@ -391,6 +392,7 @@ impl AzureBlob {
             md5: info.content_md5.clone(),
             metadata: info.metadata.clone(),
             overwrite: opts.overwrite,
+            unique_ids: false,
         };
         commit_blocks(&self.client, &self.url, commit).await?;
         reporter.finish();
@@ -481,7 +483,10 @@ async fn stage_all(
         tasks.spawn(async move {
             // The service checks each block against its MD5.
             let md5: [u8; 16] = md5::Md5::digest(&buf).into();
-            let opts = BlockBlobClientStageBlockOptions { transactional_content_md5: Some(md5.to_vec()), ..Default::default() };
+            let opts = BlockBlobClientStageBlockOptions {
+                transactional_content_md5: Some(md5.to_vec()),
+                ..Default::default()
+            };
             blocks
                 .stage_block(&id, len, RequestContent::from(buf), Some(opts))
                 .await
@@ -604,6 +609,7 @@ impl BlobSink for AzureSink {
             md5: Some(staged.md5.to_vec()),
             metadata: expect.metadata,
             overwrite: self.overwrite,
+            unique_ids: true,
         };
         commit_blocks(&self.client, url, commit).await
     }
@@ -618,6 +624,9 @@ pub struct Commit {
     pub md5: Option<Vec<u8>>,
     pub metadata: Vec<(String, String)>,
     pub overwrite: bool,
+    /// Are the ids this write's alone (a nonce prefix), so that finding them
+    /// committed proves this write's own commit took effect?
+    pub unique_ids: bool,
 }
 
 /// Commit a block list (without `overwrite` only if no blob exists:
@@ -642,16 +651,29 @@ pub async fn commit_blocks(client: &BlobClient, url: &BlobUrl, c: Commit) -> Res
     };
     let etag = match client.block_blob_client().commit_block_list(content, Some(opts)).await {
         Ok(r) => r.etag().ok().flatten().map(|e| e.to_string()),
+        // A retried commit whose first try took effect (the answer was lost) finds its own list there.
+        Err(e) if c.unique_ids && is_conflict(&e) && committed_ids(client).await.as_ref() == Some(&c.ids) => None,
         Err(e) => return Err(commit_error(client, url, c.overwrite, e).await),
     };
     check_committed(client, url, etag, &c.ids, &c.sizes).await
+}
+
+fn is_conflict(e: &azure_core::Error) -> bool {
+    matches!(e.http_status(), Some(StatusCode::Conflict) | Some(StatusCode::PreconditionFailed))
+}
+
+/// The ids of the blob's committed blocks, if it can be read.
+async fn committed_ids(client: &BlobClient) -> Option<Vec<Vec<u8>>> {
+    let r = client.block_blob_client().get_block_list(BlockListType::Committed, None).await.ok()?;
+    let blocks = r.into_model().ok()?.committed_blocks.unwrap_or_default();
+    Some(blocks.into_iter().map(|b| b.name.unwrap_or_default()).collect())
 }
 
 /// Why a commit failed. A block list the service no longer has means another
 /// writer's commit discarded the blocks this one staged.
 async fn commit_error(client: &BlobClient, url: &BlobUrl, overwrite: bool, e: azure_core::Error) -> TransferError {
     let status = e.http_status();
-    if !overwrite && matches!(status, Some(StatusCode::Conflict) | Some(StatusCode::PreconditionFailed)) {
+    if !overwrite && is_conflict(&e) {
         return TransferError::Exists(url.to_string());
     }
     if status == Some(StatusCode::BadRequest) && error_code(&e) == "InvalidBlockList" {
@@ -830,7 +852,8 @@ impl azure_core::http::policies::Policy for Retry {
             if attempt >= ATTEMPTS || start.elapsed() >= RETRY_WINDOW {
                 return r.map_err(|e| {
                     let cause = transport_cause(&e);
-                    let gave_up = GaveUp { endpoint: self.endpoint.clone(), attempts: attempt, elapsed: start.elapsed(), cause };
+                    let gave_up =
+                        GaveUp { endpoint: self.endpoint.clone(), attempts: attempt, elapsed: start.elapsed(), cause };
                     azure_core::Error::new(ErrorKind::Connection, gave_up)
                 });
             }
@@ -850,8 +873,12 @@ fn transport_cause(e: &azure_core::Error) -> String {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             return io.kind().to_string();
         }
-        if s.to_string().contains("timed out") {
+        let text = s.to_string();
+        if text.contains("timed out") {
             return format!("no connection within {} s", CONNECT_TIMEOUT.as_secs());
+        }
+        if text.contains("closed") {
+            return "the connection was closed".into();
         }
         source = s.source();
     }
@@ -978,7 +1005,8 @@ impl super::container::Container for AzureContainer {
         use azure_storage_blob::models::{BlobClientAcquireLeaseOptions, BlobClientAcquireLeaseResultHeaders};
         let blob = self.url.sibling(name);
         let u = Url::parse(&blob.expose()).map_err(|e| TransferError::Usage(format!("{blob}: {e}")))?;
-        let opts = azure_storage_blob::BlobClientOptions { client_options: client_options(&blob)?, ..Default::default() };
+        let opts =
+            azure_storage_blob::BlobClientOptions { client_options: client_options(&blob)?, ..Default::default() };
         let client = Arc::new(
             BlobClient::new(u, None, Some(opts))
                 .map_err(|_| TransferError::Usage(format!("{blob}: not a usable URL")))?,

@@ -17,6 +17,9 @@ pub struct Azurite {
 }
 
 pub const SRC: &str = "srcacct";
+
+/// A blob's user metadata, sorted by name.
+pub type Metadata = Vec<(String, String)>;
 pub const DST: &str = "dstacct";
 
 fn azurite_bin() -> PathBuf {
@@ -87,7 +90,7 @@ impl Azurite {
     }
 
     /// A committed blob's bytes and its `x-ms-meta-*` metadata, read with raw HTTP (the judge is not barge).
-    pub fn get(&self, account: &str, blob: &str) -> Option<(Vec<u8>, Vec<(String, String)>)> {
+    pub fn get(&self, account: &str, blob: &str) -> Option<(Vec<u8>, Metadata)> {
         let sas = self.key(account).container_sas("bundles", "racwdl", Duration::from_secs(600));
         let path = format!("/{account}/bundles/{blob}?{}", sas.expose());
         let host = self.endpoint.trim_start_matches("http://");

@@ -147,10 +147,10 @@ mod tests {
         let f = dir.path().join("config.json");
         let enc = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
         std::fs::write(&f, format!(r#"{{"auths":{{"https://reg.example:5000":{{"auth":"{enc}"}}}}}}"#)).unwrap();
-        let c = lookup("reg.example:5000", &[f.clone()]).unwrap().unwrap();
+        let c = lookup("reg.example:5000", std::slice::from_ref(&f)).unwrap().unwrap();
         assert_eq!(c.username, "alice");
         assert_eq!(c.password.expose(), "s3cret");
-        assert!(lookup("reg.example", &[f.clone()]).unwrap().is_none());
+        assert!(lookup("reg.example", std::slice::from_ref(&f)).unwrap().is_none());
         assert!(lookup("other:5000", &[f]).unwrap().is_none());
     }
 }

@@ -16,7 +16,7 @@ use azure_storage_blob::models::{
     BlockBlobClientCommitBlockListOptions, BlockBlobClientStageBlockFromUrlOptions, BlockBlobClientStageBlockOptions,
     BlockListType, BlockLookupList, HttpRange,
 };
-use azure_storage_blob::BlobClient;
+use azure_storage_blob::{BlobClient, BlockBlobClient};
 use futures::TryStreamExt;
 use md5::Digest as _;
 use tokio::io::AsyncReadExt;
@@ -284,23 +284,7 @@ impl AzureBlob {
         let blocks = Arc::new(self.client.block_blob_client());
 
         // What an interrupted run already staged, with the right size.
-        let staged: std::collections::HashSet<Vec<u8>> =
-            match blocks.get_block_list(BlockListType::Uncommitted, None).await {
-                Ok(r) => r
-                    .into_model()
-                    .ok()
-                    .and_then(|l| l.uncommitted_blocks)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|b| Some((b.name?, b.size?)))
-                    .filter(|(name, size)| {
-                        let i = ids.iter().position(|id| id == name);
-                        i.map(|i| *size as u64 == (info.size - i as u64 * block_size).min(block_size)).unwrap_or(false)
-                    })
-                    .map(|(name, _)| name)
-                    .collect(),
-                Err(_) => Default::default(),
-            };
+        let staged = already_staged(&blocks, &ids, info.size, block_size).await;
         let missing: Vec<u64> = (0..count).filter(|i| !staged.contains(&ids[*i as usize])).collect();
         reporter.start("copying", Some(info.size));
         reporter.advance((count - missing.len() as u64) * block_size.min(info.size));
@@ -347,26 +331,7 @@ impl AzureBlob {
                         }
                     }
                     let _slot = relay_slots.acquire().await.expect("the semaphore is never closed");
-                    let mut r = src.read_range(offset, len, &info.etag).await?;
-                    let mut buf = Vec::with_capacity(len as usize);
-                    r.read_to_end(&mut buf)
-                        .await
-                        .map_err(|e| TransferError::io(format!("reading {}", src.display()), e))?;
-                    if buf.len() as u64 != len {
-                        return Err(TransferError::Changed(format!(
-                            "{} changed during the copy; nothing was committed",
-                            src.display()
-                        )));
-                    }
-                    let md5: [u8; 16] = md5::Md5::digest(&buf).into();
-                    let opts = BlockBlobClientStageBlockOptions {
-                        transactional_content_md5: Some(md5.to_vec()),
-                        ..Default::default()
-                    };
-                    blocks
-                        .stage_block(&id, len, RequestContent::from(buf), Some(opts))
-                        .await
-                        .map_err(|e| self.map_err("writing", Need::Write, e))?;
+                    self.relay_block(src, info, &blocks, &id, offset, len).await?;
                     reporter.advance(len);
                     Ok(())
                 }
@@ -374,6 +339,25 @@ impl AzureBlob {
             .buffer_unordered(opts.concurrency.max(1))
             .try_collect::<Vec<()>>()
             .await?;
+        self.commit_if_unchanged(src, info, ids, block_size, opts.overwrite).await?;
+        reporter.finish();
+        Ok(BlockCopy {
+            block_size,
+            blocks: count,
+            blocks_staged: missing.len() as u64,
+            server_side: by_server.into_inner(),
+        })
+    }
+
+    /// Commit the copy's blocks, only if the source is still the version they were read from.
+    async fn commit_if_unchanged(
+        &self,
+        src: &dyn BlobStore,
+        info: &BlobInfo,
+        ids: Vec<Vec<u8>>,
+        block_size: u64,
+        overwrite: bool,
+    ) -> Result<()> {
         // Pinned: commit only what was read from the blob we started from.
         match src.info().await? {
             Some(now) if now.etag == info.etag => {}
@@ -385,24 +369,69 @@ impl AzureBlob {
             }
         }
         // The source's Content-MD5 is carried as a property (the service does not check it on commit).
-        let sizes = (0..count).map(|i| (info.size - i * block_size).min(block_size)).collect();
+        let sizes = (0..ids.len() as u64).map(|i| (info.size - i * block_size).min(block_size)).collect();
         let commit = Commit {
             ids,
             sizes,
             md5: info.content_md5.clone(),
             metadata: info.metadata.clone(),
-            overwrite: opts.overwrite,
+            overwrite,
             unique_ids: false,
         };
         commit_blocks(&self.client, &self.url, commit).await?;
-        reporter.finish();
-        Ok(BlockCopy {
-            block_size,
-            blocks: count,
-            blocks_staged: missing.len() as u64,
-            server_side: by_server.into_inner(),
-        })
+        Ok(())
     }
+
+    /// Read one block of `src` through this process and stage it, checked by its MD5.
+    async fn relay_block(
+        &self,
+        src: &dyn BlobStore,
+        info: &BlobInfo,
+        blocks: &BlockBlobClient,
+        id: &[u8],
+        offset: u64,
+        len: u64,
+    ) -> Result<()> {
+        let mut r = src.read_range(offset, len, &info.etag).await?;
+        let mut buf = Vec::with_capacity(len as usize);
+        r.read_to_end(&mut buf).await.map_err(|e| TransferError::io(format!("reading {}", src.display()), e))?;
+        if buf.len() as u64 != len {
+            return Err(TransferError::Changed(format!(
+                "{} changed during the copy; nothing was committed",
+                src.display()
+            )));
+        }
+        let md5: [u8; 16] = md5::Md5::digest(&buf).into();
+        let opts =
+            BlockBlobClientStageBlockOptions { transactional_content_md5: Some(md5.to_vec()), ..Default::default() };
+        blocks
+            .stage_block(id, len, RequestContent::from(buf), Some(opts))
+            .await
+            .map_err(|e| self.map_err("writing", Need::Write, e))?;
+        Ok(())
+    }
+}
+
+/// The blocks of `ids` an interrupted run already staged, each with the size it must have.
+async fn already_staged(
+    blocks: &BlockBlobClient,
+    ids: &[Vec<u8>],
+    size: u64,
+    block_size: u64,
+) -> std::collections::HashSet<Vec<u8>> {
+    let Ok(r) = blocks.get_block_list(BlockListType::Uncommitted, None).await else { return Default::default() };
+    r.into_model()
+        .ok()
+        .and_then(|l| l.uncommitted_blocks)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|b| Some((b.name?, b.size?)))
+        .filter(|(name, got)| {
+            let i = ids.iter().position(|id| id == name);
+            i.is_some_and(|i| *got as u64 == (size - i as u64 * block_size).min(block_size))
+        })
+        .map(|(name, _)| name)
+        .collect()
 }
 
 /// The id of block `index`: all ids of a blob have the same length (a

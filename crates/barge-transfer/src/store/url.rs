@@ -44,8 +44,7 @@ impl BlobUrl {
             Some(p) => format!("{}://{host}:{p}", u.scheme()),
             None => format!("{}://{host}", u.scheme()),
         };
-        let mut segments: Vec<String> =
-            u.path_segments().map(|s| s.map(|p| percent_decode(p)).collect()).unwrap_or_default();
+        let mut segments: Vec<String> = u.path_segments().map(|s| s.map(percent_decode).collect()).unwrap_or_default();
         segments.retain(|p| !p.is_empty());
         let path_style = !matches!(u.host(), Some(url::Host::Domain(_))) || host == "localhost";
         let account = if path_style {

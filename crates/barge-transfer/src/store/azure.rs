@@ -450,8 +450,9 @@ fn write_prefix() -> String {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let now = SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-    let local = &n as *const u64 as usize;
-    let seed = format!("{}|{now}|{n}|{local:x}", std::process::id());
+    // The standard library seeds each RandomState from the OS's randomness.
+    let random = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), n);
+    let seed = format!("{}|{now}|{n}|{random:x}", std::process::id());
     hex::encode(&sha2::Sha256::digest(seed.as_bytes())[..10])
 }
 

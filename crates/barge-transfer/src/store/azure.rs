@@ -441,7 +441,7 @@ pub fn block_id(prefix: &str, index: u64) -> Vec<u8> {
     format!("{prefix}-{index:010}").into_bytes()
 }
 
-/// A block-id prefix no other write shares: from this process, the time and a
+/// A block-id prefix no other write shares: from randomness, this process, the time and a
 /// counter, hashed to 20 hex digits. Two writers staging into one blob can then
 /// never commit each other's blocks (a copy's ids, by contrast, derive from its
 /// source so that a re-run resumes).

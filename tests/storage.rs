@@ -196,3 +196,249 @@ fn registry_to_accounts_to_registry_with_relay_and_delete() {
     assert_eq!(i["catalogDigest"], e["catalogDigest"]);
     assert!(!az.exists(DST, "flow/bundle"));
 }
+
+/// Add an image with one `mib` MiB layer to the test's source layout as `repo:v1`.
+fn add_big_image(w: &Work, repo: &str, mib: u64, seed: u64) {
+    let image = barge_fixtures::Image::new(vec![barge_fixtures::Layer { seed, size: mib << 20 }]);
+    let d = barge_fixtures::write_image(&w.path("src"), repo, &image).unwrap();
+    barge_fixtures::tag(&w.path("src"), repo, "v1", &d).unwrap();
+}
+
+fn spawn_export(reg: &str, to: &str, overwrite: bool, artifacts: &[&str]) -> std::process::Child {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_barge"));
+    cmd.args(["export", "--output", "json", "--registry", reg, "--to", to]);
+    if overwrite {
+        cmd.arg("--overwrite");
+    }
+    cmd.args(artifacts).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    cmd.spawn().unwrap()
+}
+
+/// Two exports of different artifact sets into one blob at the same time, many
+/// rounds, with and without --overwrite. Whatever each reports, the stored blob
+/// is one whole bundle: it verifies, its sha256 is its `catalogdigest` metadata
+/// and the digest an export that exited 0 printed; without --overwrite at most
+/// one export succeeds and the other is told the blob exists (exit 2).
+#[test]
+fn concurrent_exports_into_one_blob_store_one_whole_bundle() {
+    let w = Work::new();
+    let az = Azurite::start();
+    // Bundles of several blocks each (8 MiB blocks), so the writers interleave.
+    add_big_image(&w, "big/one", 10, 101);
+    add_big_image(&w, "big/two", 12, 102);
+    let reg = w.reg("src");
+    let sets: [&[&str]; 2] =
+        [&["samples/hello-world:v1", "big/one:v1"], &["samples/multiarch:v1", "big/two:v1", "library/tools"]];
+    for overwrite in [false, true] {
+        for round in 0..8 {
+            let blob = format!("race/{overwrite}-{round}.tar");
+            let url = az.url(SRC, &blob, "racwdl");
+            let children = [spawn_export(&reg, &url, overwrite, sets[0]), spawn_export(&reg, &url, overwrite, sets[1])];
+            let outs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+            let mut reported = Vec::new();
+            let mut codes = Vec::new();
+            for o in &outs {
+                let (code, stdout, stderr) = (
+                    o.status.code().unwrap_or(-1),
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr),
+                );
+                codes.push(code);
+                if code == 0 {
+                    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+                    reported.push(v["catalogDigest"].as_str().unwrap().to_string());
+                } else if !overwrite {
+                    assert_eq!(code, 2, "round {round}: {stdout}{stderr}");
+                    assert!(format!("{stdout}{stderr}").contains("exists"), "round {round}: {stdout}{stderr}");
+                } else {
+                    // The other writer's commit discarded this one's staged blocks: said, not hidden.
+                    assert_eq!(code, 1, "round {round}: {stdout}{stderr}");
+                    assert!(format!("{stdout}{stderr}").contains("another writer"), "round {round}: {stdout}{stderr}");
+                }
+            }
+            let ctx = format!("overwrite {overwrite}, round {round}, exit codes {codes:?}");
+            eprintln!("{ctx}");
+            if !overwrite {
+                assert!(reported.len() <= 1, "{ctx}: both exports succeeded without --overwrite");
+            }
+            let Some((bytes, meta)) = az.get(SRC, &blob) else {
+                assert!(reported.is_empty(), "{ctx}: an export exited 0 but no blob was stored");
+                continue;
+            };
+            let actual = format!("sha256:{}", sha256_hex(&bytes));
+            let file = w.path(&format!("store-a/race-{overwrite}-{round}.tar"));
+            std::fs::write(&file, &bytes).unwrap();
+            let v = barge(&["verify", &file.display().to_string()]);
+            assert_eq!(v.code, 0, "{ctx}: the stored blob does not verify: {}", v.stderr);
+            let meta_digest = meta.iter().find(|(k, _)| k == "catalogdigest").map(|(_, v)| v.clone());
+            assert_eq!(meta_digest.as_deref(), Some(actual.as_str()), "{ctx}: content and catalogdigest disagree");
+            assert!(!reported.is_empty(), "{ctx}: a blob was stored but no export exited 0");
+            assert!(reported.contains(&actual), "{ctx}: stored {actual}, reported {reported:?}");
+            if !overwrite {
+                assert_eq!(reported, vec![actual.clone()], "{ctx}");
+            }
+        }
+    }
+}
+
+/// A storage URL with a (fake) SAS on 127.0.0.1:`port`.
+fn url_on(port: u16) -> String {
+    format!("http://127.0.0.1:{port}/{SRC}/bundles/x.tar?sv=2021-08-06&sr=c&sp=racwdl&sig=NETWORKSECRET")
+}
+
+/// A run against an endpoint that is not there ends within the stated budget,
+/// exit 1, naming the endpoint and the attempts, never the SAS.
+fn assert_gives_up(args: &[&str], port: u16, limit: std::time::Duration) {
+    let start = std::time::Instant::now();
+    let r = barge(args);
+    let took = start.elapsed();
+    eprintln!("barge {:?} gave up after {took:.1?}", args[0]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(took < limit, "took {took:?}: {}", r.stderr);
+    assert!(r.stderr.contains(&format!("127.0.0.1:{port}")), "{}", r.stderr);
+    assert!(r.stderr.contains("gave up after") && r.stderr.contains("attempts"), "{}", r.stderr);
+    assert!(!r.stderr.contains("NETWORKSECRET") && !r.stdout.contains("NETWORKSECRET"), "{}", r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+}
+
+#[test]
+fn a_dead_storage_port_fails_within_the_budget_naming_the_endpoint() {
+    let w = Work::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = url_on(port);
+    let limit = std::time::Duration::from_secs(60);
+    assert_gives_up(&["copy", &url, &w.s("store-a/x")], port, limit);
+    assert_gives_up(&["export", "--registry", &w.reg("src"), "--to", &url, "samples/hello-world:v1"], port, limit);
+}
+
+#[test]
+fn a_storage_endpoint_that_never_answers_is_given_up() {
+    let w = Work::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accept every connection and hold it open, saying nothing.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            held.push(s);
+        }
+    });
+    let url = url_on(port);
+    // Two answer timeouts (30 s each) and a backoff: the retry window (60 s) is spent.
+    assert_gives_up(&["copy", &url, &w.s("store-a/x")], port, std::time::Duration::from_secs(100));
+}
+
+#[test]
+fn a_storage_endpoint_killed_mid_copy_ends_the_copy() {
+    let w = Work::new();
+    let mut az = Azurite::start();
+    let src = upload_noise(&w, &az, "dying.bin", 48, 9);
+    let dst = az.url(DST, "dying.bin", "racwdl");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_barge"))
+        .args(["copy", "--relay", "--concurrency", "1", &src, &dst])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while az.uncommitted_blocks(DST, "dying.bin") < 1 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    az.kill();
+    let start = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let took = start.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("the copy ended {took:.1?} after the storage endpoint died");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(took < std::time::Duration::from_secs(60), "took {took:?}: {stderr}");
+    let endpoint = az.endpoint.trim_start_matches("http://");
+    assert!(stderr.contains(endpoint) && stderr.contains("gave up after"), "{stderr}");
+    assert!(!stderr.contains("sig="), "{stderr}");
+}
+
+/// A SAS without 'w' fails an export the same way whatever its size: exit 4,
+/// naming the letter (a large one used to fail with the writer's "broken pipe", exit 1).
+#[test]
+fn an_export_to_a_read_only_sas_is_refused_the_same_way_at_any_size() {
+    let w = Work::new();
+    let az = Azurite::start();
+    add_big_image(&w, "big/one", 40, 111);
+    let ro = az.url(SRC, "ro.tar", "rl");
+    let reg = w.reg("src");
+    for artifact in ["samples/hello-world:v1", "big/one:v1"] {
+        for compression in [None, Some("zstd")] {
+            let mut args = vec!["export", "--registry", &reg, "--to", &ro, artifact];
+            if let Some(c) = compression {
+                args.extend(["--compress", c]);
+            }
+            let r = barge(&args);
+            assert_eq!(r.code, 4, "{artifact} {compression:?}: {}", r.stderr);
+            assert!(r.stderr.contains("lacks the 'w' permission"), "{artifact}: {}", r.stderr);
+            assert!(!r.stderr.contains("broken pipe") && !r.stderr.contains("sig="), "{}", r.stderr);
+        }
+    }
+    assert!(!az.exists(SRC, "ro.tar"));
+}
+
+/// An empty blob is a truncated bundle wherever it is read from: exit 3, as the same file locally.
+#[test]
+fn an_empty_bundle_in_storage_is_an_integrity_error() {
+    let w = Work::new();
+    let az = Azurite::start();
+    std::fs::write(w.path("empty.tar"), b"").unwrap();
+    let url = az.url(SRC, "empty.tar", "racwdl");
+    barge_ok(&["copy", &w.s("empty.tar"), &url], 0);
+    assert_eq!(az.get(SRC, "empty.tar").unwrap().0.len(), 0);
+    let local = barge(&["import", &w.s("empty.tar"), "--registry", &w.reg("dst")]);
+    assert_eq!(local.code, 3, "{}", local.stderr);
+    let remote = barge(&["import", &url, "--registry", &w.reg("dst")]);
+    assert_eq!(remote.code, 3, "{}", remote.stderr);
+    assert!(remote.stderr.contains("truncated"), "{}", remote.stderr);
+    assert!(!remote.stderr.contains("sig="), "{}", remote.stderr);
+    // Nothing was imported.
+    assert!(snapshot(&w.path("dst")).is_empty());
+}
+
+/// Storage answers that fail are retried within the budget: 503s on blocks, and
+/// a commit whose answer is lost (it took effect) is recognised as this
+/// export's own, not refused as "already exists".
+#[test]
+fn failed_storage_answers_are_retried_and_a_lost_commit_answer_is_recognised() {
+    use common::azurite::{Fault, FaultProxy};
+    let w = Work::new();
+    let az = Azurite::start();
+    add_big_image(&w, "big/one", 20, 121);
+    let reg = w.reg("src");
+    let lost = std::sync::atomic::AtomicBool::new(false);
+    let proxy = FaultProxy::start(&az.endpoint, move |_, what| {
+        let commit = what.contains("comp=blocklist") && what.starts_with("PUT ");
+        if commit && !lost.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            // The first commit goes through but its answer is lost.
+            return Fault::LoseAnswer;
+        }
+        Fault::Pass
+    });
+    let url = proxy.through(&az, &az.url(SRC, "retried.tar", "racwdl"));
+    let e = barge_ok(&["export", "--output", "json", "--registry", &reg, "--to", &url, "big/one:v1"], 0).json();
+    let (bytes, meta) = az.get(SRC, "retried.tar").unwrap();
+    let digest = format!("sha256:{}", sha256_hex(&bytes));
+    assert_eq!(e["catalogDigest"], digest.as_str());
+    assert!(meta.contains(&("catalogdigest".to_string(), digest.clone())));
+    let commits =
+        proxy.log.lock().unwrap().iter().filter(|(w, _)| w.contains("comp=blocklist") && w.starts_with("PUT ")).count();
+    assert!(commits >= 2, "the commit was not retried: {:?}", proxy.log.lock().unwrap());
+
+    // Every second block answered 503 once: retried, the export succeeds whole.
+    let seen = std::sync::Mutex::new(std::collections::HashSet::new());
+    let proxy = FaultProxy::start(&az.endpoint, move |n, what| {
+        if what.contains("comp=block&") && n % 2 == 0 && seen.lock().unwrap().insert(what.to_string()) {
+            return Fault::Status(503);
+        }
+        Fault::Pass
+    });
+    let url = proxy.through(&az, &az.url(SRC, "busy.tar", "racwdl"));
+    let e = barge_ok(&["export", "--output", "json", "--registry", &reg, "--to", &url, "big/one:v1"], 0).json();
+    let (bytes, _) = az.get(SRC, "busy.tar").unwrap();
+    assert_eq!(e["catalogDigest"], format!("sha256:{}", sha256_hex(&bytes)).as_str());
+    assert!(proxy.log.lock().unwrap().iter().any(|(_, f)| *f == Fault::Status(503)), "no fault was injected");
+}

@@ -17,6 +17,9 @@ pub struct Azurite {
 }
 
 pub const SRC: &str = "srcacct";
+
+/// A blob's user metadata, sorted by name.
+pub type Metadata = Vec<(String, String)>;
 pub const DST: &str = "dstacct";
 
 fn azurite_bin() -> PathBuf {
@@ -86,6 +89,39 @@ impl Azurite {
         (resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0), resp)
     }
 
+    /// A committed blob's bytes and its `x-ms-meta-*` metadata, read with raw HTTP (the judge is not barge).
+    pub fn get(&self, account: &str, blob: &str) -> Option<(Vec<u8>, Metadata)> {
+        let sas = self.key(account).container_sas("bundles", "racwdl", Duration::from_secs(600));
+        let path = format!("/{account}/bundles/{blob}?{}", sas.expose());
+        let host = self.endpoint.trim_start_matches("http://");
+        let mut s = TcpStream::connect(host).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nx-ms-version: 2021-08-06\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).unwrap();
+        let end = resp.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP response") + 4;
+        let head = String::from_utf8_lossy(&resp[..end]).into_owned();
+        if head.split_whitespace().nth(1) != Some("200") {
+            return None;
+        }
+        let mut meta = Vec::new();
+        let mut len = None;
+        for line in head.lines().skip(1) {
+            let Some((k, v)) = line.split_once(':') else { continue };
+            let k = k.trim().to_ascii_lowercase();
+            if let Some(name) = k.strip_prefix("x-ms-meta-") {
+                meta.push((name.to_string(), v.trim().to_string()));
+            }
+            if k == "content-length" {
+                len = v.trim().parse::<usize>().ok();
+            }
+        }
+        let body = resp[end..].to_vec();
+        assert_eq!(Some(body.len()), len, "a short read of {blob}");
+        meta.sort();
+        Some((body, meta))
+    }
+
     /// How many uncommitted blocks a blob has (for watching a copy in progress).
     pub fn uncommitted_blocks(&self, account: &str, blob: &str) -> usize {
         let sas = self.key(account).container_sas("bundles", "racwdl", Duration::from_secs(600));
@@ -105,6 +141,12 @@ impl Azurite {
         format!("{}/{account}/bundles/{blob}?{}", self.endpoint, sas.expose())
     }
 
+    /// Kill the emulator now (SIGKILL), as a storage endpoint that dies.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The URL without any SAS.
     pub fn bare(&self, account: &str, blob: &str) -> String {
         format!("{}/{account}/bundles/{blob}", self.endpoint)
@@ -116,4 +158,130 @@ impl Drop for Azurite {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// What [`FaultProxy`] does with one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    Pass,
+    /// Answer this status itself; the storage never sees the request.
+    Status(u16),
+    /// Pass the request on, then close the connection instead of answering: the request took effect, its answer is lost.
+    LoseAnswer,
+}
+
+/// An HTTP/1.1 proxy in front of Azurite that may fault a request:
+/// `fault(n, "METHOD /path?query")` decides for the n-th request (from 0).
+pub struct FaultProxy {
+    pub endpoint: String,
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<(String, Fault)>>>,
+}
+
+impl FaultProxy {
+    pub fn start(upstream: &str, fault: impl Fn(usize, &str) -> Fault + Send + Sync + 'static) -> FaultProxy {
+        use std::sync::{Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let log: Arc<Mutex<Vec<(String, Fault)>>> = Arc::default();
+        let (upstream, fault, l) = (upstream.trim_start_matches("http://").to_string(), Arc::new(fault), log.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let (upstream, fault, log) = (upstream.clone(), fault.clone(), l.clone());
+                std::thread::spawn(move || {
+                    let _ = proxy_connection(client, &upstream, &*fault, &log);
+                });
+            }
+        });
+        FaultProxy { endpoint, log }
+    }
+
+    /// A blob URL through this proxy: `url` (from [`Azurite::url`]) with its endpoint swapped.
+    pub fn through(&self, az: &Azurite, url: &str) -> String {
+        url.replacen(&az.endpoint, &self.endpoint, 1)
+    }
+}
+
+/// One HTTP message head: the start line and the header lines.
+fn read_head(r: &mut impl std::io::BufRead) -> std::io::Result<Option<(String, Vec<String>)>> {
+    let mut start = String::new();
+    if r.read_line(&mut start)? == 0 {
+        return Ok(None);
+    }
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line)?;
+        if line.trim_end().is_empty() {
+            return Ok(Some((start.trim_end().to_string(), headers)));
+        }
+        headers.push(line.trim_end().to_string());
+    }
+}
+
+/// Read a head and its body (Content-Length or chunked), as raw bytes.
+fn read_message(r: &mut impl std::io::BufRead, no_body: bool) -> std::io::Result<Option<Vec<u8>>> {
+    let Some((start, headers)) = read_head(r)? else { return Ok(None) };
+    let mut out = format!("{start}\r\n").into_bytes();
+    let (mut len, mut chunked) = (0u64, false);
+    for h in &headers {
+        out.extend_from_slice(format!("{h}\r\n").as_bytes());
+        if let Some((n, v)) = h.split_once(':') {
+            let n = n.trim().to_ascii_lowercase();
+            if n == "content-length" {
+                len = v.trim().parse().unwrap_or(0);
+            }
+            chunked |= n == "transfer-encoding" && v.trim().eq_ignore_ascii_case("chunked");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    if no_body {
+        return Ok(Some(out));
+    }
+    if !chunked {
+        std::io::copy(&mut r.take(len), &mut out)?;
+        return Ok(Some(out));
+    }
+    loop {
+        let mut size = String::new();
+        r.read_line(&mut size)?;
+        out.extend_from_slice(size.as_bytes());
+        let n = u64::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
+        std::io::copy(&mut r.take(n + 2), &mut out)?;
+        if n == 0 {
+            return Ok(Some(out));
+        }
+    }
+}
+
+fn proxy_connection(
+    client: TcpStream,
+    upstream: &str,
+    fault: &(dyn Fn(usize, &str) -> Fault + Send + Sync),
+    log: &std::sync::Mutex<Vec<(String, Fault)>>,
+) -> std::io::Result<()> {
+    let mut from_client = std::io::BufReader::new(client.try_clone()?);
+    let mut to_client = client;
+    let server = TcpStream::connect(upstream)?;
+    let mut from_server = std::io::BufReader::new(server.try_clone()?);
+    let mut to_server = server;
+    while let Some(request) = read_message(&mut from_client, false)? {
+        let line = String::from_utf8_lossy(&request[..request.iter().position(|&b| b == b'\r').unwrap_or(0)]);
+        let what = line.rsplit_once(' ').map_or(line.to_string(), |(w, _)| w.to_string());
+        let n = log.lock().unwrap().len();
+        let f = fault(n, &what);
+        log.lock().unwrap().push((what.clone(), f));
+        if let Fault::Status(code) = f {
+            write!(to_client, "HTTP/1.1 {code} Injected\r\nContent-Length: 0\r\n\r\n")?;
+            continue;
+        }
+        to_server.write_all(&request)?;
+        let Some(response) = read_message(&mut from_server, what.starts_with("HEAD "))? else { return Ok(()) };
+        if f == Fault::LoseAnswer {
+            let _ = to_client.shutdown(std::net::Shutdown::Both);
+            return Ok(());
+        }
+        to_client.write_all(&response)?;
+    }
+    Ok(())
 }

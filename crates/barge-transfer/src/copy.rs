@@ -63,7 +63,7 @@ pub async fn copy(
     if let Some(existing) = dst.info().await? {
         match opts.overwrite {
             Overwrite::False => return Err(TransferError::Exists(dst.display())),
-            Overwrite::IfSourceNewer if !(info.modified > existing.modified) => {
+            Overwrite::IfSourceNewer if (info.modified <= existing.modified) => {
                 report.skipped = true;
                 return Ok(report);
             }

@@ -35,14 +35,18 @@ impl BlobUrl {
             return Err(bad("only http and https storage URLs are supported"));
         }
         let host = u.host_str().ok_or_else(|| bad("no host"))?.to_string();
+        if u.scheme() == "http" && !is_loopback(&u) {
+            return Err(bad(&format!(
+                "plain http would send the SAS unencrypted to {host}; use https:// (plain http is only for loopback hosts such as a local Azurite)"
+            )));
+        }
         let origin = match u.port() {
             Some(p) => format!("{}://{host}:{p}", u.scheme()),
             None => format!("{}://{host}", u.scheme()),
         };
-        let mut segments: Vec<String> =
-            u.path_segments().map(|s| s.map(|p| percent_decode(p)).collect()).unwrap_or_default();
+        let mut segments: Vec<String> = u.path_segments().map(|s| s.map(percent_decode).collect()).unwrap_or_default();
         segments.retain(|p| !p.is_empty());
-        let path_style = host.parse::<std::net::IpAddr>().is_ok() || host == "localhost";
+        let path_style = !matches!(u.host(), Some(url::Host::Domain(_))) || host == "localhost";
         let account = if path_style {
             if segments.is_empty() {
                 return Err(bad("a path-style URL needs /ACCOUNT/CONTAINER[/BLOB]"));
@@ -76,6 +80,11 @@ impl BlobUrl {
 
     pub fn blob(&self) -> &str {
         &self.blob
+    }
+
+    /// `host[:port]`: where requests go, to name in errors.
+    pub fn endpoint(&self) -> String {
+        self.origin.split_once("://").map_or(self.origin.as_str(), |(_, rest)| rest).to_string()
     }
 
     pub fn has_sas(&self) -> bool {
@@ -141,6 +150,16 @@ impl fmt::Display for BlobUrl {
 impl fmt::Debug for BlobUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "BlobUrl({}{})", self.base(), if self.sas.is_some() { "?<SAS>" } else { "" })
+    }
+}
+
+/// Is the URL's host this machine: 127.0.0.0/8, ::1 or `localhost`?
+fn is_loopback(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
     }
 }
 
@@ -281,6 +300,34 @@ mod tests {
         let err = BlobUrl::parse("https://acct.blob.core.windows.net/Bad_Container/x?sig=TOPSECRET").unwrap_err();
         assert!(!err.to_string().contains("TOPSECRET"), "{err}");
         assert_eq!(u.sibling("other").with_sas(Secret::new("?sp=r")).sas_permissions().as_deref(), Some("r"));
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback_and_the_refusal_names_the_fix_not_the_sas() {
+        for refused in [
+            "http://0.0.0.0:10000/acct/bundles/x?sv=1&sig=TOPSECRET",
+            "http://example.com/bundles/x?sv=1&sig=TOPSECRET",
+            "http://acct.blob.core.windows.net/bundles/x?sig=TOPSECRET",
+            "http://10.0.0.5:10000/acct/bundles/x?sig=TOPSECRET",
+            "http://[::]:10000/acct/bundles/x?sig=TOPSECRET",
+        ] {
+            let e = BlobUrl::parse(refused).unwrap_err().to_string();
+            assert!(!e.contains("TOPSECRET") && !e.contains("sig="), "{e}");
+            assert!(e.contains("https://") && e.contains(refused.split('?').next().unwrap()), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+            assert!(matches!(BlobUrl::parse(refused), Err(TransferError::Usage(_))));
+        }
+        for accepted in [
+            "http://127.0.0.1:10000/acct/bundles/x?sig=TOPSECRET",
+            "http://127.8.9.10:10000/acct/bundles/x",
+            "http://localhost:10000/acct/bundles/x",
+            "http://[::1]:10000/acct/bundles/x",
+            "https://example.com/bundles/x?sig=TOPSECRET",
+        ] {
+            BlobUrl::parse(accepted).unwrap_or_else(|e| panic!("{accepted}: {e}"));
+        }
+        let v6 = BlobUrl::parse("http://[::1]:10000/acct/bundles/x").unwrap();
+        assert_eq!((v6.account(), v6.container(), v6.blob()), ("acct", "bundles", "x"));
     }
 
     #[test]

@@ -442,3 +442,40 @@ fn failed_storage_answers_are_retried_and_a_lost_commit_answer_is_recognised() {
     assert_eq!(e["catalogDigest"], format!("sha256:{}", sha256_hex(&bytes)).as_str());
     assert!(proxy.log.lock().unwrap().iter().any(|(_, f)| *f == Fault::Status(503)), "no fault was injected");
 }
+
+/// `verify` reads a bundle where it lies in storage, with the least a reader
+/// needs (a SAS with `r` alone), applies the same rules as to a file, and
+/// never prints the SAS, whether it passes or fails.
+#[test]
+fn verify_reads_a_bundle_in_storage_and_never_shows_its_sas() {
+    let w = Work::new();
+    let az = Azurite::start();
+    let mut args =
+        vec!["export", "--registry", &w.reg("src"), "--to"].into_iter().map(String::from).collect::<Vec<_>>();
+    args.push(w.s("good.tar"));
+    args.extend(SAMPLES.iter().map(|s| s.to_string()));
+    barge_ok(&args.iter().map(String::as_str).collect::<Vec<_>>(), 0);
+    let good = std::fs::read(w.path("good.tar")).unwrap();
+    let mut damaged = good.clone();
+    let n = damaged.len();
+    damaged[n * 3 / 4] ^= 1;
+    std::fs::write(w.path("damaged.tar"), &damaged).unwrap();
+    std::fs::write(w.path("empty.tar"), b"").unwrap();
+    for name in ["good.tar", "damaged.tar", "empty.tar"] {
+        barge_ok(&["copy", &w.s(name), &az.url(SRC, name, "racwdl")], 0);
+    }
+    let read_only = |name: &str| az.url(SRC, name, "r");
+    let sig = |url: &str| url.split("sig=").nth(1).unwrap().split('&').next().unwrap().to_string();
+
+    let url = read_only("good.tar");
+    let r = barge_ok(&["verify", "--output", "json", &url], 0);
+    assert_eq!(r.json()["catalogDigest"], format!("sha256:{}", sha256_hex(&good)));
+    assert!(!r.stdout.contains(&sig(&url)) && !r.stderr.contains(&sig(&url)), "{}{}", r.stdout, r.stderr);
+    for (name, needle) in [("damaged.tar", ""), ("empty.tar", "truncated")] {
+        let url = read_only(name);
+        let r = barge(&["verify", &url]);
+        assert_eq!(r.code, 3, "{name}: {}", r.stderr);
+        assert!(r.stderr.contains(needle), "{name}: {}", r.stderr);
+        assert!(!r.stdout.contains(&sig(&url)) && !r.stderr.contains(&sig(&url)), "{name}: {}", r.stderr);
+    }
+}

@@ -18,7 +18,7 @@ impl Forged {
     /// content (so only the catalog can lie), then `extra` raw entries.
     pub fn bundle(&self, extra: &[Vec<u8>]) -> Vec<u8> {
         let mut out = Vec::new();
-        let mut file = |out: &mut Vec<u8>, name: &str, data: &[u8]| {
+        let file = |out: &mut Vec<u8>, name: &str, data: &[u8]| {
             out.extend(encode_header(name, data.len() as u64, Kind::File));
             out.extend(data);
             out.resize(out.len() + padding(data.len() as u64), 0);

@@ -53,12 +53,22 @@ enum Inner {
     Zstd(ZstdEncoder<Hashed>),
 }
 
+/// `log2` of the zstd window barge writes with.
+const WRITE_WINDOW_LOG: u32 = 21;
+const _: () = assert!(WRITE_WINDOW_LOG <= barge_bundle::zstd_frame::MAX_WINDOW_LOG);
+
 impl BundleWriter {
     pub fn new(sink: Box<dyn BlobSink>, compression: Compression, what: String) -> BundleWriter {
         let hashed = Hashed { sink, hasher: Hasher::new(Algorithm::Sha256), count: 0 };
         let inner = match compression {
             Compression::None => Inner::Plain(hashed),
-            Compression::Zstd => Inner::Zstd(ZstdEncoder::new(hashed)),
+            // zstd's default level with a 2 MiB window, well inside what readers accept
+            // (barge_bundle::zstd_frame::MAX_WINDOW), so memory stays bounded on both sides.
+            Compression::Zstd => Inner::Zstd(ZstdEncoder::with_quality_and_params(
+                hashed,
+                async_compression::Level::Default,
+                &[async_compression::zstd::CParameter::window_log(WRITE_WINDOW_LOG)],
+            )),
         };
         BundleWriter { inner, what }
     }

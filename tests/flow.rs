@@ -297,3 +297,12 @@ fn digest_only_artifacts_travel_untagged() {
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains(&missing), "{}", r.stderr);
 }
+
+/// An error's cause is printed once, not once per layer that carried it.
+#[test]
+fn a_cause_is_said_once() {
+    let w = Work::new();
+    let r = barge_ok(&["export", "--registry", &w.reg("src"), "--to", &w.s("store-a/x"), "samples/hello-world:nope"], 1);
+    assert_eq!(r.stderr.matches("not found").count(), 1, "{}", r.stderr);
+    assert!(r.stderr.starts_with("barge: error: artifact samples/hello-world:nope: tag \"nope\""), "{}", r.stderr);
+}

@@ -25,7 +25,8 @@ pub enum BundleError {
     #[error("corrupt bundle: {0}")]
     Corrupt(String),
     #[error("reading bundle: {0}")]
-    Io(#[source] std::io::Error),
+    // Part of the message, not a `source`: a chain prints it once.
+    Io(std::io::Error),
 }
 
 impl From<std::io::Error> for BundleError {

@@ -33,8 +33,9 @@ pub enum TransferError {
     TagExists { reference: String, existing: Digest, wanted: Digest },
     #[error("{what} {digest} from {source_name} does not match its digest (got {actual})")]
     WrongContent { what: &'static str, digest: Digest, actual: Digest, source_name: String },
-    #[error("artifact {name}: {source}")]
-    Artifact { name: String, source: Box<TransferError> },
+    // The cause is part of the message, not a `source`: a chain prints it once.
+    #[error("artifact {name}: {error}")]
+    Artifact { name: String, error: Box<TransferError> },
     #[error("no artifact could be exported; the first failure: {0}")]
     NothingExported(Box<TransferError>),
     #[error("permission denied: {0}")]
@@ -53,8 +54,8 @@ pub enum TransferError {
     Changed(String),
     #[error("no space left writing {0}")]
     NoSpace(String),
-    #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    #[error("{context}: {error}")]
+    Io { context: String, error: std::io::Error },
 }
 
 pub type Result<T, E = TransferError> = std::result::Result<T, E>;
@@ -67,7 +68,7 @@ impl TransferError {
             TransferError::Usage(_) | TransferError::TooManyArtifacts { .. } => Category::Usage,
             TransferError::Exists(_) | TransferError::TagExists { .. } => Category::Usage,
             TransferError::WrongContent { .. } => Category::Integrity,
-            TransferError::Artifact { source, .. } | TransferError::NothingExported(source) => source.category(),
+            TransferError::Artifact { error, .. } | TransferError::NothingExported(error) => error.category(),
             TransferError::Permission(_)
             | TransferError::ReadOnly(_)
             | TransferError::Auth(_)
@@ -101,7 +102,7 @@ impl TransferError {
             std::io::ErrorKind::InvalidData => {
                 TransferError::Bundle(BundleError::Corrupt(format!("{context}: {source}")))
             }
-            _ => TransferError::Io { context, source },
+            _ => TransferError::Io { context, error: source },
         }
     }
 
@@ -111,7 +112,7 @@ impl TransferError {
     }
 
     pub fn for_artifact(self, name: &str) -> TransferError {
-        TransferError::Artifact { name: name.to_string(), source: Box::new(self) }
+        TransferError::Artifact { name: name.to_string(), error: Box::new(self) }
     }
 }
 

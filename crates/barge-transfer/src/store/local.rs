@@ -182,7 +182,7 @@ impl BlobSink for LocalSink {
         if size != expect.size {
             return Err(TransferError::Io {
                 context: ctx(),
-                source: std::io::Error::other(format!("{size} bytes written, {} expected", expect.size)),
+                error: std::io::Error::other(format!("{size} bytes written, {} expected", expect.size)),
             });
         }
         if let Some(want) = &expect.sha256 {

@@ -1,0 +1,123 @@
+//! `import`: read a bundle in one sequential pass, verify everything, and push it into a registry.
+//!
+//! Order of effects: pre-flight (tags and existing blobs, no writes) → blobs as
+//! they stream past, each checked before it is visible → after the whole
+//! bundle has passed, per artifact its manifests (children before the index)
+//! and then its tag. The bundle's rules are the bundle [`Reader`]'s, the same
+//! `verify` applies: every manifest and every artifact's closure is checked
+//! before the first config or layer is written.
+//!
+//! The phases, one file each: `preflight` (what is there, what may move; no
+//! writes), `pass` (the one sequential pass and its uploader), `publish`
+//! (manifests, children first, tags last); `source` is the stream the pass
+//! reads. Clean-up (DeleteSourceBlobOnSuccess) ends [`import`].
+
+mod pass;
+mod preflight;
+mod publish;
+mod source;
+
+use std::sync::Arc;
+
+use barge_bundle::{Algorithm, BundleError, Digest};
+
+use crate::io::copy_exact;
+use crate::outcome::{any_failed, ArtifactOutcome};
+use crate::registry::Registry;
+use crate::report::Reporter;
+use crate::store::{BlobInfo, BlobStore};
+use crate::{Result, TransferError};
+use pass::{Pass, Passed};
+use publish::publish;
+use source::Source;
+
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    pub overwrite_tags: bool,
+    pub continue_on_errors: bool,
+    pub delete_source_on_success: bool,
+    /// Refuse the bundle unless its sha256 is this (ACR's catalogDigest).
+    pub catalog_digest: Option<Digest>,
+    /// Report the catalogDigest even when no check asks for it. A stream is
+    /// hashed as it passes anyway; a re-readable bundle is then hashed whole first.
+    pub report_catalog_digest: bool,
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportReport {
+    pub catalog_digest: Option<Digest>,
+    pub bundle: String,
+    pub artifacts: Vec<ArtifactOutcome>,
+    pub blobs_uploaded: usize,
+    pub blobs_mounted: usize,
+    pub blobs_present: usize,
+    pub bytes_uploaded: u64,
+    pub manifests_pushed: usize,
+    pub source_deleted: bool,
+}
+
+pub async fn import(
+    source: Arc<dyn BlobStore>,
+    registry: Arc<dyn Registry>,
+    opts: &ImportOptions,
+    reporter: &dyn Reporter,
+) -> Result<ImportReport> {
+    let what = source.display();
+    let info = source.info().await?.ok_or_else(|| TransferError::NotFound(format!("bundle {what}")))?;
+    let mut report = ImportReport { bundle: what.clone(), ..Default::default() };
+    let hashed_first = hash_first(source.as_ref(), &info, opts, reporter).await?;
+    reporter.start("importing", Some(info.size));
+    // Pinned: the version read is the version a later delete may remove.
+    let stream = source.read_range(0, info.size, &info.etag).await?;
+    let rereadable = source.rereads_are_cheap();
+    let src = Source::new(stream, !rereadable, reporter, &what).await?;
+    let pass = Pass::new(source.clone(), &info, registry.clone(), opts, reporter, src, &mut report);
+    let Passed { catalog, plan, manifests, digest } = pass.run(&what).await?;
+    reporter.finish();
+    if let (Some(expected), None) = (&opts.catalog_digest, &hashed_first) {
+        let actual = digest.clone().ok_or_else(|| corrupt("a stream that was not hashed"))?;
+        if &actual != expected {
+            return Err(BundleError::CatalogDigestMismatch { expected: expected.clone(), actual }.into());
+        }
+    }
+    report.catalog_digest = hashed_first.or(digest);
+    report.blobs_present = plan.present;
+    publish(registry.as_ref(), &catalog, plan, &manifests, opts, &mut report).await?;
+    if opts.delete_source_on_success && !any_failed(&report.artifacts) {
+        match source.delete(Some(&info.etag)).await {
+            Ok(()) => report.source_deleted = true,
+            // The images are in; a bundle left behind is a warning, not a failure.
+            Err(e) => reporter.note(&format!("the bundle was imported but not deleted: {e}")),
+        }
+    }
+    Ok(report)
+}
+
+/// The catalogDigest of a re-readable bundle, hashed whole before anything is
+/// written, when it is wanted. A stream is hashed by the pass instead, and
+/// checked at its end (before any manifest or tag).
+async fn hash_first(
+    source: &dyn BlobStore,
+    info: &BlobInfo,
+    opts: &ImportOptions,
+    reporter: &dyn Reporter,
+) -> Result<Option<Digest>> {
+    if !source.rereads_are_cheap() || (opts.catalog_digest.is_none() && !opts.report_catalog_digest) {
+        return Ok(None);
+    }
+    reporter.start("hashing the bundle", Some(info.size));
+    let mut whole = source.read_range(0, info.size, &info.etag).await?;
+    let what = source.display();
+    let actual = copy_exact(&mut whole, &mut tokio::io::sink(), info.size, Algorithm::Sha256, &what, reporter).await?;
+    reporter.finish();
+    if let Some(expected) = opts.catalog_digest.as_ref().filter(|e| **e != actual) {
+        return Err(BundleError::CatalogDigestMismatch { expected: expected.clone(), actual }.into());
+    }
+    Ok(Some(actual))
+}
+
+fn corrupt(what: &str) -> TransferError {
+    BundleError::Corrupt(format!("the bundle reader met {what}")).into()
+}

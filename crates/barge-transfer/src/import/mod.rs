@@ -121,3 +121,6 @@ async fn hash_first(
 fn corrupt(what: &str) -> TransferError {
     BundleError::Corrupt(format!("the bundle reader met {what}")).into()
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,6 +2,7 @@
 
 pub mod credentials;
 mod layout;
+mod memory;
 mod network;
 
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use tokio::io::AsyncRead;
 
 pub use credentials::Credentials;
 pub use layout::LayoutRegistry;
+pub use memory::{MemoryRegistry, Write};
 pub use network::{is_loopback, NetworkRegistry};
 
 use crate::io::ByteStream;

@@ -110,7 +110,7 @@ async fn continue_on_errors_imports_the_rest_and_leaves_the_conflict() {
     let old = dst.resolve_tag("a/two", "v1").await.unwrap();
     let o = ImportOptions { continue_on_errors: true, ..opts() };
     let r = import(store, dst.clone(), &o, &Silent).await.unwrap();
-    let status = |name: &str| r.artifacts.iter().find(|a| a.artifact == name).map(|a| a.status.clone());
+    let status = |name: &str| r.artifacts.iter().find(|a| a.artifact == name).map(|a| a.status);
     assert_eq!(status("a/two:v1"), Some(Status::Failed));
     assert_eq!(status("a/one:v1"), Some(Status::Succeeded));
     assert_eq!(status("m/idx:v1"), Some(Status::Succeeded));

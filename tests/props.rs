@@ -4,6 +4,7 @@ mod common;
 
 use std::sync::OnceLock;
 
+use barge_bundle::forge;
 use barge_bundle::{verify_file, verify_reader, BlobKind, VerifyOptions};
 use common::*;
 use proptest::prelude::*;

@@ -3,6 +3,7 @@
 mod common;
 
 use barge_bundle::catalog::OCI_LAYOUT_JSON;
+use barge_bundle::forge;
 use barge_bundle::tar::{encode_header, end_of_archive, padding, Kind, BLOCK};
 use barge_bundle::{BlobKind, Digest};
 use common::*;

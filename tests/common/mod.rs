@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 pub mod azurite;
-pub mod forge;
 pub mod registry;
 
 use barge_bundle::tar::{padding, BLOCK};

@@ -241,3 +241,82 @@ pub fn expect_digest(expected: &Digest, actual: Digest) -> Result<(), BundleErro
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! Every refusal of `Catalog::parse`, each by a catalog that breaks only that rule.
+
+    use super::Catalog;
+    use crate::forge;
+    use serde_json::{json, Value};
+
+    #[test]
+    fn every_catalog_rule_refuses_what_breaks_it() {
+        let good: Value = serde_json::from_slice(&forge::index().catalog.to_json()).unwrap();
+        let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+            ("newer version", Box::new(|c| c["formatVersion"] = json!(2)), "newer than this barge understands"),
+            (
+                "blob twice",
+                Box::new(|c| {
+                    let b = c["blobs"][0].clone();
+                    c["blobs"].as_array_mut().unwrap().push(b);
+                }),
+                "lists blob",
+            ),
+            (
+                "manifest after a layer",
+                Box::new(|c| {
+                    let b = c["blobs"].as_array_mut().unwrap().remove(0);
+                    c["blobs"].as_array_mut().unwrap().push(b);
+                }),
+                "manifest after a config or layer",
+            ),
+            (
+                "artifact twice",
+                Box::new(|c| {
+                    let a = c["artifacts"][0].clone();
+                    c["artifacts"].as_array_mut().unwrap().push(a);
+                }),
+                "lists artifact a/b:v1 twice",
+            ),
+            ("bad repository", Box::new(|c| c["artifacts"][0]["repository"] = json!("A/B")), "artifact"),
+            ("bad tag", Box::new(|c| c["artifacts"][0]["tag"] = json!("-bad")), "tag"),
+            (
+                "own digest not last",
+                Box::new(|c| c["artifacts"][1]["manifests"].as_array_mut().unwrap().reverse()),
+                "does not end its manifest list",
+            ),
+            (
+                "unlisted digest",
+                Box::new(|c| {
+                    c["artifacts"][0]["blobs"].as_array_mut().unwrap().push(json!(format!("sha256:{}", "1".repeat(64))))
+                }),
+                "which the bundle does not contain",
+            ),
+            ("bad digest", Box::new(|c| c["blobs"][0]["digest"] = json!("sha256:XYZ")), "barge-catalog.json"),
+            ("missing field", Box::new(|c| drop(c.as_object_mut().unwrap().remove("blobs"))), "missing field"),
+            ("unknown kind", Box::new(|c| c["blobs"][0]["kind"] = json!("sbom")), "unknown variant"),
+        ];
+        for (name, change, needle) in cases {
+            let mut c = good.clone();
+            change(&mut c);
+            let err = Catalog::parse(&serde_json::to_vec(&c).unwrap()).expect_err(name).to_string();
+            assert!(err.contains(needle), "{name}: {err:?} does not say {needle:?}");
+        }
+        assert!(Catalog::parse(b"not json").is_err());
+        Catalog::parse(&serde_json::to_vec(&good).unwrap()).expect("the untouched catalog parses");
+    }
+
+    #[test]
+    fn new_is_canonical() {
+        let f = forge::index();
+        let mut artifacts = f.catalog.artifacts.clone();
+        artifacts.reverse();
+        artifacts.push(artifacts[0].clone());
+        let mut blobs = f.catalog.blobs.clone();
+        blobs.reverse();
+        let again = Catalog::new("test", "1970-01-01T00:00:00Z", "oci:x", artifacts, blobs);
+        assert_eq!(again, f.catalog, "sorting and deduplication give the same catalog");
+        assert_eq!(Catalog::parse(&again.to_json()).unwrap(), again);
+    }
+}

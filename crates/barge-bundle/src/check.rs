@@ -197,3 +197,123 @@ impl BundleCheck {
         self.catalog.ok_or_else(|| BundleError::Corrupt(format!("the bundle has no {CATALOG_NAME}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Every rule of `BundleCheck` (through the one reader), each refusal by a bundle that breaks only it.
+
+    use crate::forge::{self, Forged};
+    use crate::reader::{walk, Sequential};
+    use crate::tar::Kind;
+    use crate::BundleError;
+
+    type Entries = Vec<(String, Vec<u8>, Kind)>;
+
+    fn read(bytes: &[u8]) -> Result<crate::Catalog, BundleError> {
+        walk(&mut Sequential::new(bytes, &|_| {}))
+    }
+
+    #[test]
+    fn every_entry_rule_refuses_what_breaks_it() {
+        let good = forge::index();
+        let first_blob =
+            |e: &Entries| e.iter().position(|(n, _, k)| *k == Kind::File && n.starts_with("blobs/sha256/")).unwrap();
+        let cases: Vec<(&str, Box<dyn Fn(&mut Entries)>, &str)> = vec![
+            ("duplicate", Box::new(|e| e.push(e[0].clone())), "appears twice"),
+            ("stray dir", Box::new(|e| e.insert(4, ("etc/".into(), vec![], Kind::Dir))), "not listed"),
+            ("stray file", Box::new(|e| e.insert(3, ("notes.txt".into(), b"x".to_vec(), Kind::File))), "not listed"),
+            ("meta after catalog", Box::new(|e| e.swap(1, 2)), "before oci-layout and index.json"),
+            (
+                "layout file after blobs",
+                Box::new(|e| {
+                    let l = e.remove(0);
+                    e.push(l);
+                }),
+                "before oci-layout and index.json",
+            ),
+            (
+                "blob before catalog",
+                Box::new(move |e| {
+                    let i = first_blob(e);
+                    let b = e.remove(i);
+                    e.insert(2, b);
+                }),
+                "comes before barge-catalog.json",
+            ),
+            (
+                "unlisted blob",
+                Box::new(move |e| {
+                    let i = first_blob(e);
+                    e[i].0 = format!("blobs/sha256/{}", "0".repeat(64));
+                }),
+                "not listed",
+            ),
+            (
+                "out of order",
+                Box::new(move |e| {
+                    let i = first_blob(e);
+                    e.swap(i, i + 1);
+                }),
+                "out of order",
+            ),
+            ("size", Box::new(|e| e.last_mut().unwrap().1.push(b'!')), "the catalog says"),
+            (
+                "manifest digest",
+                Box::new(move |e| {
+                    let i = first_blob(e);
+                    e[i].1.push(b' ');
+                    let n = e[i].1.len();
+                    e[i].1.truncate(n - 2);
+                    e[i].1.push(b' ');
+                }),
+                "does not match its digest",
+            ),
+            (
+                "layout version",
+                Box::new(|e| e[0].1 = br#"{"imageLayoutVersion":"2.0.0"}"#.to_vec()),
+                "imageLayoutVersion 1.0.0",
+            ),
+            ("index not json", Box::new(|e| e[1].1 = b"[".to_vec()), "index.json:"),
+            (
+                "index differs",
+                Box::new(|e| {
+                    let mut v: serde_json::Value = serde_json::from_slice(&e[1].1).unwrap();
+                    v["manifests"].as_array_mut().unwrap().pop();
+                    e[1].1 = serde_json::to_vec(&v).unwrap();
+                }),
+                "index.json names 1 artifacts",
+            ),
+            ("missing blob", Box::new(|e| drop(e.pop())), "missing"),
+            ("no catalog", Box::new(|e| e.truncate(2)), "has no barge-catalog.json"),
+        ];
+        for (name, change, needle) in cases {
+            let mut e = good.entries();
+            change(&mut e);
+            let err = read(&Forged::tar(&e)).expect_err(name).to_string();
+            assert!(err.contains(needle), "{name}: {err:?} does not say {needle:?}");
+        }
+        read(&Forged::tar(&good.entries())).expect("the untouched forge passes");
+    }
+
+    #[test]
+    fn manifests_over_4_mib_and_damaged_end_markers_are_refused() {
+        let mut f = forge::image(None);
+        let big = vec![b' '; (4 << 20) + 1];
+        let d = crate::Digest::sha256_of(&big);
+        let md = f.catalog.artifacts[0].digest.clone();
+        let blob = f.blob(&md);
+        blob.digest = d.clone();
+        blob.size = big.len() as u64;
+        let a = f.artifact("a/b:v1");
+        (a.digest, a.manifests, a.size) = (d.clone(), vec![d.clone()], big.len() as u64);
+        f.blobs.push((d, big));
+        let err = read(&f.bundle(&[])).unwrap_err().to_string();
+        assert!(err.contains("larger than 4 MiB"), "{err}");
+
+        let mut bytes = forge::image(None).bundle(&[]);
+        let n = bytes.len();
+        bytes[n - 10] = 1;
+        let err = read(&bytes).unwrap_err().to_string();
+        assert!(err.contains("end-of-archive marker is damaged"), "{err}");
+    }
+}

@@ -10,6 +10,8 @@ pub mod check;
 mod closure;
 mod digest;
 mod error;
+#[cfg(any(test, feature = "forge"))]
+pub mod forge;
 pub mod oci;
 pub mod reader;
 mod reference;

@@ -1,9 +1,12 @@
 //! Bundles built by hand from a catalog and blob contents, for hostile-input tests: any catalog, consistent tar.
+//!
+//! Test support only: compiled for this crate's tests and, with the `forge`
+//! feature, for the workspace's integration tests.
 
-use barge_bundle::catalog::Planned;
-use barge_bundle::oci::{OCI_CONFIG, OCI_INDEX, OCI_LAYER_TAR, OCI_MANIFEST};
-use barge_bundle::tar::{encode_header, end_of_archive, padding, Kind};
-use barge_bundle::{Artifact, Blob, BlobKind, Catalog, Digest};
+use crate::catalog::Planned;
+use crate::oci::{OCI_CONFIG, OCI_INDEX, OCI_LAYER_TAR, OCI_MANIFEST};
+use crate::tar::{encode_header, end_of_archive, padding, Kind};
+use crate::{Artifact, Blob, BlobKind, Catalog, Digest};
 use serde_json::json;
 
 /// A catalog and the content of every blob it may list.
@@ -36,6 +39,36 @@ impl Forged {
         }
         for e in extra {
             out.extend(e);
+        }
+        out.extend(end_of_archive());
+        out
+    }
+
+    /// The bundle's entries in order (name, data, kind), to reorder, drop or
+    /// change before [`Forged::tar`] writes them.
+    pub fn entries(&self) -> Vec<(String, Vec<u8>, Kind)> {
+        self.catalog
+            .plan()
+            .into_iter()
+            .map(|p| match p {
+                Planned::Dir(n) => (n, Vec::new(), Kind::Dir),
+                Planned::File { name, bytes } => (name.to_string(), bytes, Kind::File),
+                Planned::Blob(i) => {
+                    let b = &self.catalog.blobs[i];
+                    let data = self.blobs.iter().find(|(d, _)| d == &b.digest).map(|(_, v)| v.clone());
+                    (b.digest.layout_path(), data.unwrap_or_default(), Kind::File)
+                }
+            })
+            .collect()
+    }
+
+    /// A tar of exactly these entries, ended by the end-of-archive marker.
+    pub fn tar(entries: &[(String, Vec<u8>, Kind)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, data, kind) in entries {
+            out.extend(encode_header(name, data.len() as u64, *kind));
+            out.extend(data);
+            out.resize(out.len() + padding(data.len() as u64), 0);
         }
         out.extend(end_of_archive());
         out

@@ -253,7 +253,8 @@ mod tests {
     #[test]
     fn every_catalog_rule_refuses_what_breaks_it() {
         let good: Value = serde_json::from_slice(&forge::index().catalog.to_json()).unwrap();
-        let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+        type Break = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(&str, Break, &str)> = vec![
             ("newer version", Box::new(|c| c["formatVersion"] = json!(2)), "newer than this barge understands"),
             (
                 "blob twice",

@@ -218,7 +218,8 @@ mod tests {
         let good = forge::index();
         let first_blob =
             |e: &Entries| e.iter().position(|(n, _, k)| *k == Kind::File && n.starts_with("blobs/sha256/")).unwrap();
-        let cases: Vec<(&str, Box<dyn Fn(&mut Entries)>, &str)> = vec![
+        type Break = Box<dyn Fn(&mut Entries)>;
+        let cases: Vec<(&str, Break, &str)> = vec![
             ("duplicate", Box::new(|e| e.push(e[0].clone())), "appears twice"),
             ("stray dir", Box::new(|e| e.insert(4, ("etc/".into(), vec![], Kind::Dir))), "not listed"),
             ("stray file", Box::new(|e| e.insert(3, ("notes.txt".into(), b"x".to_vec(), Kind::File))), "not listed"),

@@ -516,7 +516,9 @@ fn interrupted() -> std::io::Result<impl std::future::Future<Output = ()>> {
 /// Large buffers (blocks, partitions) come and go on many threads. glibc would
 /// raise its mmap threshold after the first free and then keep such buffers in
 /// per-thread arenas, so RSS would grow with the thread count; a fixed
-/// threshold returns them to the system when freed.
+/// threshold returns them to the system when freed. The workspace's only
+/// `unsafe` (the libraries forbid it).
+#[allow(unsafe_code)]
 fn bound_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only tunes the allocator; called before any other thread exists.

@@ -5,6 +5,10 @@
 //! a bundle must follow (`BundleCheck`) and offline verification. See
 //! `docs/bundle-format.md` for the on-disk contract.
 
+#![forbid(unsafe_code)]
+// Libraries report through return values and `Reporter`; only the CLI prints.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod catalog;
 pub mod check;
 mod closure;

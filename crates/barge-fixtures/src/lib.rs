@@ -4,6 +4,8 @@
 //! same layer (how images share layers) and layers of any size stream to disk
 //! without being held in memory.
 
+#![forbid(unsafe_code)]
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};

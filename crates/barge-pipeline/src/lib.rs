@@ -1,5 +1,9 @@
 //! ACR's resource model on top of export, copy and import: pipelines, runs, their state, and the import trigger.
 
+#![forbid(unsafe_code)]
+// Libraries report through return values and `Reporter`; only the CLI prints.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod resource;
 pub mod run;
 pub mod secret;

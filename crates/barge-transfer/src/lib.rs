@@ -4,6 +4,10 @@
 //! implementations that share every code path above them. Progress goes out
 //! through `Reporter`; nothing here prints.
 
+#![forbid(unsafe_code)]
+// Libraries report through return values and `Reporter`; only the CLI prints.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 mod copy;
 mod error;
 mod export;

@@ -40,6 +40,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gib", type=float, default=1.0, help="bundle size in GiB (default 1)")
     ap.add_argument("--keep", action="store_true", help="keep .work/bench afterwards")
+    ap.add_argument("--baseline", help="another barge binary to time in the same run (e.g. the previous release)")
     a = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--quiet", "--workspace"], cwd=ROOT, check=True)
     shutil.rmtree(WORK, ignore_errors=True)
@@ -57,7 +58,10 @@ def main():
     run(["sha256sum", bundle])  # warm the page cache for both
     rows = []
     best = {}
-    for name, cmd in [("barge verify", [BARGE, "verify", bundle]), ("sha256sum", ["sha256sum", bundle])]:
+    legs = [("barge verify", [BARGE, "verify", bundle]), ("sha256sum", ["sha256sum", bundle])]
+    if a.baseline:
+        legs.append(("baseline verify", [a.baseline, "verify", bundle]))
+    for name, cmd in legs:
         times = [run(cmd)[0] for _ in range(3)]
         best[name] = min(times)
         rows.append((name, best[name], size / best[name] / 1e9))
@@ -65,6 +69,8 @@ def main():
     for name, secs, gbs in rows:
         print(f"  {name:14s} {secs:6.2f} s  {gbs:5.2f} GB/s")
     print(f"  ratio: barge verify is {best['sha256sum'] / best['barge verify']:.2f}x faster than sha256sum")
+    if a.baseline:
+        print(f"  ratio: barge verify takes {best['barge verify'] / best['baseline verify']:.2f}x the baseline's time")
 
     # 2. memory: one image with a single layer of the whole size.
     reg1 = os.path.join(WORK, "reg-one")

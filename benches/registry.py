@@ -98,16 +98,24 @@ def median(xs):
     return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
 
 
-def bench(name, refs, src, runs):
-    """Each leg `runs` times, barge and skopeo alternating which goes first, into fresh targets."""
+def bench(name, refs, src, runs, baseline=None):
+    """Each leg `runs` times, the tools taking turns to go first, into fresh targets.
+    With `baseline` (another barge binary, e.g. the previous release), it runs too,
+    so a change is compared with what it replaces in the same run."""
     bundle = os.path.join(WORK, f"{name}.tar")
     layout = os.path.join(WORK, f"{name}-skopeo-layout")
-    times = {leg: {"barge": [], "skopeo": []} for leg in ("export", "import")}
-    rss = {leg: {"barge": 0.0, "skopeo": 0.0} for leg in ("export", "import")}
+    tools = ["barge", "skopeo"] + (["baseline"] if baseline else [])
+    binaries = {"barge": BARGE, "baseline": baseline}
+    bundles = {"barge": bundle, "baseline": os.path.join(WORK, f"{name}-baseline.tar")}
+    times = {leg: {t: [] for t in tools} for leg in ("export", "import")}
+    rss = {leg: {t: 0.0 for t in tools} for leg in ("export", "import")}
 
     def record(leg, tool, result):
         times[leg][tool].append(result[0])
         rss[leg][tool] = max(rss[leg][tool], result[1])
+
+    def order(k):
+        return tools[k % len(tools):] + tools[:k % len(tools)]
 
     def skopeo_export():
         shutil.rmtree(layout, ignore_errors=True)
@@ -124,38 +132,44 @@ def bench(name, refs, src, runs):
     # it, and that would fall on whichever tool went first.
     timed(skopeo_export())
     for k in range(runs):
-        for tool in (("barge", "skopeo") if k % 2 == 0 else ("skopeo", "barge")):
-            if tool == "barge":
-                if os.path.exists(bundle):
-                    os.remove(bundle)
-                record("export", tool, timed([[BARGE, "export", "--registry", src.host, "--to", bundle] + refs]))
-            else:
+        for tool in order(k):
+            if tool == "skopeo":
                 record("export", tool, timed(skopeo_export()))
+                continue
+            if os.path.exists(bundles[tool]):
+                os.remove(bundles[tool])
+            cmd = [binaries[tool], "export", "--registry", src.host, "--to", bundles[tool]] + refs
+            record("export", tool, timed([cmd]))
     warm = Registry(f"{name}-warm-up")
     timed(skopeo_import(warm))
     warm.stop()
     shutil.rmtree(warm.dir, ignore_errors=True)
     for k in range(runs):
-        for tool in (("barge", "skopeo") if k % 2 == 0 else ("skopeo", "barge")):
+        for tool in order(k):
             target = Registry(f"{name}-{tool}-target-{k}")
             try:
-                if tool == "barge":
-                    cmds = [[BARGE, "import", bundle, "--registry", target.host]]
-                else:
+                if tool == "skopeo":
                     cmds = skopeo_import(target)
+                else:
+                    cmds = [[binaries[tool], "import", bundles[tool], "--registry", target.host]]
                 record("import", tool, timed(cmds))
             finally:
                 target.stop()
                 shutil.rmtree(target.dir, ignore_errors=True)
     size = os.path.getsize(bundle)
     print(f"\n{name}: {len(refs)} images, bundle {size / MIB:.0f} MiB, {runs} run(s) per leg, medians")
+    extra = f" {'baseline s':>10s} {'barge/base':>10s}" if baseline else ""
     print(f"  {'leg':7s} {'barge s':>8s} {'skopeo s':>9s} {'ratio':>6s} {'barge RSS':>10s} {'skopeo RSS':>11s}"
-          f"  ratio per run")
+          f"{extra}  ratio per run")
     for leg in ("export", "import"):
         b, k = times[leg]["barge"], times[leg]["skopeo"]
         per_run = " ".join(f"{x / y:.2f}" for x, y in zip(b, k))
+        vs = ""
+        if baseline:
+            o = times[leg]["baseline"]
+            vs = f" {median(o):10.2f} {median(b) / median(o):10.2f}"
         print(f"  {leg:7s} {median(b):8.2f} {median(k):9.2f} {median(b) / median(k):6.2f} "
-              f"{rss[leg]['barge']:8.1f}Mi {rss[leg]['skopeo']:9.1f}Mi  {per_run}")
+              f"{rss[leg]['barge']:8.1f}Mi {rss[leg]['skopeo']:9.1f}Mi{vs}  {per_run}")
 
 
 def main():
@@ -163,6 +177,7 @@ def main():
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--baseline", help="another barge binary to time in the same run (e.g. the previous release)")
     a = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--quiet", "--workspace"], cwd=ROOT, check=True)
     shutil.rmtree(WORK, ignore_errors=True)
@@ -173,8 +188,8 @@ def main():
         big = workload("big", [(f"bench/big{i}", [(1000, base), (2000 + i, own)]) for i in range(10)], src)
         small = workload("small", [(f"bench/small{i:02d}", [(3000, 256 * 1024), (4000 + i, 64 * 1024)])
                                    for i in range(50)], src)
-        bench("big", big, src, a.runs)
-        bench("small", small, src, a.runs)
+        bench("big", big, src, a.runs, a.baseline)
+        bench("small", small, src, a.runs, a.baseline)
     finally:
         src.stop()
         if not a.keep:

@@ -151,6 +151,9 @@ fn tell(f: &mut forge::Forged, lie: &Lie) {
     let c = &mut f.catalog;
     let (na, nb) = (c.artifacts.len(), c.blobs.len());
     let digests: Vec<_> = c.blobs.iter().map(|b| b.digest.clone()).collect();
+    if na == 0 || nb == 0 {
+        return;
+    }
     match lie {
         Lie::DropBlob(a, i) => {
             let a = &mut c.artifacts[a.index(na)];
@@ -160,7 +163,9 @@ fn tell(f: &mut forge::Forged, lie: &Lie) {
         }
         Lie::DropManifest(a, i) => {
             let a = &mut c.artifacts[a.index(na)];
-            a.manifests.remove(i.index(a.manifests.len()));
+            if !a.manifests.is_empty() {
+                a.manifests.remove(i.index(a.manifests.len()));
+            }
         }
         Lie::AddBlob(a, i) => c.artifacts[a.index(na)].blobs.push(digests[i.index(nb)].clone()),
         Lie::AddManifest(a, i) => c.artifacts[a.index(na)].manifests.insert(0, digests[i.index(nb)].clone()),
@@ -176,7 +181,9 @@ fn tell(f: &mut forge::Forged, lie: &Lie) {
         Lie::SwapManifests(a, i, j) => {
             let a = &mut c.artifacts[a.index(na)];
             let n = a.manifests.len();
-            a.manifests.swap(i.index(n), j.index(n));
+            if n > 0 {
+                a.manifests.swap(i.index(n), j.index(n));
+            }
         }
         Lie::DropCatalogBlob(i) => drop(c.blobs.remove(i.index(nb))),
         Lie::Size(a) => c.artifacts[a.index(na)].size += 1,

@@ -65,7 +65,10 @@ impl Hint {
 
     /// `message` followed by the hint of the first `TransferError` in `chain`, if it has one:
     /// what the CLI prints (`with_hint(format!("{e:#}"), e.chain())` for an `anyhow::Error`).
-    pub fn with_hint<'a>(message: String, chain: impl IntoIterator<Item = &'a (dyn std::error::Error + 'static)>) -> String {
+    pub fn with_hint<'a>(
+        message: String,
+        chain: impl IntoIterator<Item = &'a (dyn std::error::Error + 'static)>,
+    ) -> String {
         let hint = chain.into_iter().find_map(|c| c.downcast_ref::<TransferError>()).and_then(TransferError::hint);
         match hint {
             Some(h) => format!("{message}; {}", h.cli_text()),
@@ -284,6 +287,186 @@ impl TransferError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The position of each variant in [`every_variant`]: exhaustive, so a new
+    /// variant does not compile until it has a place, and the table below
+    /// fails until it has a row.
+    fn variant_index(e: &TransferError) -> usize {
+        use TransferError as E;
+        match e {
+            E::Bundle(_) => 0,
+            E::NoArtifacts => 1,
+            E::InvalidArtifacts(_) => 2,
+            E::TooManyArtifacts { .. } => 3,
+            E::InvalidRegistryAddress(_) => 4,
+            E::InvalidLocation(_) => 5,
+            E::InvalidRepository { .. } => 6,
+            E::InvalidCaFile { .. } => 7,
+            E::InvalidDockerConfig(_) => 8,
+            E::InvalidAccountKey(_) => 9,
+            E::ManifestTooLarge { .. } => 10,
+            E::InvalidManifest { .. } => 11,
+            E::IndexTooDeep { .. } => 12,
+            E::InvalidLayout { .. } => 13,
+            E::NotAFile(_) => 14,
+            E::WrongContent { .. } => 15,
+            E::WrongSize { .. } => 16,
+            E::Exists(_) => 17,
+            E::TagExists { .. } => 18,
+            E::Changed(_) => 19,
+            E::NotFound(_) => 20,
+            E::Artifact { .. } => 21,
+            E::NothingExported(_) => 22,
+            E::Permission(_) => 23,
+            E::ReadOnly(_) => 24,
+            E::AccessDenied { .. } => 25,
+            E::NoSas { .. } => 26,
+            E::Auth(_) => 27,
+            E::TlsFailed { .. } => 28,
+            E::UntrustedCertificate { .. } => 29,
+            E::NoTls { .. } => 30,
+            E::PlainHttpRealm { .. } => 31,
+            E::Registry(_) => 32,
+            E::Storage(_) => 33,
+            E::NoSpace(_) => 34,
+            E::Io { .. } => 35,
+            E::Internal(_) => 36,
+        }
+    }
+    const VARIANTS: usize = 37;
+
+    /// One error of every variant (two of the wrappers and of `Bundle`), its category and hint.
+    fn every_variant() -> Vec<(TransferError, Category, Option<Hint>)> {
+        use Category::*;
+        use TransferError as E;
+        let d = Digest::sha256_of(b"a");
+        let d2 = Digest::sha256_of(b"b");
+        let host = "reg.example:5000".to_string();
+        let s = |t: &str| t.to_string();
+        let denied = || E::AccessDenied { host: host.clone(), what: s("manifest a/b:1") };
+        vec![
+            (E::Bundle(BundleError::Corrupt(s("x"))), Integrity, None),
+            (E::Bundle(BundleError::Io(std::io::Error::other("x"))), Other, None),
+            (E::NoArtifacts, Usage, None),
+            (E::InvalidArtifacts(vec![s("Bad/Name: lowercase"), s("x:: no")]), Usage, None),
+            (E::TooManyArtifacts { given: 51, limit: 50 }, Usage, Some(Hint::MaxArtifacts)),
+            (E::InvalidRegistryAddress(s("registry \"a/b\" is neither")), Usage, None),
+            (E::InvalidLocation(s("https://x/c: no container")), Usage, None),
+            (E::InvalidRepository { repo: s("A"), why: s("lowercase") }, Usage, None),
+            (E::InvalidCaFile { path: s("/ca.pem"), why: s("no PEM") }, Usage, None),
+            (E::InvalidDockerConfig(s("config.json is not a valid docker config")), Usage, None),
+            (E::InvalidAccountKey(s("the key is not base64")), Usage, None),
+            (E::ManifestTooLarge { what: s("manifest a:1 on reg") }, Usage, None),
+            (E::InvalidManifest { what: s("manifest x in a"), why: s("not JSON") }, Usage, None),
+            (E::IndexTooDeep { index: s("x in a"), limit: 4 }, Usage, None),
+            (E::InvalidLayout { path: s("/l/index.json"), why: s("EOF") }, Usage, None),
+            (E::NotAFile(s("/tmp")), Usage, None),
+            (
+                E::WrongContent { what: "blob", digest: d.clone(), actual: d2.clone(), source_name: s("r") },
+                Integrity,
+                None,
+            ),
+            (E::WrongSize { what: s("blob x"), expected: 1, actual: 2 }, Integrity, None),
+            (E::Exists(s("/b")), Usage, Some(Hint::Overwrite)),
+            (
+                E::TagExists { reference: s("a:1"), existing: d.clone(), wanted: d2.clone() },
+                Usage,
+                Some(Hint::OverwriteTags),
+            ),
+            (E::Changed(s("/b changed since it was read; not deleted")), Other, None),
+            (E::NotFound(s("manifest a:1")), Other, None),
+            (denied().for_artifact("a/b:1"), Auth, Some(Hint::Credentials)),
+            (E::Exists(s("/b")).for_artifact("a/b:1"), Usage, Some(Hint::Overwrite)),
+            (E::NothingExported(Box::new(denied().for_artifact("a/b:1"))), Auth, Some(Hint::Credentials)),
+            (E::NothingExported(Box::new(E::NotFound(s("a:1")))), Other, None),
+            (E::Permission(s("writing /x")), Auth, None),
+            (E::ReadOnly(s("writing /x")), Auth, None),
+            (denied(), Auth, Some(Hint::Credentials)),
+            (E::NoSas { doing: s("reading"), url: s("https://a.blob.core.windows.net/c/b") }, Auth, Some(Hint::Sas)),
+            (E::Auth(s("the SAS expired")), Auth, None),
+            (E::TlsFailed { host: host.clone(), cause: s("eof") }, Auth, Some(Hint::CaFileOrInsecure(host.clone()))),
+            (E::UntrustedCertificate { host: host.clone(), cause: s("unknown issuer") }, Auth, Some(Hint::CaFile)),
+            (E::NoTls { host: host.clone(), cause: s("bad record") }, Auth, Some(Hint::InsecureRegistry(host.clone()))),
+            (
+                E::PlainHttpRealm { host: host.clone(), realm_host: s("auth.lan:80") },
+                Auth,
+                Some(Hint::InsecureRealm(s("auth.lan:80"))),
+            ),
+            (E::Registry(s("reg answered HTTP 500")), Other, None),
+            (E::Storage(s("writing x: HTTP 500")), Other, None),
+            (E::NoSpace(s("/b")), NoSpace, None),
+            (E::Io { context: s("reading /x"), error: std::io::Error::other("x") }, Other, None),
+            (E::Internal("a temporary file was committed twice"), Other, None),
+        ]
+    }
+
+    #[test]
+    fn every_variant_has_its_category_and_hint_and_names_no_flag() {
+        let table = every_variant();
+        let mut seen = [false; VARIANTS];
+        for (e, category, hint) in &table {
+            seen[variant_index(e)] = true;
+            assert_eq!(e.category(), *category, "{e}");
+            assert_eq!(e.hint(), *hint, "{e}");
+            let text = e.to_string();
+            assert!(!text.contains("--"), "a library message names a flag: {text}");
+            assert!(!text.contains('\n'), "{text}");
+        }
+        let missing: Vec<usize> = (0..VARIANTS).filter(|i| !seen[*i]).collect();
+        assert!(missing.is_empty(), "variants without a row: {missing:?}");
+    }
+
+    /// Each hint in the CLI's words: the phrase the library's messages used to end with.
+    #[test]
+    fn hints_in_the_clis_words() {
+        let h = |s: &str| s.to_string();
+        for (hint, text) in [
+            (Hint::Overwrite, h("pass --overwrite to replace it")),
+            (Hint::OverwriteTags, h("pass --overwrite-tags to move it")),
+            (Hint::MaxArtifacts, h("split the export or raise --max-artifacts")),
+            (
+                Hint::Credentials,
+                h("give credentials with --username and --password-stdin, docker login, or REGISTRY_AUTH_FILE"),
+            ),
+            (Hint::CaFile, h("for a private CA pass --ca-file")),
+            (
+                Hint::CaFileOrInsecure(h("r:5000")),
+                h("for a private CA pass --ca-file, for a plain-HTTP registry --insecure-registry r:5000"),
+            ),
+            (
+                Hint::InsecureRegistry(h("r:5000")),
+                h("if it is a plain-HTTP registry on a network you trust, pass --insecure-registry r:5000"),
+            ),
+            (Hint::InsecureRealm(h("auth:80")), h("if that network is trusted, pass --insecure-registry auth:80")),
+            (Hint::Sas, h("add one to the URL, AZURE_STORAGE_SAS_TOKEN or --sas-file")),
+        ] {
+            assert_eq!(hint.cli_text(), text);
+        }
+    }
+
+    /// What the CLI prints: the chain, each cause once, then the hint of the
+    /// error inside however many wrappers, as the old messages read.
+    #[test]
+    fn the_message_with_its_hint_says_each_cause_once() {
+        let e = TransferError::NothingExported(Box::new(
+            TransferError::AccessDenied { host: "h:1".into(), what: "manifest a/b:1".into() }.for_artifact("a/b:1"),
+        ));
+        let chain = std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |c| c.source());
+        let shown = Hint::with_hint(e.to_string(), chain);
+        assert_eq!(
+            shown,
+            "no artifact could be exported; the first failure: artifact a/b:1: h:1 refused access to manifest a/b:1; \
+             give credentials with --username and --password-stdin, docker login, or REGISTRY_AUTH_FILE"
+        );
+        let e = TransferError::Exists("/b".into());
+        let chain = std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |c| c.source());
+        assert_eq!(Hint::with_hint(e.to_string(), chain), "/b already exists; pass --overwrite to replace it");
+        let plain = TransferError::NotFound("x".into());
+        assert_eq!(
+            Hint::with_hint("x not found".into(), [&plain as &(dyn std::error::Error + 'static)]),
+            "x not found"
+        );
+    }
 
     #[test]
     fn read_only_file_system_is_a_permission_problem() {

@@ -269,8 +269,10 @@ impl Registry for LayoutRegistry {
             lock.lock().map_err(|e| TransferError::io(format!("locking {}", lock_path.display()), e))?;
             let path = dir.join("index.json");
             let mut index = match std::fs::read(&path) {
-                Ok(b) => serde_json::from_slice::<Index>(&b)
-                    .map_err(|e| TransferError::InvalidLayout { path: path.display().to_string(), why: e.to_string() })?,
+                Ok(b) => serde_json::from_slice::<Index>(&b).map_err(|e| TransferError::InvalidLayout {
+                    path: path.display().to_string(),
+                    why: e.to_string(),
+                })?,
                 Err(e) if e.kind() == ErrorKind::NotFound => Index::empty(),
                 Err(e) => return Err(TransferError::io(format!("reading {}", path.display()), e)),
             };

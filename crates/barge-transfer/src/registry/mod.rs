@@ -134,7 +134,9 @@ impl RegistryAddr {
     pub fn parse(s: &str) -> Result<RegistryAddr> {
         if let Some(p) = s.strip_prefix("oci:") {
             if p.is_empty() {
-                return Err(TransferError::InvalidRegistryAddress("registry \"oci:\" needs a directory: oci:PATH".into()));
+                return Err(TransferError::InvalidRegistryAddress(
+                    "registry \"oci:\" needs a directory: oci:PATH".into(),
+                ));
             }
             return Ok(RegistryAddr::Layout(PathBuf::from(p)));
         }

@@ -45,10 +45,8 @@ impl NetworkRegistry {
         if let Some(ca) = &opts.ca_file {
             let data = std::fs::read(ca)
                 .map_err(|e| TransferError::io(format!("reading the CA certificates {}", ca.display()), e))?;
-            reqwest::Certificate::from_pem_bundle(&data).map_err(|e| TransferError::InvalidCaFile {
-                path: ca.display().to_string(),
-                why: e.to_string(),
-            })?;
+            reqwest::Certificate::from_pem_bundle(&data)
+                .map_err(|e| TransferError::InvalidCaFile { path: ca.display().to_string(), why: e.to_string() })?;
             extra.push(Certificate { encoding: CertificateEncoding::Pem, data });
         }
         let config_for = |plain: bool| ClientConfig {
@@ -157,7 +155,9 @@ impl NetworkRegistry {
                 } else if codes.iter().any(|c| matches!(c, OciErrorCode::Denied | OciErrorCode::Unauthorized)) {
                     TransferError::Auth(format!("{host} denied {what}: {envelope}"))
                 } else if codes.iter().any(|c| matches!(c, OciErrorCode::DigestInvalid)) {
-                    TransferError::Bundle(barge_bundle::BundleError::Corrupt(format!("{host} says the digest of {what} is wrong")))
+                    TransferError::Bundle(barge_bundle::BundleError::Corrupt(format!(
+                        "{host} says the digest of {what} is wrong"
+                    )))
                 } else {
                     TransferError::Registry(format!("{host}: {what}: {envelope}"))
                 }
@@ -167,16 +167,16 @@ impl NetworkRegistry {
                 let said = if message.trim().is_empty() { String::new() } else { format!(": {}", message.trim()) };
                 TransferError::Registry(format!("{host} answered HTTP {code} for {what}{said}"))
             }
-            OciDistributionError::ServerError { code: 401 | 403, .. } => {
-                TransferError::Auth(format!("{host} refused access to {what}; check the credentials and their permissions"))
-            }
+            OciDistributionError::ServerError { code: 401 | 403, .. } => TransferError::Auth(format!(
+                "{host} refused access to {what}; check the credentials and their permissions"
+            )),
             OciDistributionError::RequestError(r) if is_tls(r as &(dyn std::error::Error + 'static)) => {
                 TransferError::TlsFailed { host: host.clone(), cause: chain(r) }
             }
             OciDistributionError::RequestError(r) => TransferError::Registry(format!("{host}: {what}: {}", chain(r))),
-            OciDistributionError::DigestError(d) => {
-                TransferError::Bundle(barge_bundle::BundleError::Corrupt(format!("{host} sent {what} with a wrong digest: {d}")))
-            }
+            OciDistributionError::DigestError(d) => TransferError::Bundle(barge_bundle::BundleError::Corrupt(format!(
+                "{host} sent {what} with a wrong digest: {d}"
+            ))),
             _ => TransferError::Registry(format!("{host}: {what}: {e}")),
         }
     }

@@ -351,10 +351,9 @@ impl AzureBlob {
         };
         match blocks.stage_block_from_url(id, 0, url.to_string(), Some(opts)).await {
             Ok(_) => Ok(true),
-            Err(e) if e.http_status() == Some(StatusCode::PreconditionFailed) => Err(TransferError::Changed(format!(
-                "{} changed during the copy; nothing was committed",
-                src.display()
-            ))),
+            Err(e) if e.http_status() == Some(StatusCode::PreconditionFailed) => {
+                Err(TransferError::Changed(format!("{} changed during the copy; nothing was committed", src.display())))
+            }
             // No answer from the destination at all: relaying would not help.
             Err(e) if e.http_status().is_none() => Err(self.map_err("writing", Need::Write, e)),
             Err(_) => Ok(false),

@@ -556,7 +556,7 @@ fn main() -> ExitCode {
     let (code, outcome) = match result {
         None => (EXIT_INTERRUPTED, Err("interrupted; nothing was left half-written".to_string())),
         Some(Ok(done)) => (if done.partial { EXIT_PARTIAL } else { 0 }, Ok(done)),
-        Some(Err(e)) => (exit_code(&e), Err(format!("{e:#}"))),
+        Some(Err(e)) => (exit_code(&e), Err(barge_transfer::Hint::with_hint(format!("{e:#}"), e.chain()))),
     };
     if code == EXIT_INTERRUPTED {
         // Tasks and blocking threads (hashing, a write in flight) may still

@@ -133,6 +133,30 @@ fn overwrite_tags_against_a_registry() {
     assert_eq!(dst.raw("library/tools:latest"), src.raw("library/tools:latest"));
 }
 
+/// ContinueOnErrors where every artifact is refused for lack of credentials:
+/// the export fails with the first failure's kind (exit 4, as without
+/// ContinueOnErrors), says how to give credentials once, and writes nothing.
+#[test]
+fn every_artifact_refused_for_credentials_exits_4_with_continue_on_errors() {
+    let w = Work::new();
+    let reg = TestRegistry::start_with_auth("barge", "s3cret-pass");
+    let empty = w.path("no-docker");
+    std::fs::create_dir_all(&empty).unwrap();
+    let to = w.s("store-a/b");
+    let env = [("DOCKER_CONFIG", empty.to_str().unwrap())];
+    for extra in [&["--continue-on-errors"][..], &[]] {
+        let mut args = vec!["export", "--no-referrers", "--registry", &reg.host, "--to", &to];
+        args.extend_from_slice(extra);
+        args.extend(["samples/hello-world:v1", "library/tools:latest"]);
+        let r = barge_with(&args, &env, "");
+        assert_eq!(r.code, 4, "{extra:?}: {}", r.stderr);
+        let error = r.stderr.lines().find(|l| l.starts_with("barge: error:")).unwrap_or_default();
+        assert_eq!(error.matches("refused access").count(), 1, "{}", r.stderr);
+        assert_eq!(error.matches("--password-stdin").count(), 1, "{}", r.stderr);
+        assert!(!w.path("store-a/b").exists());
+    }
+}
+
 #[test]
 fn basic_auth_from_docker_config_and_password_stdin() {
     let w = Work::new();

@@ -1,4 +1,4 @@
-//! `TransferError`: what export, import and copy report, and the category each error falls in.
+//! `TransferError`: what export, import and copy report, the category each error falls in, and the hint the CLI may add.
 
 use barge_bundle::{BundleError, Digest};
 
@@ -17,68 +17,236 @@ pub enum Category {
     Other,
 }
 
+/// What the user can do about an error, in terms of the CLI's own options:
+/// the library's messages never name a flag; the CLI adds [`Hint::cli_text`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hint {
+    /// Replacing an existing blob is allowed only when asked for.
+    Overwrite,
+    /// Moving an existing tag is allowed only when asked for.
+    OverwriteTags,
+    /// More artifacts than the limit of one export.
+    MaxArtifacts,
+    /// The registry wants credentials.
+    Credentials,
+    /// A certificate that does not check: a private CA must be named.
+    CaFile,
+    /// A TLS failure with this host: a private CA, or a plain-HTTP registry.
+    CaFileOrInsecure(String),
+    /// This host answers without TLS: plain HTTP must be allowed for it.
+    InsecureRegistry(String),
+    /// A token service on this host over plain HTTP: it must be allowed as insecure.
+    InsecureRealm(String),
+    /// A storage URL with no SAS.
+    Sas,
+}
+
+impl Hint {
+    /// The hint as the `barge` CLI words it, to follow the message after "; ".
+    pub fn cli_text(&self) -> String {
+        match self {
+            Hint::Overwrite => "pass --overwrite to replace it".into(),
+            Hint::OverwriteTags => "pass --overwrite-tags to move it".into(),
+            Hint::MaxArtifacts => "split the export or raise --max-artifacts".into(),
+            Hint::Credentials => {
+                "give credentials with --username and --password-stdin, docker login, or REGISTRY_AUTH_FILE".into()
+            }
+            Hint::CaFile => "for a private CA pass --ca-file".into(),
+            Hint::CaFileOrInsecure(host) => {
+                format!("for a private CA pass --ca-file, for a plain-HTTP registry --insecure-registry {host}")
+            }
+            Hint::InsecureRegistry(host) => {
+                format!("if it is a plain-HTTP registry on a network you trust, pass --insecure-registry {host}")
+            }
+            Hint::InsecureRealm(host) => format!("if that network is trusted, pass --insecure-registry {host}"),
+            Hint::Sas => "add one to the URL, AZURE_STORAGE_SAS_TOKEN or --sas-file".into(),
+        }
+    }
+
+    /// `message` followed by the hint of the first `TransferError` in `chain`, if it has one:
+    /// what the CLI prints (`with_hint(format!("{e:#}"), e.chain())` for an `anyhow::Error`).
+    pub fn with_hint<'a>(
+        message: String,
+        chain: impl IntoIterator<Item = &'a (dyn std::error::Error + 'static)>,
+    ) -> String {
+        let hint = chain.into_iter().find_map(|c| c.downcast_ref::<TransferError>()).and_then(TransferError::hint);
+        match hint {
+            Some(h) => format!("{message}; {}", h.cli_text()),
+            None => message,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
     #[error(transparent)]
     Bundle(#[from] BundleError),
-    #[error("{0}")]
-    Usage(String),
-    #[error("{given} artifacts given, more than the limit of {limit}; split the export or raise --max-artifacts")]
+
+    // Arguments that can never work as given.
+    #[error("no artifacts given; name at least one (repo, repo:tag or repo@sha256:...)")]
+    NoArtifacts,
+    /// Every artifact name that does not parse, each with why.
+    #[error("{}", .0.join("; "))]
+    InvalidArtifacts(Vec<String>),
+    #[error("{given} artifacts given, more than the limit of {limit}")]
     TooManyArtifacts { given: usize, limit: usize },
-    #[error("{0} already exists; pass --overwrite to replace it")]
-    Exists(String),
-    #[error("{0} not found")]
-    NotFound(String),
-    #[error("tag {reference} already points to {existing}, not {wanted}; pass --overwrite-tags to move it")]
-    TagExists { reference: String, existing: Digest, wanted: Digest },
+    /// A `--registry` value: the whole message.
+    #[error("{0}")]
+    InvalidRegistryAddress(String),
+    /// A blob location or storage URL (never with its SAS): the whole message.
+    #[error("{0}")]
+    InvalidLocation(String),
+    #[error("repository {repo:?}: {why}")]
+    InvalidRepository { repo: String, why: String },
+    /// A CA certificate file that is not PEM.
+    #[error("{path} is not a PEM file of certificates: {why}")]
+    InvalidCaFile { path: String, why: String },
+    /// A docker config file (or one of its entries) that cannot be read as one.
+    #[error("{0}")]
+    InvalidDockerConfig(String),
+    /// A storage account key (or the connection string that should hold one).
+    #[error("{0}")]
+    InvalidAccountKey(String),
+
+    // What the source holds cannot be carried.
+    #[error("{what} is larger than 4 MiB")]
+    ManifestTooLarge { what: String },
+    #[error("{what}: {why}")]
+    InvalidManifest { what: String, why: String },
+    #[error("index {index} nests deeper than {limit}")]
+    IndexTooDeep { index: String, limit: usize },
+    /// A file of an `oci:` layout (its `index.json`) that is not what it should be.
+    #[error("{path} is not a valid OCI index: {why}")]
+    InvalidLayout { path: String, why: String },
+    /// A local blob location that is there but is not a file.
+    #[error("{0} is not a regular file")]
+    NotAFile(String),
+
+    // Integrity.
     #[error("{what} {digest} from {source_name} does not match its digest (got {actual})")]
     WrongContent { what: &'static str, digest: Digest, actual: Digest, source_name: String },
-    // The cause is part of the message, not a `source`: a chain prints it once.
+    /// Content whose size is not the one its descriptor gives.
+    #[error("{what} is {actual} bytes, its descriptor says {expected}")]
+    WrongSize { what: String, expected: u64, actual: u64 },
+
+    // Decided at the destination.
+    #[error("{0} already exists")]
+    Exists(String),
+    #[error("tag {reference} already points to {existing}, not {wanted}")]
+    TagExists { reference: String, existing: Digest, wanted: Digest },
+    /// Something changed under an operation that depends on it staying the same (an ETag, a block list).
+    #[error("{0}")]
+    Changed(String),
+    #[error("{0} not found")]
+    NotFound(String),
+
+    // Wrappers: the cause is part of the message, not a `source`, so a chain prints it once.
     #[error("artifact {name}: {error}")]
     Artifact { name: String, error: Box<TransferError> },
+    /// The first artifact's failure, whose category and hint this keeps.
     #[error("no artifact could be exported; the first failure: {0}")]
     NothingExported(Box<TransferError>),
+
+    // Credentials and permissions.
     #[error("permission denied: {0}")]
     Permission(String),
     #[error("{0}: the file system is read-only")]
     ReadOnly(String),
+    /// A registry refused a request for lack of credentials (or of their rights).
+    #[error("{host} refused access to {what}")]
+    AccessDenied { host: String, what: String },
+    /// A storage request refused, and the URL carries no SAS.
+    #[error("{doing} {url}: access denied and no SAS was given")]
+    NoSas { doing: String, url: String },
     #[error("{0}")]
     Auth(String),
-    #[error("{0}")]
-    Tls(String),
+    /// The TLS handshake with a registry failed.
+    #[error("TLS with {host} failed ({cause})")]
+    TlsFailed { host: String, cause: String },
+    /// A registry's certificate that does not check against the trusted roots.
+    #[error("{host} speaks TLS with a certificate that does not check ({cause})")]
+    UntrustedCertificate { host: String, cause: String },
+    /// Something answered without TLS where plain HTTP is not allowed.
+    #[error("{host} does not speak TLS ({cause})")]
+    NoTls { host: String, cause: String },
+    /// A registry's token service over plain HTTP, where credentials may not go.
+    #[error(
+        "{host} asks for credentials to be sent to the token service {realm_host} over plain HTTP; barge sends them \
+         over plain HTTP only to the registry's own host, where that host is loopback or allowed as insecure"
+    )]
+    PlainHttpRealm { host: String, realm_host: String },
+
+    // Everything else.
     #[error("registry error: {0}")]
     Registry(String),
     #[error("storage error: {0}")]
     Storage(String),
-    #[error("{0}")]
-    Changed(String),
     #[error("no space left writing {0}")]
     NoSpace(String),
     #[error("{context}: {error}")]
     Io { context: String, error: std::io::Error },
+    /// A state barge itself should never reach.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
 }
 
 pub type Result<T, E = TransferError> = std::result::Result<T, E>;
 
 impl TransferError {
     pub fn category(&self) -> Category {
+        use TransferError as E;
         match self {
-            TransferError::Bundle(b) if b.is_integrity() => Category::Integrity,
-            TransferError::Bundle(_) => Category::Other,
-            TransferError::Usage(_) | TransferError::TooManyArtifacts { .. } => Category::Usage,
-            TransferError::Exists(_) | TransferError::TagExists { .. } => Category::Usage,
-            TransferError::WrongContent { .. } => Category::Integrity,
-            TransferError::Artifact { error, .. } | TransferError::NothingExported(error) => error.category(),
-            TransferError::Permission(_)
-            | TransferError::ReadOnly(_)
-            | TransferError::Auth(_)
-            | TransferError::Tls(_) => Category::Auth,
-            TransferError::NoSpace(_) => Category::NoSpace,
-            TransferError::NotFound(_)
-            | TransferError::Io { .. }
-            | TransferError::Registry(_)
-            | TransferError::Storage(_)
-            | TransferError::Changed(_) => Category::Other,
+            E::Bundle(b) if b.is_integrity() => Category::Integrity,
+            E::Bundle(_) => Category::Other,
+            E::Artifact { error, .. } | E::NothingExported(error) => error.category(),
+            E::NoArtifacts
+            | E::InvalidArtifacts(_)
+            | E::TooManyArtifacts { .. }
+            | E::InvalidRegistryAddress(_)
+            | E::InvalidLocation(_)
+            | E::InvalidRepository { .. }
+            | E::InvalidCaFile { .. }
+            | E::InvalidDockerConfig(_)
+            | E::InvalidAccountKey(_)
+            | E::ManifestTooLarge { .. }
+            | E::InvalidManifest { .. }
+            | E::IndexTooDeep { .. }
+            | E::InvalidLayout { .. }
+            | E::NotAFile(_)
+            | E::Exists(_)
+            | E::TagExists { .. } => Category::Usage,
+            E::WrongContent { .. } | E::WrongSize { .. } => Category::Integrity,
+            E::Permission(_)
+            | E::ReadOnly(_)
+            | E::AccessDenied { .. }
+            | E::NoSas { .. }
+            | E::Auth(_)
+            | E::TlsFailed { .. }
+            | E::UntrustedCertificate { .. }
+            | E::NoTls { .. }
+            | E::PlainHttpRealm { .. } => Category::Auth,
+            E::NoSpace(_) => Category::NoSpace,
+            E::NotFound(_) | E::Changed(_) | E::Registry(_) | E::Storage(_) | E::Io { .. } | E::Internal(_) => {
+                Category::Other
+            }
+        }
+    }
+
+    /// What the user can do about it, if the CLI has an option for that.
+    pub fn hint(&self) -> Option<Hint> {
+        use TransferError as E;
+        match self {
+            E::Artifact { error, .. } | E::NothingExported(error) => error.hint(),
+            E::TooManyArtifacts { .. } => Some(Hint::MaxArtifacts),
+            E::Exists(_) => Some(Hint::Overwrite),
+            E::TagExists { .. } => Some(Hint::OverwriteTags),
+            E::AccessDenied { .. } => Some(Hint::Credentials),
+            E::NoSas { .. } => Some(Hint::Sas),
+            E::TlsFailed { host, .. } => Some(Hint::CaFileOrInsecure(host.clone())),
+            E::UntrustedCertificate { .. } => Some(Hint::CaFile),
+            E::NoTls { host, .. } => Some(Hint::InsecureRegistry(host.clone())),
+            E::PlainHttpRealm { realm_host, .. } => Some(Hint::InsecureRealm(realm_host.clone())),
+            _ => None,
         }
     }
 
@@ -119,6 +287,186 @@ impl TransferError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The position of each variant in [`every_variant`]: exhaustive, so a new
+    /// variant does not compile until it has a place, and the table below
+    /// fails until it has a row.
+    fn variant_index(e: &TransferError) -> usize {
+        use TransferError as E;
+        match e {
+            E::Bundle(_) => 0,
+            E::NoArtifacts => 1,
+            E::InvalidArtifacts(_) => 2,
+            E::TooManyArtifacts { .. } => 3,
+            E::InvalidRegistryAddress(_) => 4,
+            E::InvalidLocation(_) => 5,
+            E::InvalidRepository { .. } => 6,
+            E::InvalidCaFile { .. } => 7,
+            E::InvalidDockerConfig(_) => 8,
+            E::InvalidAccountKey(_) => 9,
+            E::ManifestTooLarge { .. } => 10,
+            E::InvalidManifest { .. } => 11,
+            E::IndexTooDeep { .. } => 12,
+            E::InvalidLayout { .. } => 13,
+            E::NotAFile(_) => 14,
+            E::WrongContent { .. } => 15,
+            E::WrongSize { .. } => 16,
+            E::Exists(_) => 17,
+            E::TagExists { .. } => 18,
+            E::Changed(_) => 19,
+            E::NotFound(_) => 20,
+            E::Artifact { .. } => 21,
+            E::NothingExported(_) => 22,
+            E::Permission(_) => 23,
+            E::ReadOnly(_) => 24,
+            E::AccessDenied { .. } => 25,
+            E::NoSas { .. } => 26,
+            E::Auth(_) => 27,
+            E::TlsFailed { .. } => 28,
+            E::UntrustedCertificate { .. } => 29,
+            E::NoTls { .. } => 30,
+            E::PlainHttpRealm { .. } => 31,
+            E::Registry(_) => 32,
+            E::Storage(_) => 33,
+            E::NoSpace(_) => 34,
+            E::Io { .. } => 35,
+            E::Internal(_) => 36,
+        }
+    }
+    const VARIANTS: usize = 37;
+
+    /// One error of every variant (two of the wrappers and of `Bundle`), its category and hint.
+    fn every_variant() -> Vec<(TransferError, Category, Option<Hint>)> {
+        use Category::*;
+        use TransferError as E;
+        let d = Digest::sha256_of(b"a");
+        let d2 = Digest::sha256_of(b"b");
+        let host = "reg.example:5000".to_string();
+        let s = |t: &str| t.to_string();
+        let denied = || E::AccessDenied { host: host.clone(), what: s("manifest a/b:1") };
+        vec![
+            (E::Bundle(BundleError::Corrupt(s("x"))), Integrity, None),
+            (E::Bundle(BundleError::Io(std::io::Error::other("x"))), Other, None),
+            (E::NoArtifacts, Usage, None),
+            (E::InvalidArtifacts(vec![s("Bad/Name: lowercase"), s("x:: no")]), Usage, None),
+            (E::TooManyArtifacts { given: 51, limit: 50 }, Usage, Some(Hint::MaxArtifacts)),
+            (E::InvalidRegistryAddress(s("registry \"a/b\" is neither")), Usage, None),
+            (E::InvalidLocation(s("https://x/c: no container")), Usage, None),
+            (E::InvalidRepository { repo: s("A"), why: s("lowercase") }, Usage, None),
+            (E::InvalidCaFile { path: s("/ca.pem"), why: s("no PEM") }, Usage, None),
+            (E::InvalidDockerConfig(s("config.json is not a valid docker config")), Usage, None),
+            (E::InvalidAccountKey(s("the key is not base64")), Usage, None),
+            (E::ManifestTooLarge { what: s("manifest a:1 on reg") }, Usage, None),
+            (E::InvalidManifest { what: s("manifest x in a"), why: s("not JSON") }, Usage, None),
+            (E::IndexTooDeep { index: s("x in a"), limit: 4 }, Usage, None),
+            (E::InvalidLayout { path: s("/l/index.json"), why: s("EOF") }, Usage, None),
+            (E::NotAFile(s("/tmp")), Usage, None),
+            (
+                E::WrongContent { what: "blob", digest: d.clone(), actual: d2.clone(), source_name: s("r") },
+                Integrity,
+                None,
+            ),
+            (E::WrongSize { what: s("blob x"), expected: 1, actual: 2 }, Integrity, None),
+            (E::Exists(s("/b")), Usage, Some(Hint::Overwrite)),
+            (
+                E::TagExists { reference: s("a:1"), existing: d.clone(), wanted: d2.clone() },
+                Usage,
+                Some(Hint::OverwriteTags),
+            ),
+            (E::Changed(s("/b changed since it was read; not deleted")), Other, None),
+            (E::NotFound(s("manifest a:1")), Other, None),
+            (denied().for_artifact("a/b:1"), Auth, Some(Hint::Credentials)),
+            (E::Exists(s("/b")).for_artifact("a/b:1"), Usage, Some(Hint::Overwrite)),
+            (E::NothingExported(Box::new(denied().for_artifact("a/b:1"))), Auth, Some(Hint::Credentials)),
+            (E::NothingExported(Box::new(E::NotFound(s("a:1")))), Other, None),
+            (E::Permission(s("writing /x")), Auth, None),
+            (E::ReadOnly(s("writing /x")), Auth, None),
+            (denied(), Auth, Some(Hint::Credentials)),
+            (E::NoSas { doing: s("reading"), url: s("https://a.blob.core.windows.net/c/b") }, Auth, Some(Hint::Sas)),
+            (E::Auth(s("the SAS expired")), Auth, None),
+            (E::TlsFailed { host: host.clone(), cause: s("eof") }, Auth, Some(Hint::CaFileOrInsecure(host.clone()))),
+            (E::UntrustedCertificate { host: host.clone(), cause: s("unknown issuer") }, Auth, Some(Hint::CaFile)),
+            (E::NoTls { host: host.clone(), cause: s("bad record") }, Auth, Some(Hint::InsecureRegistry(host.clone()))),
+            (
+                E::PlainHttpRealm { host: host.clone(), realm_host: s("auth.lan:80") },
+                Auth,
+                Some(Hint::InsecureRealm(s("auth.lan:80"))),
+            ),
+            (E::Registry(s("reg answered HTTP 500")), Other, None),
+            (E::Storage(s("writing x: HTTP 500")), Other, None),
+            (E::NoSpace(s("/b")), NoSpace, None),
+            (E::Io { context: s("reading /x"), error: std::io::Error::other("x") }, Other, None),
+            (E::Internal("a temporary file was committed twice"), Other, None),
+        ]
+    }
+
+    #[test]
+    fn every_variant_has_its_category_and_hint_and_names_no_flag() {
+        let table = every_variant();
+        let mut seen = [false; VARIANTS];
+        for (e, category, hint) in &table {
+            seen[variant_index(e)] = true;
+            assert_eq!(e.category(), *category, "{e}");
+            assert_eq!(e.hint(), *hint, "{e}");
+            let text = e.to_string();
+            assert!(!text.contains("--"), "a library message names a flag: {text}");
+            assert!(!text.contains('\n'), "{text}");
+        }
+        let missing: Vec<usize> = (0..VARIANTS).filter(|i| !seen[*i]).collect();
+        assert!(missing.is_empty(), "variants without a row: {missing:?}");
+    }
+
+    /// Each hint in the CLI's words: the phrase the library's messages used to end with.
+    #[test]
+    fn hints_in_the_clis_words() {
+        let h = |s: &str| s.to_string();
+        for (hint, text) in [
+            (Hint::Overwrite, h("pass --overwrite to replace it")),
+            (Hint::OverwriteTags, h("pass --overwrite-tags to move it")),
+            (Hint::MaxArtifacts, h("split the export or raise --max-artifacts")),
+            (
+                Hint::Credentials,
+                h("give credentials with --username and --password-stdin, docker login, or REGISTRY_AUTH_FILE"),
+            ),
+            (Hint::CaFile, h("for a private CA pass --ca-file")),
+            (
+                Hint::CaFileOrInsecure(h("r:5000")),
+                h("for a private CA pass --ca-file, for a plain-HTTP registry --insecure-registry r:5000"),
+            ),
+            (
+                Hint::InsecureRegistry(h("r:5000")),
+                h("if it is a plain-HTTP registry on a network you trust, pass --insecure-registry r:5000"),
+            ),
+            (Hint::InsecureRealm(h("auth:80")), h("if that network is trusted, pass --insecure-registry auth:80")),
+            (Hint::Sas, h("add one to the URL, AZURE_STORAGE_SAS_TOKEN or --sas-file")),
+        ] {
+            assert_eq!(hint.cli_text(), text);
+        }
+    }
+
+    /// What the CLI prints: the chain, each cause once, then the hint of the
+    /// error inside however many wrappers, as the old messages read.
+    #[test]
+    fn the_message_with_its_hint_says_each_cause_once() {
+        let e = TransferError::NothingExported(Box::new(
+            TransferError::AccessDenied { host: "h:1".into(), what: "manifest a/b:1".into() }.for_artifact("a/b:1"),
+        ));
+        let chain = std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |c| c.source());
+        let shown = Hint::with_hint(e.to_string(), chain);
+        assert_eq!(
+            shown,
+            "no artifact could be exported; the first failure: artifact a/b:1: h:1 refused access to manifest a/b:1; \
+             give credentials with --username and --password-stdin, docker login, or REGISTRY_AUTH_FILE"
+        );
+        let e = TransferError::Exists("/b".into());
+        let chain = std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |c| c.source());
+        assert_eq!(Hint::with_hint(e.to_string(), chain), "/b already exists; pass --overwrite to replace it");
+        let plain = TransferError::NotFound("x".into());
+        assert_eq!(
+            Hint::with_hint("x not found".into(), [&plain as &(dyn std::error::Error + 'static)]),
+            "x not found"
+        );
+    }
 
     #[test]
     fn read_only_file_system_is_a_permission_problem() {

@@ -75,9 +75,7 @@ struct Resolved {
 /// Check the artifact list before anything is fetched: the limit, then every name.
 pub fn parse_artifacts(artifacts: &[String], max: usize) -> Result<Vec<Reference>> {
     if artifacts.is_empty() {
-        return Err(TransferError::Usage(
-            "no artifacts given; name at least one (repo, repo:tag or repo@sha256:...)".into(),
-        ));
+        return Err(TransferError::NoArtifacts);
     }
     if artifacts.len() > max {
         return Err(TransferError::TooManyArtifacts { given: artifacts.len(), limit: max });
@@ -91,11 +89,14 @@ pub fn parse_artifacts(artifacts: &[String], max: usize) -> Result<Vec<Reference
         }
     }
     if !bad.is_empty() {
-        return Err(TransferError::Usage(bad.join("; ")));
+        return Err(TransferError::InvalidArtifacts(bad));
     }
     Ok(refs)
 }
 
+/// Export in three phases: resolve (the artifacts and what refers to them),
+/// plan (the catalog, every blob once), write (the planned entries, streamed
+/// into the destination, committed at the end).
 pub async fn export(
     registry: Arc<dyn Registry>,
     artifacts: &[String],
@@ -107,36 +108,64 @@ pub async fn export(
     if !opts.overwrite && dest.info().await?.is_some() {
         return Err(TransferError::Exists(dest.display()));
     }
-
-    reporter.start("resolving artifacts", None);
     let requests: Vec<(String, Reference)> = artifacts.iter().cloned().zip(refs).collect();
+    reporter.start("resolving artifacts", None);
+    let results = resolve_phase(registry.as_ref(), requests, opts).await;
+    reporter.finish();
+    let (resolved, mut outcomes) = keep_resolved(results, opts.continue_on_errors, reporter)?;
+    let plan = Plan::new(&registry.name(), resolved);
+    outcomes.extend(plan.succeeded.iter().cloned());
+    let (catalog_digest, size) = write_phase(registry, &plan, dest, opts, reporter).await?;
+    Ok(ExportReport {
+        catalog_digest,
+        bundle: dest.display(),
+        size,
+        blobs: plan.catalog.blobs.len(),
+        blob_bytes: plan.catalog.blob_bytes(),
+        artifacts: outcomes,
+    })
+}
+
+/// Resolve the requested artifacts and, unless told not to, what refers to
+/// them; the tag listings (for cosign's tags and the tag schema) go on while
+/// the artifacts resolve.
+async fn resolve_phase(
+    registry: &dyn Registry,
+    requests: Vec<(String, Reference)>,
+    opts: &ExportOptions,
+) -> Vec<(String, Result<Resolved>)> {
     let look =
         Look { concurrency: opts.concurrency.max(1), check_blobs: opts.continue_on_errors, referrers: opts.referrers };
-    // The tag listings (for cosign's tags and the tag schema) go on while the artifacts resolve.
     let repos: BTreeSet<String> = requests.iter().map(|(_, r)| r.repository().to_string()).collect();
     let tag_lists = async {
         if !opts.referrers {
             return HashMap::new();
         }
         stream::iter(repos)
-            .map(|repo| {
-                let registry = registry.as_ref();
-                async move {
-                    let tags = registry.tags(&repo).await.unwrap_or_default().into_iter().collect();
-                    (repo, tags)
-                }
+            .map(|repo| async move {
+                let tags = registry.tags(&repo).await.unwrap_or_default().into_iter().collect();
+                (repo, tags)
             })
             .buffer_unordered(look.concurrency)
             .collect::<HashMap<String, HashSet<String>>>()
             .await
     };
-    let (mut results, tags) = tokio::join!(resolve_all(registry.as_ref(), requests, look), tag_lists);
+    let (mut results, tags) = tokio::join!(resolve_all(registry, requests, look), tag_lists);
     if opts.referrers {
-        let found = find_referrers(registry.as_ref(), &results, &tags, look).await;
+        let found = find_referrers(registry, &results, &tags, look).await;
         results.extend(found);
     }
-    reporter.finish();
+    results
+}
 
+/// The artifacts that resolved, and an outcome for each that did not. The
+/// first failure ends the export unless ContinueOnErrors; when nothing
+/// resolved, the first failure is the error, its kind kept.
+fn keep_resolved(
+    results: Vec<(String, Result<Resolved>)>,
+    continue_on_errors: bool,
+    reporter: &dyn Reporter,
+) -> Result<(Vec<Resolved>, Vec<ArtifactOutcome>)> {
     let mut outcomes = Vec::new();
     let mut resolved = Vec::new();
     let mut first_error = None;
@@ -145,7 +174,7 @@ pub async fn export(
             Ok(res) => resolved.push(res),
             Err(e) => {
                 let e = e.for_artifact(&request);
-                if !opts.continue_on_errors {
+                if !continue_on_errors {
                     return Err(e);
                 }
                 reporter.note(&format!("skipping: {e}"));
@@ -154,58 +183,88 @@ pub async fn export(
             }
         }
     }
-    if resolved.is_empty() {
-        let first = outcomes.first().and_then(|o| o.error.clone()).unwrap_or_default();
-        return Err(TransferError::NothingExported(Box::new(TransferError::Usage(first))));
+    match first_error {
+        Some(first) if resolved.is_empty() => Err(TransferError::NothingExported(Box::new(first))),
+        _ => Ok((resolved, outcomes)),
+    }
+}
+
+/// What the bundle will hold: the catalog, the manifests (held whole), and
+/// the repository to read every other blob from.
+struct Plan {
+    catalog: Catalog,
+    manifests: BTreeMap<Digest, RawManifest>,
+    sources: BTreeMap<Digest, String>,
+    succeeded: Vec<ArtifactOutcome>,
+}
+
+impl Plan {
+    /// Gather every blob once, remembering where to read it and what it is.
+    fn new(registry_name: &str, resolved: Vec<Resolved>) -> Plan {
+        let mut manifests: BTreeMap<Digest, RawManifest> = BTreeMap::new();
+        let mut sources: BTreeMap<Digest, String> = BTreeMap::new();
+        let mut blobs = Vec::new();
+        for r in &resolved {
+            for m in &r.manifests {
+                blobs.push(Blob {
+                    digest: m.digest.clone(),
+                    size: m.bytes.len() as u64,
+                    media_type: m.media_type.clone(),
+                    kind: BlobKind::Manifest,
+                });
+                manifests.entry(m.digest.clone()).or_insert_with(|| m.clone());
+            }
+            for (b, repo) in &r.blobs {
+                blobs.push(b.clone());
+                sources.entry(b.digest.clone()).or_insert_with(|| repo.clone());
+            }
+        }
+        let created =
+            resolved.iter().filter_map(|r| r.created.clone()).max().unwrap_or_else(|| "1970-01-01T00:00:00Z".into());
+        let succeeded = resolved
+            .iter()
+            .map(|r| ArtifactOutcome {
+                artifact: r.request.clone(),
+                digest: Some(r.artifact.digest.clone()),
+                status: Status::Succeeded,
+                error: None,
+            })
+            .collect();
+        let catalog = Catalog::new(
+            concat!("barge ", env!("CARGO_PKG_VERSION")),
+            &created,
+            registry_name,
+            resolved.into_iter().map(|r| r.artifact).collect(),
+            blobs,
+        );
+        Plan { catalog, manifests, sources, succeeded }
     }
 
-    // Gather every blob once, remembering where to read it and what it is.
-    let mut manifests: BTreeMap<Digest, RawManifest> = BTreeMap::new();
-    let mut sources: BTreeMap<Digest, String> = BTreeMap::new();
-    let mut blobs = Vec::new();
-    for r in &resolved {
-        for m in &r.manifests {
-            blobs.push(Blob {
-                digest: m.digest.clone(),
-                size: m.bytes.len() as u64,
-                media_type: m.media_type.clone(),
-                kind: BlobKind::Manifest,
-            });
-            manifests.entry(m.digest.clone()).or_insert_with(|| m.clone());
-        }
-        for (b, repo) in &r.blobs {
-            blobs.push(b.clone());
-            sources.entry(b.digest.clone()).or_insert_with(|| repo.clone());
-        }
+    /// The blobs to download, in bundle order: all but the manifests.
+    fn downloads(&self) -> Vec<(String, Digest, u64)> {
+        self.catalog
+            .blobs
+            .iter()
+            .filter(|b| !self.manifests.contains_key(&b.digest))
+            .map(|b| (self.sources[&b.digest].clone(), b.digest.clone(), b.size))
+            .collect()
     }
-    let created =
-        resolved.iter().filter_map(|r| r.created.clone()).max().unwrap_or_else(|| "1970-01-01T00:00:00Z".into());
-    for r in &resolved {
-        outcomes.push(ArtifactOutcome {
-            artifact: r.request.clone(),
-            digest: Some(r.artifact.digest.clone()),
-            status: Status::Succeeded,
-            error: None,
-        });
-    }
-    let catalog = Catalog::new(
-        concat!("barge ", env!("CARGO_PKG_VERSION")),
-        &created,
-        &registry.name(),
-        resolved.into_iter().map(|r| r.artifact).collect(),
-        blobs,
-    );
+}
 
-    // Stream the bundle: nothing is visible under the destination's name until commit.
+/// Stream the planned entries into `dest` and commit it: nothing is visible
+/// under the destination's name until then. Returns the catalogDigest and the size.
+async fn write_phase(
+    registry: Arc<dyn Registry>,
+    plan: &Plan,
+    dest: &dyn BlobStore,
+    opts: &ExportOptions,
+    reporter: &dyn Reporter,
+) -> Result<(Digest, u64)> {
+    let catalog = &plan.catalog;
     let sink = dest.create(opts.overwrite, catalog.blob_bytes()).await?;
     let mut out = BundleWriter::new(sink, opts.compression, dest.display());
-    let jobs: Vec<(String, Digest, u64)> = catalog
-        .blobs
-        .iter()
-        .filter(|b| !manifests.contains_key(&b.digest))
-        .map(|b| (sources[&b.digest].clone(), b.digest.clone(), b.size))
-        .collect();
-    let mut prefetch = Prefetch::new(registry.clone(), jobs, opts.concurrency.max(1));
+    let registry_name = registry.name();
+    let mut prefetch = Prefetch::new(registry, plan.downloads(), opts.concurrency.max(1));
     reporter.start("exporting", Some(catalog.blob_bytes()));
     for entry in catalog.plan() {
         match entry {
@@ -218,22 +277,14 @@ pub async fn export(
             Planned::Blob(i) => {
                 let b = &catalog.blobs[i];
                 out.write(&encode_header(&b.digest.layout_path(), b.size, Kind::File)).await?;
-                if let Some(m) = manifests.get(&b.digest) {
-                    out.write(&m.bytes).await?;
-                    reporter.advance(b.size);
-                } else {
-                    let repo = &sources[&b.digest];
-                    let mut r = prefetch.next();
-                    let what = format!("blob {} of {repo}", b.digest);
-                    let actual =
-                        crate::io::copy_exact(&mut r, &mut out, b.size, b.digest.algorithm(), &what, reporter).await?;
-                    if actual != b.digest {
-                        return Err(TransferError::WrongContent {
-                            what: "blob",
-                            digest: b.digest.clone(),
-                            actual,
-                            source_name: format!("{}/{repo}", registry.name()),
-                        });
+                match plan.manifests.get(&b.digest) {
+                    Some(m) => {
+                        out.write(&m.bytes).await?;
+                        reporter.advance(b.size);
+                    }
+                    None => {
+                        let from = (registry_name.as_str(), plan.sources[&b.digest].as_str());
+                        write_blob(&mut out, &mut prefetch, b, from, reporter).await?
                     }
                 }
                 out.write(&vec![0u8; padding(b.size)]).await?;
@@ -249,14 +300,29 @@ pub async fn export(
     ];
     sink.commit(Expect { size, sha256: None, metadata, md5: None }).await?;
     reporter.finish();
-    Ok(ExportReport {
-        catalog_digest,
-        bundle: dest.display(),
-        size,
-        blobs: catalog.blobs.len(),
-        blob_bytes: catalog.blob_bytes(),
-        artifacts: outcomes,
-    })
+    Ok((catalog_digest, size))
+}
+
+/// The next downloaded blob into the bundle, checked against its digest.
+async fn write_blob(
+    out: &mut BundleWriter,
+    prefetch: &mut Prefetch,
+    b: &Blob,
+    (registry_name, repo): (&str, &str),
+    reporter: &dyn Reporter,
+) -> Result<()> {
+    let mut r = prefetch.next();
+    let what = format!("blob {} of {repo}", b.digest);
+    let actual = crate::io::copy_exact(&mut r, out, b.size, b.digest.algorithm(), &what, reporter).await?;
+    if actual != b.digest {
+        return Err(TransferError::WrongContent {
+            what: "blob",
+            digest: b.digest.clone(),
+            actual,
+            source_name: format!("{registry_name}/{repo}"),
+        });
+    }
+    Ok(())
 }
 
 /// Resolve requests concurrently, keeping their order.
@@ -457,8 +523,10 @@ fn walk<'a>(
         if !seen.insert(m.digest.clone()) {
             return Ok(());
         }
-        let refs = oci::parse_refs(&m.media_type, &m.bytes)
-            .map_err(|e| TransferError::Usage(format!("manifest {} in {repo}: {e}", m.digest)))?;
+        let refs = oci::parse_refs(&m.media_type, &m.bytes).map_err(|e| TransferError::InvalidManifest {
+            what: format!("manifest {} in {repo}", m.digest),
+            why: e.to_string(),
+        })?;
         match refs {
             Refs::Image { config, layers } => {
                 let mut add = |d: &oci::Descriptor, kind| {
@@ -476,21 +544,19 @@ fn walk<'a>(
             }
             Refs::Index { manifests: children } => {
                 if depth >= MAX_DEPTH {
-                    return Err(TransferError::Usage(format!(
-                        "index {} in {repo} nests deeper than {MAX_DEPTH}",
-                        m.digest
-                    )));
+                    return Err(TransferError::IndexTooDeep {
+                        index: format!("{} in {repo}", m.digest),
+                        limit: MAX_DEPTH,
+                    });
                 }
                 for c in children {
                     let child = registry.manifest(repo, Target::Digest(&c.digest)).await?;
                     if child.bytes.len() as u64 != c.size {
-                        return Err(TransferError::Usage(format!(
-                            "index {} in {repo} gives size {} for {}, which is {} bytes",
-                            m.digest,
-                            c.size,
-                            c.digest,
-                            child.bytes.len()
-                        )));
+                        return Err(TransferError::WrongSize {
+                            what: format!("manifest {} (listed in index {} in {repo})", c.digest, m.digest),
+                            expected: c.size,
+                            actual: child.bytes.len() as u64,
+                        });
                     }
                     walk(registry, repo, child, depth + 1, manifests, blobs, seen).await?;
                 }

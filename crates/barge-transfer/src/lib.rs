@@ -23,7 +23,7 @@ pub mod temp;
 mod verify;
 
 pub use copy::{copy, CopyOptions, CopyReport, Overwrite};
-pub use error::{Category, Result, TransferError};
+pub use error::{Category, Hint, Result, TransferError};
 pub use export::{export, parse_artifacts, ExportOptions, ExportReport, DEFAULT_MAX_ARTIFACTS};
 pub use import::{import, ImportOptions, ImportReport};
 pub use outcome::{any_failed, ArtifactOutcome, Status};

@@ -60,7 +60,7 @@ impl TempFile {
     /// conditional: an existing file is left alone and `Exists` returned.
     pub fn commit(mut self, final_path: &Path, overwrite: bool) -> Result<()> {
         let Some(tmp) = self.path.take() else {
-            return Err(TransferError::Usage("a temporary file was committed twice".into()));
+            return Err(TransferError::Internal("a temporary file was committed twice"));
         };
         let r = if overwrite {
             std::fs::rename(&tmp, final_path)

@@ -79,8 +79,9 @@ fn lookup_in(host: &str, path: &Path) -> Result<Option<Credentials>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(TransferError::io(format!("reading {}", path.display()), e)),
     };
-    let cfg: ConfigFile = serde_json::from_slice(&bytes)
-        .map_err(|e| TransferError::Usage(format!("{} is not a valid docker config: {e}", path.display())))?;
+    let cfg: ConfigFile = serde_json::from_slice(&bytes).map_err(|e| {
+        TransferError::InvalidDockerConfig(format!("{} is not a valid docker config: {e}", path.display()))
+    })?;
     if let Some((_, helper)) = cfg.cred_helpers.iter().find(|(k, _)| matches_host(k, host)) {
         return helper_get(helper, host);
     }
@@ -97,8 +98,12 @@ fn lookup_in(host: &str, path: &Path) -> Result<Option<Credentials>> {
 
 fn decode_entry(e: &AuthEntry, path: &Path) -> Result<Option<Credentials>> {
     if let Some(auth) = e.auth.as_deref().filter(|a| !a.is_empty()) {
-        let bad =
-            || TransferError::Usage(format!("an \"auth\" entry in {} is not base64 of user:password", path.display()));
+        let bad = || {
+            TransferError::InvalidDockerConfig(format!(
+                "an \"auth\" entry in {} is not base64 of user:password",
+                path.display()
+            ))
+        };
         let raw = base64::engine::general_purpose::STANDARD.decode(auth.trim()).map_err(|_| bad())?;
         let s = String::from_utf8(raw).map_err(|_| bad())?;
         let (u, p) = s.split_once(':').ok_or_else(bad)?;

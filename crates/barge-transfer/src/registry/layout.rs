@@ -27,7 +27,8 @@ impl LayoutRegistry {
 
     fn repo_dir(&self, repo: &str) -> Result<PathBuf> {
         // The name grammar admits no "..", no absolute path, no empty component.
-        check_repository(repo).map_err(|e| TransferError::Usage(format!("repository {repo:?}: {e}")))?;
+        check_repository(repo)
+            .map_err(|e| TransferError::InvalidRepository { repo: repo.to_string(), why: e.to_string() })?;
         Ok(self.root.join(repo))
     }
 
@@ -40,7 +41,7 @@ impl LayoutRegistry {
         match tokio::fs::read(&path).await {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
-                .map_err(|e| TransferError::Usage(format!("{} is not a valid OCI index: {e}", path.display()))),
+                .map_err(|e| TransferError::InvalidLayout { path: path.display().to_string(), why: e.to_string() }),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(TransferError::io(format!("reading {}", path.display()), e)),
         }
@@ -149,10 +150,9 @@ impl Registry for LayoutRegistry {
             Err(e) => return Err(TransferError::io(format!("reading {}", path.display()), e)),
         };
         if meta.len() > oci::MAX_MANIFEST_SIZE {
-            return Err(TransferError::Usage(format!(
-                "manifest {digest} in {} is larger than 4 MiB",
-                self.describe(repo)
-            )));
+            return Err(TransferError::ManifestTooLarge {
+                what: format!("manifest {digest} in {}", self.describe(repo)),
+            });
         }
         let bytes =
             tokio::fs::read(&path).await.map_err(|e| TransferError::io(format!("reading {}", path.display()), e))?;
@@ -189,10 +189,11 @@ impl Registry for LayoutRegistry {
         };
         let len = file.metadata().await.map_err(|e| TransferError::io(format!("reading {}", path.display()), e))?.len();
         if len != size {
-            return Err(TransferError::Usage(format!(
-                "blob {digest} in {} is {len} bytes, its descriptor says {size}",
-                self.describe(repo)
-            )));
+            return Err(TransferError::WrongSize {
+                what: format!("blob {digest} in {}", self.describe(repo)),
+                expected: size,
+                actual: len,
+            });
         }
         Ok(Box::new(tokio::io::BufReader::with_capacity(CHUNK, file)))
     }
@@ -268,8 +269,10 @@ impl Registry for LayoutRegistry {
             lock.lock().map_err(|e| TransferError::io(format!("locking {}", lock_path.display()), e))?;
             let path = dir.join("index.json");
             let mut index = match std::fs::read(&path) {
-                Ok(b) => serde_json::from_slice::<Index>(&b)
-                    .map_err(|e| TransferError::Usage(format!("{} is not a valid OCI index: {e}", path.display())))?,
+                Ok(b) => serde_json::from_slice::<Index>(&b).map_err(|e| TransferError::InvalidLayout {
+                    path: path.display().to_string(),
+                    why: e.to_string(),
+                })?,
                 Err(e) if e.kind() == ErrorKind::NotFound => Index::empty(),
                 Err(e) => return Err(TransferError::io(format!("reading {}", path.display()), e)),
             };

@@ -136,13 +136,15 @@ impl RegistryAddr {
     pub fn parse(s: &str) -> Result<RegistryAddr> {
         if let Some(p) = s.strip_prefix("oci:") {
             if p.is_empty() {
-                return Err(TransferError::Usage("registry \"oci:\" needs a directory: oci:PATH".into()));
+                return Err(TransferError::InvalidRegistryAddress(
+                    "registry \"oci:\" needs a directory: oci:PATH".into(),
+                ));
             }
             return Ok(RegistryAddr::Layout(PathBuf::from(p)));
         }
         let host = s.strip_prefix("docker://").unwrap_or(s).trim_end_matches('/');
         let bad = || {
-            TransferError::Usage(format!(
+            TransferError::InvalidRegistryAddress(format!(
                 "registry {s:?} is neither oci:PATH nor HOST[:PORT] (for example 127.0.0.1:5000 or myregistry.azurecr.io)"
             ))
         };
@@ -172,7 +174,7 @@ impl RegistryAddr {
         }
         if let Some(p) = port {
             if !matches!(p.parse::<u32>(), Ok(1..=65535)) || p.starts_with('+') {
-                return Err(TransferError::Usage(format!(
+                return Err(TransferError::InvalidRegistryAddress(format!(
                     "registry {s:?}: port {p:?} is not a port number (1 to 65535)"
                 )));
             }

@@ -43,8 +43,10 @@ impl NetworkRegistry {
     pub async fn connect(host: &str, opts: &ConnectOptions) -> Result<NetworkRegistry> {
         let mut extra = Vec::new();
         if let Some(ca) = &opts.ca_file {
-            let data =
-                std::fs::read(ca).map_err(|e| TransferError::io(format!("reading --ca-file {}", ca.display()), e))?;
+            let data = std::fs::read(ca)
+                .map_err(|e| TransferError::io(format!("reading the CA certificates {}", ca.display()), e))?;
+            reqwest::Certificate::from_pem_bundle(&data)
+                .map_err(|e| TransferError::InvalidCaFile { path: ca.display().to_string(), why: e.to_string() })?;
             extra.push(Certificate { encoding: CertificateEncoding::Pem, data });
         }
         let config_for = |plain: bool| ClientConfig {
@@ -140,9 +142,9 @@ impl NetworkRegistry {
     fn map_err(&self, what: &str, e: OciDistributionError) -> TransferError {
         let host = &self.host;
         match &e {
-            OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_) => TransferError::Auth(format!(
-                "{host} refused access to {what}; give credentials with --username and --password-stdin, docker login, or REGISTRY_AUTH_FILE"
-            )),
+            OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_) => {
+                TransferError::AccessDenied { host: host.clone(), what: what.to_string() }
+            }
             OciDistributionError::ImageManifestNotFoundError(_) => TransferError::NotFound(format!("{what} on {host}")),
             OciDistributionError::RegistryError { envelope, .. } => {
                 let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
@@ -153,7 +155,9 @@ impl NetworkRegistry {
                 } else if codes.iter().any(|c| matches!(c, OciErrorCode::Denied | OciErrorCode::Unauthorized)) {
                     TransferError::Auth(format!("{host} denied {what}: {envelope}"))
                 } else if codes.iter().any(|c| matches!(c, OciErrorCode::DigestInvalid)) {
-                    TransferError::Bundle(barge_bundle::BundleError::Corrupt(format!("{host} says the digest of {what} is wrong")))
+                    TransferError::Bundle(barge_bundle::BundleError::Corrupt(format!(
+                        "{host} says the digest of {what} is wrong"
+                    )))
                 } else {
                     TransferError::Registry(format!("{host}: {what}: {envelope}"))
                 }
@@ -163,17 +167,16 @@ impl NetworkRegistry {
                 let said = if message.trim().is_empty() { String::new() } else { format!(": {}", message.trim()) };
                 TransferError::Registry(format!("{host} answered HTTP {code} for {what}{said}"))
             }
-            OciDistributionError::ServerError { code: 401 | 403, .. } => {
-                TransferError::Auth(format!("{host} refused access to {what}; check the credentials and their permissions"))
-            }
-            OciDistributionError::RequestError(r) if is_tls(r as &(dyn std::error::Error + 'static)) => TransferError::Tls(format!(
-                "TLS with {host} failed ({}); for a private CA pass --ca-file, for a plain-HTTP registry --insecure-registry {host}",
-                chain(r)
+            OciDistributionError::ServerError { code: 401 | 403, .. } => TransferError::Auth(format!(
+                "{host} refused access to {what}; check the credentials and their permissions"
             )),
-            OciDistributionError::RequestError(r) => TransferError::Registry(format!("{host}: {what}: {}", chain(r))),
-            OciDistributionError::DigestError(d) => {
-                TransferError::Bundle(barge_bundle::BundleError::Corrupt(format!("{host} sent {what} with a wrong digest: {d}")))
+            OciDistributionError::RequestError(r) if is_tls(r as &(dyn std::error::Error + 'static)) => {
+                TransferError::TlsFailed { host: host.clone(), cause: chain(r) }
             }
+            OciDistributionError::RequestError(r) => TransferError::Registry(format!("{host}: {what}: {}", chain(r))),
+            OciDistributionError::DigestError(d) => TransferError::Bundle(barge_bundle::BundleError::Corrupt(format!(
+                "{host} sent {what} with a wrong digest: {d}"
+            ))),
             _ => TransferError::Registry(format!("{host}: {what}: {e}")),
         }
     }
@@ -321,8 +324,9 @@ fn probe_client(ca_pem: Option<&[u8]>) -> Result<reqwest::Client> {
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("barge/", env!("CARGO_PKG_VERSION")));
     if let Some(pem) = ca_pem {
+        // Checked at connect, where the file's name is known.
         let certs = reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|e| TransferError::Usage(format!("--ca-file is not a PEM file of certificates: {e}")))?;
+            .map_err(|e| TransferError::InvalidCaFile { path: "the CA certificates".into(), why: e.to_string() })?;
         b = b.tls_certs_merge(certs);
     }
     b.build().map_err(|e| TransferError::Registry(format!("cannot set up an HTTP client: {}", chain(&e))))
@@ -346,10 +350,7 @@ async fn probe_tls(client: &reqwest::Client, host: &str) -> Result<Https> {
     };
     let text = chain(&e).to_lowercase();
     if text.contains("certificate") {
-        return Err(TransferError::Tls(format!(
-            "{host} speaks TLS with a certificate that does not check ({}); for a private CA pass --ca-file",
-            root_cause(&e)
-        )));
+        return Err(TransferError::UntrustedCertificate { host: host.to_string(), cause: root_cause(&e) });
     }
     let io_kind = {
         let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&e);
@@ -386,9 +387,7 @@ async fn choose_protocol(
         Https::Answered(challenge) => Ok((false, Some(challenge))),
         Https::Unreachable => Ok((plain_allowed, None)),
         Https::NoHandshake(_) if plain_allowed => Ok((true, None)),
-        Https::NoHandshake(cause) => Err(TransferError::Tls(format!(
-            "{host} does not speak TLS ({cause}); if it is a plain-HTTP registry on a network you trust, pass --insecure-registry {host}"
-        ))),
+        Https::NoHandshake(cause) => Err(TransferError::NoTls { host: host.to_string(), cause }),
     }
 }
 
@@ -477,11 +476,7 @@ fn check_realm(host: &str, plain_allowed: bool, challenge: Option<&str>, insecur
     if own_host || named {
         return Ok(());
     }
-    Err(TransferError::Auth(format!(
-        "{host} asks for credentials to be sent to the token service {realm_host} over plain HTTP; barge sends them \
-         over plain HTTP only to a loopback or --insecure-registry registry's own host. If that network is trusted, \
-         pass --insecure-registry {realm_host}"
-    )))
+    Err(TransferError::PlainHttpRealm { host: host.to_string(), realm_host })
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
@@ -516,7 +511,7 @@ impl Registry for NetworkRegistry {
         let (bytes, header_digest) =
             self.retry(&what, || self.client.pull_manifest_raw(&reference, &self.auth, ACCEPT)).await?;
         if bytes.len() as u64 > oci::MAX_MANIFEST_SIZE {
-            return Err(TransferError::Registry(format!("{}: {what} is larger than 4 MiB", self.host)));
+            return Err(TransferError::ManifestTooLarge { what: format!("{what} on {}", self.host) });
         }
         let actual = Digest::sha256_of(&bytes);
         let expected = match target {
@@ -841,7 +836,9 @@ mod tests {
         // As for a registry addressed by a name that is not loopback.
         let e = choose_protocol(&client, &host, false).await.unwrap_err();
         assert_eq!(e.category(), crate::Category::Auth, "{e}");
-        assert!(e.to_string().contains(&format!("--insecure-registry {host}")), "{e}");
+        assert!(matches!(e, TransferError::NoTls { .. }), "{e}");
+        assert!(!e.to_string().contains("--"), "{e}");
+        assert_eq!(e.hint(), Some(crate::Hint::InsecureRegistry(host.clone())));
         assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
         // Where plain HTTP is allowed, it is chosen.
         assert!(matches!(choose_protocol(&client, &host, true).await, Ok((true, None))));
@@ -888,7 +885,9 @@ mod tests {
                 Some(p) => format!("{}:{p}", realm_host.host_str().unwrap()),
                 None => realm_host.host_str().unwrap().to_string(),
             };
-            assert!(e.to_string().contains(&format!("--insecure-registry {named}")), "{e}");
+            assert!(!e.to_string().contains("--"), "{e}");
+            assert_eq!(e.hint(), Some(crate::Hint::InsecureRealm(named.clone())), "{e}");
+            assert!(e.hint().unwrap().cli_text().contains(&format!("--insecure-registry {named}")), "{e}");
             assert!(!e.to_string().contains("s3cret"), "{e}");
         }
         // A realm host named with --insecure-registry may have them.

@@ -62,11 +62,11 @@ impl Need {
 
 impl AzureBlob {
     pub fn new(url: BlobUrl, concurrency: usize) -> Result<AzureBlob> {
-        let u = Url::parse(&url.expose()).map_err(|e| TransferError::Usage(format!("{url}: {e}")))?;
+        let u = Url::parse(&url.expose()).map_err(|e| TransferError::InvalidLocation(format!("{url}: {e}")))?;
         let opts =
             azure_storage_blob::BlobClientOptions { client_options: client_options(&url)?, ..Default::default() };
         let client = BlobClient::new(u, None, Some(opts))
-            .map_err(|_| TransferError::Usage(format!("{url}: not a usable blob URL")))?;
+            .map_err(|_| TransferError::InvalidLocation(format!("{url}: not a usable blob URL")))?;
         Ok(AzureBlob { url, client: Arc::new(client), concurrency: concurrency.max(1) })
     }
 
@@ -89,9 +89,7 @@ pub fn map_err(url: &BlobUrl, doing: &str, need: Need, e: azure_core::Error) -> 
     match status {
         Some(StatusCode::Forbidden) | Some(StatusCode::Unauthorized) => {
             if !url.has_sas() {
-                return TransferError::Auth(format!(
-                    "{doing} {url}: access denied and no SAS was given; add one to the URL, AZURE_STORAGE_SAS_TOKEN or --sas-file"
-                ));
+                return TransferError::NoSas { doing: doing.to_string(), url: url.to_string() };
             }
             if let Some(se) = url.sas_expiry() {
                 if se.as_str() < super::url::rfc3339(SystemTime::now()).as_str() {
@@ -307,33 +305,18 @@ impl AzureBlob {
                     let offset = i * block_size;
                     let len = (info.size - offset).min(block_size);
                     if let (true, Some(url)) = (server_side.load(std::sync::atomic::Ordering::Relaxed), source_url) {
-                        let opts = BlockBlobClientStageBlockFromUrlOptions {
-                            source_range: Some(HttpRange::new(offset, len)),
-                            source_if_match: Some(Etag::from(info.etag.clone())),
-                            ..Default::default()
-                        };
-                        match blocks.stage_block_from_url(&id, 0, url.clone(), Some(opts)).await {
-                            Ok(_) => {
-                                by_server.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                                reporter.advance(len);
-                                return Ok(());
-                            }
-                            Err(e) if e.http_status() == Some(StatusCode::PreconditionFailed) => {
-                                return Err(TransferError::Changed(format!(
-                                    "{} changed during the copy; nothing was committed",
-                                    src.display()
-                                )));
-                            }
-                            // No answer from the destination at all: relaying would not help.
-                            Err(e) if e.http_status().is_none() => return Err(self.map_err("writing", Need::Write, e)),
-                            // The service cannot read the source (no route, refused, not implemented): relay.
-                            Err(_) => server_side.store(false, std::sync::atomic::Ordering::Relaxed),
+                        if self.stage_from_url(src, info, &blocks, &id, url, (offset, len)).await? {
+                            by_server.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            reporter.advance(len);
+                            return Ok(());
                         }
+                        // The service cannot read the source: relay this block and those after it.
+                        server_side.store(false, std::sync::atomic::Ordering::Relaxed);
                     }
                     let _slot = relay_slots.acquire().await.expect("the semaphore is never closed");
                     self.relay_block(src, info, &blocks, &id, offset, len).await?;
                     reporter.advance(len);
-                    Ok(())
+                    Ok::<(), TransferError>(())
                 }
             })
             .buffer_unordered(opts.concurrency.max(1))
@@ -347,6 +330,34 @@ impl AzureBlob {
             blocks_staged: missing.len() as u64,
             server_side: by_server.into_inner(),
         })
+    }
+
+    /// Stage one block by the service's own copy from `url` (the source's
+    /// version pinned by its ETag). `Ok(false)`: the service cannot read the
+    /// source (no route, refused, not implemented), so the block is to be relayed.
+    async fn stage_from_url(
+        &self,
+        src: &dyn BlobStore,
+        info: &BlobInfo,
+        blocks: &BlockBlobClient,
+        id: &[u8],
+        url: &str,
+        (offset, len): (u64, u64),
+    ) -> Result<bool> {
+        let opts = BlockBlobClientStageBlockFromUrlOptions {
+            source_range: Some(HttpRange::new(offset, len)),
+            source_if_match: Some(Etag::from(info.etag.clone())),
+            ..Default::default()
+        };
+        match blocks.stage_block_from_url(id, 0, url.to_string(), Some(opts)).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.http_status() == Some(StatusCode::PreconditionFailed) => {
+                Err(TransferError::Changed(format!("{} changed during the copy; nothing was committed", src.display())))
+            }
+            // No answer from the destination at all: relaying would not help.
+            Err(e) if e.http_status().is_none() => Err(self.map_err("writing", Need::Write, e)),
+            Err(_) => Ok(false),
+        }
     }
 
     /// Commit the copy's blocks, only if the source is still the version they were read from.
@@ -977,13 +988,13 @@ pub struct AzureContainer {
 
 impl AzureContainer {
     pub fn new(url: BlobUrl, concurrency: usize) -> Result<AzureContainer> {
-        let u = Url::parse(&url.expose()).map_err(|e| TransferError::Usage(format!("{url}: {e}")))?;
+        let u = Url::parse(&url.expose()).map_err(|e| TransferError::InvalidLocation(format!("{url}: {e}")))?;
         let opts = azure_storage_blob::BlobContainerClientOptions {
             client_options: client_options(&url)?,
             ..Default::default()
         };
         let client = azure_storage_blob::BlobContainerClient::new(u, None, Some(opts))
-            .map_err(|_| TransferError::Usage(format!("{url}: not a usable container URL")))?;
+            .map_err(|_| TransferError::InvalidLocation(format!("{url}: not a usable container URL")))?;
         Ok(AzureContainer { url, client, concurrency })
     }
 }
@@ -1034,12 +1045,12 @@ impl super::container::Container for AzureContainer {
     async fn lease(&self, name: &str, etag: &str) -> Result<Option<Box<dyn super::container::Lease>>> {
         use azure_storage_blob::models::{BlobClientAcquireLeaseOptions, BlobClientAcquireLeaseResultHeaders};
         let blob = self.url.sibling(name);
-        let u = Url::parse(&blob.expose()).map_err(|e| TransferError::Usage(format!("{blob}: {e}")))?;
+        let u = Url::parse(&blob.expose()).map_err(|e| TransferError::InvalidLocation(format!("{blob}: {e}")))?;
         let opts =
             azure_storage_blob::BlobClientOptions { client_options: client_options(&blob)?, ..Default::default() };
         let client = Arc::new(
             BlobClient::new(u, None, Some(opts))
-                .map_err(|_| TransferError::Usage(format!("{blob}: not a usable URL")))?,
+                .map_err(|_| TransferError::InvalidLocation(format!("{blob}: not a usable URL")))?,
         );
         let opts = BlobClientAcquireLeaseOptions { if_match: Some(Etag::from(etag)), ..Default::default() };
         let id = match client.acquire_lease(LEASE_SECONDS, Some(opts)).await {

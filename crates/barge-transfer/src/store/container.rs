@@ -42,7 +42,7 @@ pub fn open_container(uri: &str, sas: Option<Secret>, concurrency: usize) -> Res
     if uri.starts_with("http://") || uri.starts_with("https://") {
         let mut url = BlobUrl::parse(uri)?;
         if !url.blob().is_empty() {
-            return Err(TransferError::Usage(format!(
+            return Err(TransferError::InvalidLocation(format!(
                 "{url} names a blob; a storage container URI ends at the container"
             )));
         }
@@ -77,7 +77,7 @@ impl Container for LocalContainer {
 
     fn blob(&self, name: &str) -> Result<Box<dyn BlobStore>> {
         if name.is_empty() || name.split('/').any(|c| c.is_empty() || c == "..") || name.starts_with('.') {
-            return Err(TransferError::Usage(format!("blob name {name:?} is not a plain relative name")));
+            return Err(TransferError::InvalidLocation(format!("blob name {name:?} is not a plain relative name")));
         }
         Ok(Box::new(LocalBlob::new(self.dir.join(name))))
     }

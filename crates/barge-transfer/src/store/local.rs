@@ -44,7 +44,7 @@ impl BlobStore for LocalBlob {
                 metadata: Vec::new(),
                 content_md5: None,
             })),
-            Ok(_) => Err(TransferError::Usage(format!("{} is not a regular file", self.path.display()))),
+            Ok(_) => Err(TransferError::NotAFile(self.path.display().to_string())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(TransferError::io(format!("reading {}", self.path.display()), e)),
         }
@@ -127,7 +127,7 @@ impl BlobStore for LocalBlob {
             match self.info().await? {
                 Some(i) if i.etag == etag => {}
                 Some(_) => {
-                    return Err(TransferError::Usage(format!(
+                    return Err(TransferError::Changed(format!(
                         "{} changed since it was read; not deleted",
                         self.path.display()
                     )))

@@ -145,7 +145,7 @@ impl Location {
     /// `AZURE_STORAGE_CONNECTION_STRING` / `AZURE_STORAGE_ACCOUNT` + `AZURE_STORAGE_KEY`.
     pub fn parse(s: &str, opts: &StoreOptions) -> Result<Location> {
         if s.is_empty() {
-            return Err(crate::TransferError::Usage(
+            return Err(crate::TransferError::InvalidLocation(
                 "an empty location was given; name a file path or a storage URL".into(),
             ));
         }
@@ -154,14 +154,14 @@ impl Location {
         }
         let url = BlobUrl::parse(s)?;
         if url.blob().is_empty() {
-            return Err(crate::TransferError::Usage(format!("{url} names a container; add the blob name")));
+            return Err(crate::TransferError::InvalidLocation(format!("{url} names a container; add the blob name")));
         }
         if url.has_sas() {
             return Ok(Location::Azure(url));
         }
         if let Some(f) = &opts.sas_file {
             let sas = std::fs::read_to_string(f)
-                .map_err(|e| crate::TransferError::io(format!("reading --sas-file {}", f.display()), e))?;
+                .map_err(|e| crate::TransferError::io(format!("reading the SAS file {}", f.display()), e))?;
             return Ok(Location::Azure(url.with_sas(crate::Secret::new(sas.trim()))));
         }
         if let Ok(sas) = std::env::var("AZURE_STORAGE_SAS_TOKEN") {

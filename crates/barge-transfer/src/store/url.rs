@@ -29,8 +29,9 @@ pub struct BlobUrl {
 impl BlobUrl {
     /// Parse a URL as given on the command line; a query string is taken as its SAS.
     pub fn parse(s: &str) -> Result<BlobUrl> {
-        let u = url::Url::parse(s).map_err(|e| TransferError::Usage(format!("{}: not a URL: {e}", redact(s))))?;
-        let bad = |why: &str| TransferError::Usage(format!("{}: {why}", redact(s)));
+        let u =
+            url::Url::parse(s).map_err(|e| TransferError::InvalidLocation(format!("{}: not a URL: {e}", redact(s))))?;
+        let bad = |why: &str| TransferError::InvalidLocation(format!("{}: {why}", redact(s)));
         if !matches!(u.scheme(), "http" | "https") {
             return Err(bad("only http and https storage URLs are supported"));
         }
@@ -204,9 +205,9 @@ pub struct AccountKey {
 
 impl AccountKey {
     pub fn new(account: &str, base64_key: &str) -> Result<AccountKey> {
-        let key = base64::engine::general_purpose::STANDARD
-            .decode(base64_key.trim())
-            .map_err(|_| TransferError::Usage(format!("the key of storage account {account} is not base64")))?;
+        let key = base64::engine::general_purpose::STANDARD.decode(base64_key.trim()).map_err(|_| {
+            TransferError::InvalidAccountKey(format!("the key of storage account {account} is not base64"))
+        })?;
         Ok(AccountKey { account: account.to_string(), key })
     }
 
@@ -220,7 +221,9 @@ impl AccountKey {
         let field = |k: &str| cs.split(';').find_map(|p| p.trim().strip_prefix(k).and_then(|v| v.strip_prefix('=')));
         match (field("AccountName"), field("AccountKey")) {
             (Some(n), Some(k)) => AccountKey::new(n, k),
-            _ => Err(TransferError::Usage("AZURE_STORAGE_CONNECTION_STRING has no AccountName and AccountKey".into())),
+            _ => Err(TransferError::InvalidAccountKey(
+                "AZURE_STORAGE_CONNECTION_STRING has no AccountName and AccountKey".into(),
+            )),
         }
     }
 
@@ -315,7 +318,7 @@ mod tests {
             assert!(!e.contains("TOPSECRET") && !e.contains("sig="), "{e}");
             assert!(e.contains("https://") && e.contains(refused.split('?').next().unwrap()), "{e}");
             assert!(!e.contains('\n'), "{e}");
-            assert!(matches!(BlobUrl::parse(refused), Err(TransferError::Usage(_))));
+            assert!(matches!(BlobUrl::parse(refused), Err(TransferError::InvalidLocation(_))));
         }
         for accepted in [
             "http://127.0.0.1:10000/acct/bundles/x?sig=TOPSECRET",

@@ -18,7 +18,7 @@ pub enum BundleError {
     SizeMismatch { digest: Digest, expected: u64, actual: u64 },
     #[error("{what} {owner} refers to {missing}, which the bundle does not contain")]
     MissingBlob { what: &'static str, owner: String, missing: Digest },
-    #[error("bundle digest is {actual}, but {expected} was expected (--catalog-digest)")]
+    #[error("bundle digest is {actual}, but the catalogDigest given is {expected}")]
     CatalogDigestMismatch { expected: Digest, actual: Digest },
     #[error("bundle format version {0} is newer than this barge understands (1); upgrade barge")]
     UnsupportedVersion(u32),

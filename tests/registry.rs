@@ -608,6 +608,44 @@ fn a_large_layer_cut_mid_upload_is_read_again_and_resent() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// A registry killed and restarted while an import uploads: the import
+/// retries within its budget and ends whole. Rounds whose import had already
+/// ended when the registry went down do not count; at least one must.
+#[test]
+fn an_import_outlives_a_registry_restart() {
+    let w = Work::new();
+    let layers: Vec<_> = (0..4).map(|i| barge_fixtures::Layer { seed: 40 + i, size: 12 << 20 }).collect();
+    let d = barge_fixtures::write_image(&w.path("src"), "big/restart", &barge_fixtures::Image::new(layers)).unwrap();
+    barge_fixtures::tag(&w.path("src"), "big/restart", "v1", &d).unwrap();
+    let bundle = w.s("store-a/restart");
+    barge_ok(&["export", "--registry", &w.reg("src"), "--to", &bundle, "big/restart:v1"], 0);
+    let mut hit = 0;
+    for (round, delay_ms) in [150u64, 300, 600].into_iter().enumerate() {
+        let mut dst = TestRegistry::start();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_barge"))
+            .args(["import", &bundle, "--registry", &dst.host])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let running = child.try_wait().unwrap().is_none();
+        dst.restart();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "round {round}: {}", String::from_utf8_lossy(&out.stderr));
+        hit += usize::from(running);
+        let check = w.s(&format!("check-{round}"));
+        let copied = skopeo(&[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{}/big/restart:v1", dst.host),
+            &format!("oci:{check}:x"),
+        ]);
+        assert!(copied.status.success(), "round {round}: {}", String::from_utf8_lossy(&copied.stderr));
+    }
+    assert!(hit > 0, "no import was still running when its registry restarted");
+}
+
 /// A source that can be opened again is sent again from its start whatever
 /// its size; a one-pass stream only while what was sent of it is still kept
 /// (2 MiB), and otherwise the error says why it was not retried.

@@ -111,6 +111,20 @@ impl TestRegistry {
         self.dir.path().join(format!("data/docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
     }
 
+    /// Kill the registry and start it again at once on the same port and storage.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let cfg = self.dir.path().join("config.yml");
+        self.child = Command::new("docker-registry")
+            .args(["serve", &cfg.display().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry restarts");
+        self.wait_ready();
+    }
+
     fn wait_ready(&self) {
         let start = Instant::now();
         loop {

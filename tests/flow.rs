@@ -302,7 +302,8 @@ fn digest_only_artifacts_travel_untagged() {
 #[test]
 fn a_cause_is_said_once() {
     let w = Work::new();
-    let r = barge_ok(&["export", "--registry", &w.reg("src"), "--to", &w.s("store-a/x"), "samples/hello-world:nope"], 1);
+    let r =
+        barge_ok(&["export", "--registry", &w.reg("src"), "--to", &w.s("store-a/x"), "samples/hello-world:nope"], 1);
     assert_eq!(r.stderr.matches("not found").count(), 1, "{}", r.stderr);
     assert!(r.stderr.starts_with("barge: error: artifact samples/hello-world:nope: tag \"nope\""), "{}", r.stderr);
 }

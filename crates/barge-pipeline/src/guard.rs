@@ -247,7 +247,13 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_kept_hold_lets_the_work_finish() {
         let (f, g) = fake(None);
-        let r = g.protect(async { tokio::time::sleep(Duration::from_millis(30)).await; 7 }).await.unwrap();
+        let r = g
+            .protect(async {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                7
+            })
+            .await
+            .unwrap();
         assert_eq!(r, 7);
         g.release().await.unwrap();
         renewals_have_stopped(&f).await;

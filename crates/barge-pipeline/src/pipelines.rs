@@ -16,7 +16,8 @@ pub async fn load_pipeline(state: &dyn StateStore, name: &str) -> Result<Pipelin
 /// `Conflict`, never lost silently.
 pub async fn save_pipeline(state: &dyn StateStore, p: &Pipeline) -> Result<(), PipelineError> {
     p.check()?;
-    let bytes = serde_json::to_vec_pretty(p).map_err(|e| PipelineError::State(format!("pipeline {}: {e}", p.name())))?;
+    let bytes =
+        serde_json::to_vec_pretty(p).map_err(|e| PipelineError::State(format!("pipeline {}: {e}", p.name())))?;
     let current = state.get(Kind::Pipeline, p.name()).await?.map(|(_, v)| v);
     state.put(Kind::Pipeline, p.name(), &bytes, current.as_ref()).await?;
     Ok(())

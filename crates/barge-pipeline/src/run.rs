@@ -257,7 +257,8 @@ impl RunContext<'_> {
         resp.catalog_digest = o.catalog_digest;
         resp.progress.percentage = "100".into();
         let failed = barge_transfer::any_failed(&resp.artifacts);
-        resp.status = if failed && resp.imported_artifacts.is_empty() { RunStatus::Failed } else { RunStatus::Succeeded };
+        resp.status =
+            if failed && resp.imported_artifacts.is_empty() { RunStatus::Failed } else { RunStatus::Succeeded };
         if !failed {
             return o.delete;
         }
@@ -379,12 +380,7 @@ async fn import(
     let r = barge_transfer::import(source.clone(), registry, &import_opts, progress).await?;
     let delete = properties.options.contains(&ImportOption::DeleteSourceBlobOnSuccess).then(|| (source, info.etag));
     let imported = r.artifacts.iter().filter(|a| a.status != Status::Failed).map(|a| a.artifact.clone()).collect();
-    Ok(Outcome {
-        artifacts: r.artifacts,
-        imported,
-        catalog_digest: r.catalog_digest.map(|d| d.to_string()),
-        delete,
-    })
+    Ok(Outcome { artifacts: r.artifacts, imported, catalog_digest: r.catalog_digest.map(|d| d.to_string()), delete })
 }
 
 #[cfg(test)]
@@ -415,23 +411,44 @@ mod tests {
         let registry = |p: &str| format!("oci:{}", d.join(p).display());
         let exp = Pipeline::Export {
             name: "exp".into(),
-            properties: ExportProperties { registry: registry("layouts"), target: local(&d.join("bundles")), options: vec![] },
+            properties: ExportProperties {
+                registry: registry("layouts"),
+                target: local(&d.join("bundles")),
+                options: vec![],
+            },
         };
         let trigger = Trigger { source_trigger: SourceTrigger { status: TriggerStatus::Enabled } };
         let imp = Pipeline::Import {
             name: "imp".into(),
-            properties: ImportProperties { registry: registry("target"), source: local(&d.join("bundles")), trigger, options: vec![] },
+            properties: ImportProperties {
+                registry: registry("target"),
+                source: local(&d.join("bundles")),
+                trigger,
+                options: vec![],
+            },
         };
         crate::pipelines::save_pipeline(&state, &exp).await.unwrap();
         crate::pipelines::save_pipeline(&state, &imp).await.unwrap();
-        let s = Submit { name: "exp".into(), pipeline: "exp".into(), artifacts: vec!["big/img:v1".into()], blob: "b.tar".into(), ..Default::default() };
+        let s = Submit {
+            name: "exp".into(),
+            pipeline: "exp".into(),
+            artifacts: vec!["big/img:v1".into()],
+            blob: "b.tar".into(),
+            ..Default::default()
+        };
         let (run, executed) = submit(&state, &s, &RunOptions::default(), None).await.unwrap();
         assert!(executed && run.properties.response.status == RunStatus::Succeeded, "{run:?}");
         state
     }
 
     fn import(name: &str) -> Submit {
-        Submit { name: name.into(), pipeline: "imp".into(), blob: "b.tar".into(), rerun_stale: true, ..Default::default() }
+        Submit {
+            name: name.into(),
+            pipeline: "imp".into(),
+            blob: "b.tar".into(),
+            rerun_stale: true,
+            ..Default::default()
+        }
     }
 
     fn tagged(d: &Path) -> bool {
@@ -502,7 +519,8 @@ mod tests {
             final_at_release: final_at_release.clone(),
             renewals: renewals.clone(),
         };
-        let (run, _) = submit(&state, &import("imp-ok"), &RunOptions::default(), Some(Guard::new(Box::new(hold)))).await.unwrap();
+        let (run, _) =
+            submit(&state, &import("imp-ok"), &RunOptions::default(), Some(Guard::new(Box::new(hold)))).await.unwrap();
         assert_eq!(run.properties.response.status, RunStatus::Succeeded);
         assert!(final_at_release.load(Ordering::SeqCst), "the lease was given back before the record was final");
         assert!(renewals.load(Ordering::SeqCst) > 0, "the guard never renewed");
@@ -515,7 +533,10 @@ mod tests {
         let f = Arc::new(Fake::default());
         let guard = Guard::new(Box::new(FakeHold(f.clone(), Duration::from_millis(2))));
         let s = Submit { name: "early".into(), pipeline: "exp".into(), blob: "x".into(), ..Default::default() };
-        assert!(matches!(submit(&state, &s, &RunOptions::default(), Some(guard)).await, Err(PipelineError::Invalid(_))));
+        assert!(matches!(
+            submit(&state, &s, &RunOptions::default(), Some(guard)).await,
+            Err(PipelineError::Invalid(_))
+        ));
         tokio::time::sleep(Duration::from_millis(20)).await;
         let n = f.renewals.load(Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(50)).await;

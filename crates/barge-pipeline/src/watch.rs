@@ -15,8 +15,8 @@ use barge_transfer::store::BlobStore;
 use sha2::Digest as _;
 use tokio::io::AsyncReadExt;
 
-use crate::resource::{Pipeline, RunStatus, TriggerStatus};
 use crate::guard::Guard;
+use crate::resource::{Pipeline, RunStatus, TriggerStatus};
 use crate::run::{load_pipeline, load_run, submit, RunOptions, Submit};
 use crate::state::{Kind, StateStore};
 use crate::PipelineError;

@@ -384,7 +384,7 @@ async fn import(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::guard::tests::{Fake, FakeHold};
     use crate::guard::Hold;
@@ -400,7 +400,7 @@ mod tests {
 
     /// A state directory with an export pipeline (`oci:layouts` to `bundles/`) that has written
     /// `b.tar` (one 32 MiB layer), and an import pipeline from `bundles/` into `oci:target`.
-    async fn setup(d: &Path) -> BlobState {
+    pub(crate) async fn setup(d: &Path) -> BlobState {
         let img = barge_fixtures::Image::new(vec![barge_fixtures::Layer { seed: 9, size: 32 << 20 }]);
         let desc = barge_fixtures::write_image(&d.join("layouts"), "big/img", &img).unwrap();
         barge_fixtures::tag(&d.join("layouts"), "big/img", "v1", &desc).unwrap();
@@ -451,7 +451,7 @@ mod tests {
         }
     }
 
-    fn tagged(d: &Path) -> bool {
+    pub(crate) fn tagged(d: &Path) -> bool {
         std::fs::read_to_string(d.join("target/big/img/index.json")).is_ok_and(|s| s.contains("\"v1\""))
     }
 

@@ -152,3 +152,30 @@ async fn pass(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::tests::{setup, tagged};
+
+    /// A bundle under a nested name (`a/b.tar`) in a local container is imported like any other.
+    #[tokio::test]
+    #[ignore = "needs LocalContainer::lease to put the lock beside a nested blob (barge-transfer store/container.rs)"]
+    async fn a_nested_blob_name_is_leased_and_imported() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let state = setup(d).await;
+        std::fs::create_dir_all(d.join("bundles/a")).unwrap();
+        std::fs::rename(d.join("bundles/b.tar"), d.join("bundles/a/b.tar")).unwrap();
+        let opts = WatchOptions { pipelines: vec!["imp".into()], interval: Duration::from_secs(1), once: true };
+        let events = std::sync::Mutex::new(Vec::new());
+        let report = |e: Event| events.lock().unwrap().push(e);
+        watch(&state, &opts, &RunOptions::default(), &report).await.unwrap();
+        let events = events.into_inner().unwrap();
+        assert!(
+            matches!(&events[..], [Event::Imported { blob, status: RunStatus::Succeeded, .. }] if blob == "a/b.tar"),
+            "{events:?}"
+        );
+        assert!(tagged(d));
+    }
+}

@@ -7,6 +7,8 @@ use serde_json::json;
 
 use super::{Connect, Done};
 
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum RunCmd {
     /// Submit a run and wait for it. The same properties again do nothing unless --force-update-tag changes.

@@ -195,10 +195,11 @@ pub(crate) mod tests {
             let (f, g) = fake(None);
             tokio::time::sleep(Duration::from_millis(30)).await;
             assert!(f.renewals.load(Ordering::SeqCst) >= 2, "the guard does not renew");
-            let early: Result<(), PipelineError> = (|| {
+            fn early(g: Guard) -> Result<(), PipelineError> {
                 let _g = g;
                 Err(PipelineError::Invalid("an early ?".into()))
-            })();
+            }
+            let early = early(g);
             assert!(early.is_err());
             renewals_have_stopped(&f).await;
             // The renewer task's clone is gone too: only ours is left.

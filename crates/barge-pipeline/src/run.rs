@@ -378,7 +378,7 @@ async fn import(
         concurrency: opts.concurrency,
     };
     let r = barge_transfer::import(source.clone(), registry, &import_opts, progress).await?;
-    let delete = properties.options.contains(&ImportOption::DeleteSourceBlobOnSuccess).then(|| (source, info.etag));
+    let delete = properties.options.contains(&ImportOption::DeleteSourceBlobOnSuccess).then_some((source, info.etag));
     let imported = r.artifacts.iter().filter(|a| a.status != Status::Failed).map(|a| a.artifact.clone()).collect();
     Ok(Outcome { artifacts: r.artifacts, imported, catalog_digest: r.catalog_digest.map(|d| d.to_string()), delete })
 }

@@ -488,3 +488,157 @@ fn bad_pipelines_are_refused_at_apply_without_echoing_values() {
     .unwrap();
     barge_ok(&["--state", &state, "pipeline", "apply", "-f", &w.s("good.json")], 0);
 }
+
+/// A container SAS for the pipelines' containers, with these permissions (and ACR's leading '?').
+fn sas(e: &Env, account: &str, permissions: &str) -> String {
+    format!("?{}", e.az.url(account, "x", permissions).split_once('?').unwrap().1)
+}
+
+/// The record's error kind and message.
+fn error_of(e: &Env, run: &str) -> (String, String) {
+    let rec = e.ok(&["--output", "json", "run", "show", run]).json();
+    let r = &rec["properties"]["response"];
+    assert_eq!(r["status"], "Failed", "{rec}");
+    (
+        r["pipelineRunErrorKind"].as_str().unwrap_or_else(|| panic!("no pipelineRunErrorKind: {rec}")).to_string(),
+        r["pipelineRunErrorMessage"].as_str().unwrap().to_string(),
+    )
+}
+
+/// `barge run create` fails with the exit code `barge export`/`import` give
+/// for the same fault, and the record names its kind.
+#[test]
+fn a_failed_run_exits_as_export_and_import_would_and_its_record_names_the_kind() {
+    let mut e = Env::new();
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    src.push(&e.w.path("src"), "samples/hello-world", "v1");
+    pipelines(&e, &src.host, &dst.host, &[]);
+
+    // ContinueOnErrors with one artifact missing: partial, 6.
+    let args = ["run", "create", "part", "--pipeline", "exp1", "--blob", "p.tar", "--artifacts"];
+    let r = e.barge(&[&args[..], &["samples/hello-world:v1", "samples/nothere:v1"]].concat());
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    assert!(r.stderr.contains("run part failed: samples/nothere:v1"), "{}", r.stderr);
+    assert_eq!(error_of(&e, "part").0, "partial");
+
+    // A damaged bundle: 3, as `barge import` gives.
+    barge_ok(&["export", "--registry", &e.w.reg("src"), "--to", &e.w.s("good.tar"), "samples/hello-world:v1"], 0);
+    let mut bytes = std::fs::read(e.w.path("good.tar")).unwrap();
+    let large = catalog_of(&bytes).blobs.iter().max_by_key(|b| b.size).unwrap().clone();
+    let (at, size) = entry_offset(&bytes, &large.digest.layout_path());
+    bytes[at + size / 2] ^= 0x01;
+    std::fs::write(e.w.path("bad.tar"), &bytes).unwrap();
+    barge_ok(&["import", &e.w.s("bad.tar"), "--registry", &e.w.reg("judge")], 3);
+    barge_ok(&["copy", &e.w.s("bad.tar"), &e.az.url(DST, "bad.tar", "racwdl")], 0);
+    let r = e.barge(&["run", "create", "imp-bad", "--pipeline", "imp1", "--blob", "bad.tar"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("run imp-bad failed:") && r.stderr.contains("does not match its digest"), "{}", r.stderr);
+    let (kind, _) = error_of(&e, "imp-bad");
+    assert_eq!(kind, "integrity");
+    let shown = e.ok(&["run", "show", "imp-bad"]).stdout;
+    assert!(shown.contains("\"pipelineRunErrorKind\": \"integrity\""), "{shown}");
+    assert_eq!(dst.raw("samples/hello-world:v1"), None);
+
+    // An export SAS without 'w' (ACR's least-privilege `alrw` minus `w`): 4, as `barge export` gives.
+    e.env = vec![("EXPORT_SAS".into(), sas(&e, SRC, "ral")), ("IMPORT_SAS".into(), sas(&e, DST, "racwdl"))];
+    let r = e.barge(&[
+        "run",
+        "create",
+        "exp-ro",
+        "--pipeline",
+        "exp1",
+        "--blob",
+        "ro.tar",
+        "--artifacts",
+        "samples/hello-world:v1",
+    ]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains("lacks the 'w' permission") && !r.stderr.contains("sig="), "{}", r.stderr);
+    let (kind, msg) = error_of(&e, "exp-ro");
+    assert_eq!(kind, "auth", "{msg}");
+    // The same as JSON: the error and the exit code.
+    let j = e.barge(&[
+        "--output",
+        "json",
+        "run",
+        "create",
+        "exp-ro",
+        "--pipeline",
+        "exp1",
+        "--blob",
+        "ro.tar",
+        "--artifacts",
+        "samples/hello-world:v1",
+    ]);
+    assert_eq!(j.code, 4);
+    assert_eq!(j.json()["exitCode"], 4);
+}
+
+/// `run` and `watch` take the registry options `export` and `import` take:
+/// a pipeline reaches a registry with a private CA given `--ca-file`, and is
+/// refused (exit 4) without it.
+#[test]
+fn a_pipeline_reaches_a_registry_with_a_private_ca() {
+    let e = Env::new();
+    let (src, src_ca) = TestRegistry::start_tls();
+    let (dst, dst_ca) = TestRegistry::start_tls();
+    src.push(&e.w.path("src"), "samples/hello-world", "v1");
+    pipelines(&e, &src.host, &dst.host, &[]);
+    let (src_ca, dst_ca) = (src_ca.display().to_string(), dst_ca.display().to_string());
+    let export =
+        ["run", "create", "x", "--pipeline", "exp1", "--blob", "t.tar", "--artifacts", "samples/hello-world:v1"];
+
+    let r = e.barge(&export);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert_eq!(error_of(&e, "x").0, "auth");
+    assert!(!e.az.exists(SRC, "t.tar"));
+    let r = e.ok(&[&["--output", "json"][..], &export, &["--ca-file", &src_ca, "--force-update-tag", "1"]].concat());
+    assert_eq!(r.json()["properties"]["response"]["status"], "Succeeded", "{}", r.stdout);
+    assert!(e.az.exists(SRC, "t.tar"));
+
+    barge_ok(&["copy", &e.az.url(SRC, "t.tar", "racwdl"), &e.az.url(DST, "t.tar", "racwdl")], 0);
+    let r = e.barge(&["run", "create", "i", "--pipeline", "imp1", "--blob", "t.tar"]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert_eq!(error_of(&e, "i").0, "auth");
+    assert_eq!(dst.raw("samples/hello-world:v1"), None);
+    // The source's CA does not vouch for the target.
+    let r = e.barge(&[
+        "run",
+        "create",
+        "i",
+        "--pipeline",
+        "imp1",
+        "--blob",
+        "t.tar",
+        "--ca-file",
+        &src_ca,
+        "--force-update-tag",
+        "1",
+    ]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    e.ok(&[
+        "run",
+        "create",
+        "i",
+        "--pipeline",
+        "imp1",
+        "--blob",
+        "t.tar",
+        "--ca-file",
+        &dst_ca,
+        "--force-update-tag",
+        "2",
+    ]);
+    assert_eq!(dst.raw("samples/hello-world:v1"), src.raw("samples/hello-world:v1"));
+
+    // The trigger too.
+    e.ok(&["watch", "--once", "--ca-file", &dst_ca]);
+    let watched: Vec<_> = e
+        .runs()
+        .into_iter()
+        .filter(|r| r["properties"]["response"]["trigger"]["sourceTrigger"]["timestamp"].is_string())
+        .collect();
+    assert_eq!(watched.len(), 1, "{watched:#?}");
+    assert_eq!(watched[0]["properties"]["response"]["status"], "Succeeded", "{:#}", watched[0]);
+}

@@ -389,6 +389,9 @@ pub struct RunResponse {
     pub trigger: TriggerInfo,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipeline_run_error_message: Option<String>,
+    /// What kind of fault failed the run (or `partial`): it decides `barge run create`'s exit code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline_run_error_kind: Option<crate::ErrorKind>,
     /// Per artifact: name, digest, status, error.
     #[serde(default)]
     pub artifacts: Vec<barge_transfer::ArtifactOutcome>,

@@ -1,18 +1,28 @@
 //! Runs: submit (idempotent unless `forceUpdateTag` changes), execute an export or import, and keep the record current.
+//!
+//! A run is claimed by a conditional write of its record before it does
+//! anything. While it works, a `RunContext` carries everything it needs,
+//! the guard that protects it (the bundle's lease, for the trigger)
+//! included; the guard is released only after the final record is written.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use barge_transfer::store::{open_container, Container, Lease};
-use barge_transfer::{ArtifactOutcome, ConnectOptions, ExportOptions, ImportOptions, RegistryAddr, Reporter, Status};
+use barge_transfer::store::{open_container, Container};
+use barge_transfer::{
+    ArtifactOutcome, BlobStore, ConnectOptions, ExportOptions, ImportOptions, RegistryAddr, Reporter, Status,
+};
 
+use crate::guard::Guard;
 use crate::resource::{
-    ExportOption, ImportOption, Pipeline, PipelineRun, RunProperties, RunRequest, RunResponse, RunStatus, StorageRef,
-    TriggerTimestamp,
+    ExportOption, ExportProperties, ImportOption, ImportProperties, Pipeline, PipelineRun, RunProperties, RunRequest,
+    RunResponse, RunStatus, StorageRef, TriggerTimestamp,
 };
 use crate::state::{Kind, StateStore, Version};
-use crate::PipelineError;
+use crate::{ErrorKind, PipelineError};
+
+pub use crate::pipelines::load_pipeline;
 
 /// What to run.
 #[derive(Debug, Clone, Default)]
@@ -30,15 +40,22 @@ pub struct Submit {
     pub rerun_stale: bool,
 }
 
-pub fn now() -> String {
-    barge_transfer::store::url::rfc3339(SystemTime::now())
+/// How runs reach registries and storage: the options `barge export` and `barge import` take.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub connect: ConnectOptions,
+    /// Blobs transferred at once.
+    pub concurrency: usize,
 }
 
-pub async fn load_pipeline(state: &dyn StateStore, name: &str) -> Result<Pipeline, PipelineError> {
-    let (bytes, _) = state.get(Kind::Pipeline, name).await?.ok_or_else(|| {
-        PipelineError::NotFound(format!("pipeline {name}; create it with barge pipeline export|import create"))
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| PipelineError::State(format!("pipeline {name} is unreadable: {e}")))
+impl Default for RunOptions {
+    fn default() -> RunOptions {
+        RunOptions { connect: ConnectOptions::default(), concurrency: 8 }
+    }
+}
+
+pub fn now() -> String {
+    barge_transfer::store::url::rfc3339(SystemTime::now())
 }
 
 pub async fn load_run(state: &dyn StateStore, name: &str) -> Result<Option<(PipelineRun, Version)>, PipelineError> {
@@ -60,22 +77,45 @@ pub fn container(storage: &StorageRef, concurrency: usize) -> Result<Box<dyn Con
     Ok(open_container(&storage.uri, sas, concurrency)?)
 }
 
-/// Submit a run and execute it. An identical submission (same request, same
-/// forceUpdateTag) returns the existing record with `false` and does nothing.
+/// A run that finished as Failed, as an error of the kind its record names.
+pub fn failure(run: &PipelineRun) -> Option<PipelineError> {
+    let r = &run.properties.response;
+    (r.status == RunStatus::Failed).then(|| PipelineError::Failed {
+        run: run.name.clone(),
+        message: r.pipeline_run_error_message.clone().unwrap_or_else(|| "no message".into()),
+        kind: r.pipeline_run_error_kind.unwrap_or(ErrorKind::Other),
+    })
+}
+
+/// Submit a run and execute it, under `guard` if one is given. An identical
+/// submission (same request, same forceUpdateTag) returns the existing record
+/// with `false` and does nothing. A run whose guard is lost is stopped and
+/// its record left "Running", as a process that died leaves it.
 pub async fn submit(
     state: &dyn StateStore,
     s: &Submit,
-    connect: &ConnectOptions,
-    lease: Option<Box<dyn Lease>>,
+    opts: &RunOptions,
+    guard: Option<Guard>,
 ) -> Result<(PipelineRun, bool), PipelineError> {
+    let (pipeline, request) = prepare(state, s).await?;
+    let existing = load_run(state, &s.name).await?;
+    if let Some((run, _)) = &existing {
+        let stale = s.rerun_stale && run.properties.response.status == RunStatus::Running;
+        if run.properties.request == request && run.properties.force_update_tag == s.force_update_tag && !stale {
+            return Ok((run.clone(), false));
+        }
+    }
+    let run = new_record(s, request);
+    // Claim the run: only one process gets to write this version.
+    let version = state.put(Kind::Run, &s.name, &to_json(&run), existing.as_ref().map(|(_, v)| v)).await?;
+    let ctx = RunContext { state, submit: s, opts, pipeline, guard, progress: Arc::default(), run, version };
+    ctx.run_to_end().await
+}
+
+/// The pipeline and the request, checked before anything is written.
+async fn prepare(state: &dyn StateStore, s: &Submit) -> Result<(Pipeline, RunRequest), PipelineError> {
     crate::resource::check_name("run", &s.name)?;
     let pipeline = load_pipeline(state, &s.pipeline).await?;
-    let request = RunRequest {
-        pipeline_resource_id: s.pipeline.clone(),
-        artifacts: s.artifacts.clone(),
-        blob: s.blob.clone(),
-        catalog_digest: s.catalog_digest.clone(),
-    };
     match &pipeline {
         Pipeline::Export { .. } if s.artifacts.is_empty() => {
             return Err(PipelineError::Invalid(format!("export pipeline {} needs --artifacts", s.pipeline)))
@@ -91,14 +131,18 @@ pub async fn submit(
     if s.blob.is_empty() {
         return Err(PipelineError::Invalid("a run needs --blob, the blob's name in the pipeline's container".into()));
     }
-    let existing = load_run(state, &s.name).await?;
-    if let Some((run, _)) = &existing {
-        let stale = s.rerun_stale && run.properties.response.status == RunStatus::Running;
-        if run.properties.request == request && run.properties.force_update_tag == s.force_update_tag && !stale {
-            return Ok((run.clone(), false));
-        }
-    }
-    let mut run = PipelineRun {
+    let request = RunRequest {
+        pipeline_resource_id: s.pipeline.clone(),
+        artifacts: s.artifacts.clone(),
+        blob: s.blob.clone(),
+        catalog_digest: s.catalog_digest.clone(),
+    };
+    Ok((pipeline, request))
+}
+
+/// A new record, "Running", naming this process.
+fn new_record(s: &Submit, request: RunRequest) -> PipelineRun {
+    PipelineRun {
         name: s.name.clone(),
         properties: RunProperties {
             request,
@@ -114,39 +158,126 @@ pub async fn submit(
                 ..Default::default()
             },
         },
-    };
-    // Claim the run: only one process gets to write this version.
-    let mut version = state.put(Kind::Run, &s.name, &to_json(&run), existing.as_ref().map(|(_, v)| v)).await?;
+    }
+}
 
-    let progress = Arc::new(Tracker::default());
-    let outcome = execute(&pipeline, s, connect, progress, lease, state, &mut run, &mut version).await;
-    let resp = &mut run.properties.response;
-    resp.finish_time = Some(now());
-    resp.runner = None;
-    match outcome {
-        Ok(()) => {
-            let failed = barge_transfer::any_failed(&resp.artifacts);
-            resp.status =
-                if failed && resp.imported_artifacts.is_empty() { RunStatus::Failed } else { RunStatus::Succeeded };
-            resp.progress.percentage = "100".into();
-            // A failure's errors take the place of a warning.
-            if failed {
-                let errors: Vec<String> = resp
-                    .artifacts
-                    .iter()
-                    .filter(|a| a.status == Status::Failed)
-                    .map(|a| format!("{}: {}", a.artifact, a.error.as_deref().unwrap_or("")))
-                    .collect();
-                resp.pipeline_run_error_message = Some(errors.join("; "));
+/// One claimed run while it executes: what it runs, its record, and what protects it.
+struct RunContext<'a> {
+    state: &'a dyn StateStore,
+    submit: &'a Submit,
+    opts: &'a RunOptions,
+    pipeline: Pipeline,
+    /// Released only after the final record is written; dropped early, it
+    /// gives its hold back by itself.
+    guard: Option<Guard>,
+    progress: Arc<Tracker>,
+    run: PipelineRun,
+    /// The record's version: every write is conditional on it.
+    version: Version,
+}
+
+/// What a finished operation hands back to its run.
+struct Outcome {
+    artifacts: Vec<ArtifactOutcome>,
+    imported: Vec<String>,
+    catalog_digest: Option<String>,
+    /// DeleteSourceBlobOnSuccess: the bundle and the version that was imported,
+    /// deleted once the record is final and the guard released.
+    delete: Option<(Arc<dyn BlobStore>, String)>,
+}
+
+impl RunContext<'_> {
+    async fn run_to_end(mut self) -> Result<(PipelineRun, bool), PipelineError> {
+        let outcome = self.execute().await;
+        if let Err(e @ PipelineError::Lost(_)) = outcome {
+            // Someone else may hold the bundle now: the record stays "Running",
+            // so that whoever next holds the lease runs it again.
+            return Err(e);
+        }
+        let delete = self.record(outcome);
+        self.write().await?;
+        if let Some(g) = self.guard.take() {
+            // The record is final: a lease not given back lapses by itself.
+            let _ = g.release().await;
+        }
+        if let Some((source, etag)) = delete {
+            // Only the version that was imported; a SAS without 'd' leaves it, and says so.
+            if let Err(e) = source.delete(Some(&etag)).await {
+                self.run.properties.response.pipeline_run_error_message =
+                    Some(format!("imported, but the bundle was not deleted: {e}"));
+                self.write().await?;
             }
         }
-        Err(e) => {
-            resp.status = RunStatus::Failed;
-            resp.pipeline_run_error_message = Some(e.to_string());
+        Ok((self.run, true))
+    }
+
+    /// Run the operation, under the guard, while writing its progress into the record every half second.
+    async fn execute(&mut self) -> Result<Outcome, PipelineError> {
+        let RunContext { state, submit, opts, pipeline, guard, progress, run, version } = self;
+        let work = operate(pipeline, submit, opts, progress.clone());
+        let guarded = async {
+            match guard.as_ref() {
+                Some(g) => g.protect(work).await?,
+                None => work.await,
+            }
+        };
+        tokio::pin!(guarded);
+        loop {
+            tokio::select! {
+                r = &mut guarded => return r,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
+                    let pct = progress.percentage();
+                    if pct != run.properties.response.progress.percentage {
+                        run.properties.response.progress.percentage = pct;
+                        if let Ok(v) = state.put(Kind::Run, &submit.name, &to_json(run), Some(version)).await {
+                            *version = v;
+                        }
+                    }
+                }
+            }
         }
     }
-    state.put(Kind::Run, &s.name, &to_json(&run), Some(&version)).await?;
-    Ok((run, true))
+
+    /// Put the outcome into the record (not yet written); what to delete afterwards.
+    fn record(&mut self, outcome: Result<Outcome, PipelineError>) -> Option<(Arc<dyn BlobStore>, String)> {
+        let resp = &mut self.run.properties.response;
+        resp.finish_time = Some(now());
+        resp.runner = None;
+        let o = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                resp.status = RunStatus::Failed;
+                resp.pipeline_run_error_message = Some(e.to_string());
+                resp.pipeline_run_error_kind = Some(e.kind());
+                return None;
+            }
+        };
+        resp.artifacts = o.artifacts;
+        resp.imported_artifacts = o.imported;
+        resp.catalog_digest = o.catalog_digest;
+        resp.progress.percentage = "100".into();
+        let failed = barge_transfer::any_failed(&resp.artifacts);
+        resp.status =
+            if failed && resp.imported_artifacts.is_empty() { RunStatus::Failed } else { RunStatus::Succeeded };
+        if !failed {
+            return o.delete;
+        }
+        let errors: Vec<String> = resp
+            .artifacts
+            .iter()
+            .filter(|a| a.status == Status::Failed)
+            .map(|a| format!("{}: {}", a.artifact, a.error.as_deref().unwrap_or("")))
+            .collect();
+        resp.pipeline_run_error_message = Some(errors.join("; "));
+        resp.pipeline_run_error_kind = Some(ErrorKind::Partial);
+        None
+    }
+
+    /// Write the record over the version this run last wrote.
+    async fn write(&mut self) -> Result<(), PipelineError> {
+        self.version = self.state.put(Kind::Run, &self.submit.name, &to_json(&self.run), Some(&self.version)).await?;
+        Ok(())
+    }
 }
 
 fn hostname() -> String {
@@ -188,103 +319,245 @@ impl Tracker {
     }
 }
 
-/// Run the operation while writing the progress into the record every half second.
-#[allow(clippy::too_many_arguments)]
-async fn execute(
-    pipeline: &Pipeline,
-    s: &Submit,
-    connect: &ConnectOptions,
-    progress: Arc<Tracker>,
-    lease: Option<Box<dyn Lease>>,
-    state: &dyn StateStore,
-    run: &mut PipelineRun,
-    version: &mut Version,
-) -> Result<(), PipelineError> {
-    let work = operate(pipeline, s, connect, progress.clone(), lease);
-    tokio::pin!(work);
-    let result = loop {
-        tokio::select! {
-            r = &mut work => break r,
-            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
-                let pct = progress.percentage();
-                if pct != run.properties.response.progress.percentage {
-                    run.properties.response.progress.percentage = pct;
-                    if let Ok(v) = state.put(Kind::Run, &s.name, &to_json(run), Some(version)).await {
-                        *version = v;
-                    }
-                }
-            }
-        }
-    };
-    let (artifacts, imported, digest, warning) = result?;
-    let resp = &mut run.properties.response;
-    resp.artifacts = artifacts;
-    resp.imported_artifacts = imported;
-    resp.catalog_digest = digest;
-    resp.pipeline_run_error_message = warning;
-    Ok(())
-}
-
-/// Per-artifact results, what was imported, the catalogDigest, and a warning.
-type Outcome = (Vec<ArtifactOutcome>, Vec<String>, Option<String>, Option<String>);
-
 async fn operate(
     pipeline: &Pipeline,
     s: &Submit,
-    connect: &ConnectOptions,
+    opts: &RunOptions,
     progress: Arc<Tracker>,
-    lease: Option<Box<dyn Lease>>,
 ) -> Result<Outcome, PipelineError> {
-    let concurrency = 8;
     match pipeline {
-        Pipeline::Export { properties, .. } => {
-            let registry = RegistryAddr::parse(&properties.registry)?.open(connect).await?;
-            let dest = container(&properties.target, concurrency)?.blob(&s.blob)?;
-            let opts = ExportOptions {
-                overwrite: properties.options.contains(&ExportOption::OverwriteBlobs),
-                continue_on_errors: properties.options.contains(&ExportOption::ContinueOnErrors),
-                concurrency,
-                ..Default::default()
-            };
-            let r = barge_transfer::export(registry, &s.artifacts, dest.as_ref(), &opts, progress.as_ref()).await?;
-            Ok((r.artifacts, Vec::new(), Some(r.catalog_digest.to_string()), None))
+        Pipeline::Export { properties, .. } => export(properties, s, opts, progress.as_ref()).await,
+        Pipeline::Import { properties, .. } => import(properties, s, opts, progress.as_ref()).await,
+    }
+}
+
+async fn export(
+    properties: &ExportProperties,
+    s: &Submit,
+    opts: &RunOptions,
+    progress: &Tracker,
+) -> Result<Outcome, PipelineError> {
+    let registry = RegistryAddr::parse(&properties.registry)?.open(&opts.connect).await?;
+    let dest = container(&properties.target, opts.concurrency)?.blob(&s.blob)?;
+    let export_opts = ExportOptions {
+        overwrite: properties.options.contains(&ExportOption::OverwriteBlobs),
+        continue_on_errors: properties.options.contains(&ExportOption::ContinueOnErrors),
+        concurrency: opts.concurrency,
+        ..Default::default()
+    };
+    let r = barge_transfer::export(registry, &s.artifacts, dest.as_ref(), &export_opts, progress).await?;
+    Ok(Outcome {
+        artifacts: r.artifacts,
+        imported: Vec::new(),
+        catalog_digest: Some(r.catalog_digest.to_string()),
+        delete: None,
+    })
+}
+
+async fn import(
+    properties: &ImportProperties,
+    s: &Submit,
+    opts: &RunOptions,
+    progress: &Tracker,
+) -> Result<Outcome, PipelineError> {
+    let registry = RegistryAddr::parse(&properties.registry)?.open_for_writing(&opts.connect).await?;
+    let source: Arc<dyn BlobStore> = container(&properties.source, opts.concurrency)?.blob(&s.blob)?.into();
+    let info = source.info().await?.ok_or_else(|| PipelineError::NotFound(format!("blob {}", source.display())))?;
+    let catalog_digest = match &s.catalog_digest {
+        Some(d) => Some(barge_bundle::Digest::parse(d).map_err(|e| PipelineError::Invalid(e.to_string()))?),
+        None => None,
+    };
+    let import_opts = ImportOptions {
+        overwrite_tags: properties.options.contains(&ImportOption::OverwriteTags),
+        continue_on_errors: properties.options.contains(&ImportOption::ContinueOnErrors),
+        // Deleted by the run, once its record is final and its lease given back.
+        delete_source_on_success: false,
+        catalog_digest,
+        // The run record names the bundle it imported.
+        report_catalog_digest: true,
+        concurrency: opts.concurrency,
+    };
+    let r = barge_transfer::import(source.clone(), registry, &import_opts, progress).await?;
+    let delete = properties.options.contains(&ImportOption::DeleteSourceBlobOnSuccess).then_some((source, info.etag));
+    let imported = r.artifacts.iter().filter(|a| a.status != Status::Failed).map(|a| a.artifact.clone()).collect();
+    Ok(Outcome { artifacts: r.artifacts, imported, catalog_digest: r.catalog_digest.map(|d| d.to_string()), delete })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::guard::tests::{Fake, FakeHold};
+    use crate::guard::Hold;
+    use crate::resource::{SourceTrigger, Trigger, TriggerStatus};
+    use crate::BlobState;
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+
+    fn local(dir: &Path) -> StorageRef {
+        StorageRef { kind: "AzureStorageBlobContainer".into(), uri: dir.display().to_string(), secret_uri: None }
+    }
+
+    /// A state directory with an export pipeline (`oci:layouts` to `bundles/`) that has written
+    /// `b.tar` (one 32 MiB layer), and an import pipeline from `bundles/` into `oci:target`.
+    pub(crate) async fn setup(d: &Path) -> BlobState {
+        let img = barge_fixtures::Image::new(vec![barge_fixtures::Layer { seed: 9, size: 32 << 20 }]);
+        let desc = barge_fixtures::write_image(&d.join("layouts"), "big/img", &img).unwrap();
+        barge_fixtures::tag(&d.join("layouts"), "big/img", "v1", &desc).unwrap();
+        for sub in ["bundles", "target", "state"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
         }
-        Pipeline::Import { properties, .. } => {
-            let registry = RegistryAddr::parse(&properties.registry)?.open_for_writing(connect).await?;
-            let source: std::sync::Arc<dyn barge_transfer::BlobStore> =
-                container(&properties.source, concurrency)?.blob(&s.blob)?.into();
-            let info =
-                source.info().await?.ok_or_else(|| PipelineError::NotFound(format!("blob {}", source.display())))?;
-            let catalog_digest = match &s.catalog_digest {
-                Some(d) => Some(barge_bundle::Digest::parse(d).map_err(|e| PipelineError::Invalid(e.to_string()))?),
-                None => None,
-            };
-            let delete = properties.options.contains(&ImportOption::DeleteSourceBlobOnSuccess);
-            let opts = ImportOptions {
-                overwrite_tags: properties.options.contains(&ImportOption::OverwriteTags),
-                continue_on_errors: properties.options.contains(&ImportOption::ContinueOnErrors),
-                // Deleted below, once a lease is given back.
-                delete_source_on_success: false,
-                catalog_digest,
-                // The run record names the bundle it imported.
-                report_catalog_digest: true,
-                concurrency,
-            };
-            let r = barge_transfer::import(source.clone(), registry, &opts, progress.as_ref()).await;
-            if let Some(l) = lease {
-                l.release().await?;
-            }
-            let r = r?;
-            let mut warning = None;
-            if delete && !barge_transfer::any_failed(&r.artifacts) {
-                // Only the version that was imported; a SAS without 'd' leaves it, and says so.
-                if let Err(e) = source.delete(Some(&info.etag)).await {
-                    warning = Some(format!("imported, but the bundle was not deleted: {e}"));
-                }
-            }
-            let imported =
-                r.artifacts.iter().filter(|a| a.status != Status::Failed).map(|a| a.artifact.clone()).collect();
-            Ok((r.artifacts, imported, r.catalog_digest.map(|d| d.to_string()), warning))
+        let state = BlobState::new(open_container(&d.join("state").display().to_string(), None, 1).unwrap());
+        let registry = |p: &str| format!("oci:{}", d.join(p).display());
+        let exp = Pipeline::Export {
+            name: "exp".into(),
+            properties: ExportProperties {
+                registry: registry("layouts"),
+                target: local(&d.join("bundles")),
+                options: vec![],
+            },
+        };
+        let trigger = Trigger { source_trigger: SourceTrigger { status: TriggerStatus::Enabled } };
+        let imp = Pipeline::Import {
+            name: "imp".into(),
+            properties: ImportProperties {
+                registry: registry("target"),
+                source: local(&d.join("bundles")),
+                trigger,
+                options: vec![],
+            },
+        };
+        crate::pipelines::save_pipeline(&state, &exp).await.unwrap();
+        crate::pipelines::save_pipeline(&state, &imp).await.unwrap();
+        let s = Submit {
+            name: "exp".into(),
+            pipeline: "exp".into(),
+            artifacts: vec!["big/img:v1".into()],
+            blob: "b.tar".into(),
+            ..Default::default()
+        };
+        let (run, executed) = submit(&state, &s, &RunOptions::default(), None).await.unwrap();
+        assert!(executed && run.properties.response.status == RunStatus::Succeeded, "{run:?}");
+        state
+    }
+
+    fn import(name: &str) -> Submit {
+        Submit {
+            name: name.into(),
+            pipeline: "imp".into(),
+            blob: "b.tar".into(),
+            rerun_stale: true,
+            ..Default::default()
         }
+    }
+
+    pub(crate) fn tagged(d: &Path) -> bool {
+        std::fs::read_to_string(d.join("target/big/img/index.json")).is_ok_and(|s| s.contains("\"v1\""))
+    }
+
+    async fn status(state: &BlobState, name: &str) -> RunStatus {
+        load_run(state, name).await.unwrap().unwrap().0.properties.response.status
+    }
+
+    #[tokio::test]
+    async fn a_lost_lease_stops_the_import_and_leaves_the_run_to_be_run_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let state = setup(d).await;
+        for round in 0..3 {
+            let f = Arc::new(Fake { fail_at: Some(1), ..Default::default() });
+            let guard = Guard::new(Box::new(FakeHold(f.clone(), Duration::from_millis(1))));
+            let name = format!("imp-lost-{round}");
+            match submit(&state, &import(&name), &RunOptions::default(), Some(guard)).await {
+                Err(PipelineError::Lost(m)) => assert!(m.contains("lease was lost"), "{m}"),
+                other => panic!("round {round}: the import went on without its lease: {other:?}"),
+            }
+            assert!(!tagged(d), "round {round}: the stopped import wrote its tag");
+            assert_eq!(status(&state, &name).await, RunStatus::Running, "round {round}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert_eq!(f.renewals.load(Ordering::SeqCst), 1, "round {round}: renewals went on");
+            assert!(f.released.load(Ordering::SeqCst), "round {round}: the lease was not given back");
+            assert_eq!(Arc::strong_count(&f), 1, "round {round}: something still holds the lease");
+        }
+        // The next holder of the lease runs the stale record again, to the end.
+        let (run, executed) = submit(&state, &import("imp-lost-0"), &RunOptions::default(), None).await.unwrap();
+        assert!(executed && run.properties.response.status == RunStatus::Succeeded, "{run:?}");
+        assert!(tagged(d));
+    }
+
+    /// A hold that, when released, notes whether the run's record was final by then.
+    struct Watchful {
+        record: PathBuf,
+        final_at_release: Arc<AtomicBool>,
+        renewals: Arc<AtomicU64>,
+    }
+
+    #[async_trait::async_trait]
+    impl Hold for Watchful {
+        fn renew_every(&self) -> Option<Duration> {
+            Some(Duration::from_millis(2))
+        }
+        async fn renew(&self) -> Result<(), PipelineError> {
+            self.renewals.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        async fn release(&self) -> Result<(), PipelineError> {
+            let text = std::fs::read_to_string(&self.record).unwrap();
+            self.final_at_release.store(text.contains("\"Succeeded\""), Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_guard_is_released_after_the_final_record_and_no_renewer_outlives_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let state = setup(d).await;
+        let (final_at_release, renewals) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+        let hold = Watchful {
+            record: d.join("state/runs/imp-ok.json"),
+            final_at_release: final_at_release.clone(),
+            renewals: renewals.clone(),
+        };
+        let (run, _) =
+            submit(&state, &import("imp-ok"), &RunOptions::default(), Some(Guard::new(Box::new(hold)))).await.unwrap();
+        assert_eq!(run.properties.response.status, RunStatus::Succeeded);
+        assert!(final_at_release.load(Ordering::SeqCst), "the lease was given back before the record was final");
+        assert!(renewals.load(Ordering::SeqCst) > 0, "the guard never renewed");
+        let n = renewals.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(renewals.load(Ordering::SeqCst), n, "a renewer outlived the run");
+        assert_eq!(Arc::strong_count(&renewals), 1, "something still holds the lease");
+
+        // An early error (an export pipeline's run that names no artifacts) drops the guard: renewal stops there too.
+        let f = Arc::new(Fake::default());
+        let guard = Guard::new(Box::new(FakeHold(f.clone(), Duration::from_millis(2))));
+        let s = Submit { name: "early".into(), pipeline: "exp".into(), blob: "x".into(), ..Default::default() };
+        assert!(matches!(
+            submit(&state, &s, &RunOptions::default(), Some(guard)).await,
+            Err(PipelineError::Invalid(_))
+        ));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let n = f.renewals.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(f.renewals.load(Ordering::SeqCst), n, "a renewer outlived the run");
+        assert!(f.released.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn a_damaged_bundle_fails_its_run_with_the_integrity_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let state = setup(d).await;
+        let bundle = d.join("bundles/b.tar");
+        let mut bytes = std::fs::read(&bundle).unwrap();
+        let n = bytes.len();
+        bytes[n / 2] ^= 0x55; // inside the 32 MiB layer
+        std::fs::write(&bundle, bytes).unwrap();
+        let (run, _) = submit(&state, &import("imp-bad"), &RunOptions::default(), None).await.unwrap();
+        let e = failure(&run).expect("a failed run");
+        assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
+        assert_eq!(run.properties.response.pipeline_run_error_kind, Some(ErrorKind::Integrity));
+        assert!(!tagged(d));
     }
 }

@@ -12,12 +12,12 @@ use std::time::Duration;
 use barge_bundle::tar::{Headers, Step, BLOCK};
 use barge_bundle::ZSTD_MAGIC;
 use barge_transfer::store::BlobStore;
-use barge_transfer::ConnectOptions;
 use sha2::Digest as _;
 use tokio::io::AsyncReadExt;
 
+use crate::guard::Guard;
 use crate::resource::{Pipeline, RunStatus, TriggerStatus};
-use crate::run::{load_pipeline, load_run, submit, Submit};
+use crate::run::{load_pipeline, load_run, submit, RunOptions, Submit};
 use crate::state::{Kind, StateStore};
 use crate::PipelineError;
 
@@ -64,7 +64,7 @@ pub enum Event {
 pub async fn watch(
     state: &dyn StateStore,
     opts: &WatchOptions,
-    connect: &ConnectOptions,
+    run_opts: &RunOptions,
     report: &(dyn Fn(Event) + Sync),
 ) -> Result<(), PipelineError> {
     let mut reported = HashSet::new();
@@ -83,7 +83,7 @@ pub async fn watch(
             if properties.trigger.source_trigger.status == TriggerStatus::Disabled {
                 continue;
             }
-            if let Err(e) = pass(state, &name, &properties.source, connect, &mut reported, report).await {
+            if let Err(e) = pass(state, &name, &properties.source, run_opts, &mut reported, report).await {
                 report(Event::PipelineError { pipeline: name.clone(), error: e.to_string() });
             }
         }
@@ -98,11 +98,11 @@ async fn pass(
     state: &dyn StateStore,
     pipeline: &str,
     source: &crate::resource::StorageRef,
-    connect: &ConnectOptions,
+    run_opts: &RunOptions,
     reported: &mut HashSet<(String, String)>,
     report: &(dyn Fn(Event) + Sync),
 ) -> Result<(), PipelineError> {
-    let container = crate::run::container(source, 8)?;
+    let container = crate::run::container(source, run_opts.concurrency)?;
     for listed in container.list().await? {
         let name = run_name(pipeline, &listed.name, &listed.etag);
         let finished = |r: &Option<(crate::resource::PipelineRun, _)>| {
@@ -119,9 +119,10 @@ async fn pass(
             continue;
         }
         let Some(lease) = container.lease(&listed.name, &listed.etag).await? else { continue };
+        let guard = Guard::lease(lease);
         // Under the lease: another watcher may have finished it meanwhile.
         if finished(&load_run(state, &name).await?) {
-            lease.release().await?;
+            guard.release().await?;
             continue;
         }
         let s = Submit {
@@ -132,7 +133,7 @@ async fn pass(
             rerun_stale: true,
             ..Default::default()
         };
-        match submit(state, &s, connect, Some(lease)).await {
+        match submit(state, &s, run_opts, Some(guard)).await {
             Ok((run, _)) => report(Event::Imported {
                 pipeline: pipeline.to_string(),
                 blob: listed.name.clone(),
@@ -142,8 +143,39 @@ async fn pass(
             }),
             // Someone else claimed the record first: theirs to finish.
             Err(PipelineError::Conflict(_)) => {}
+            // Stopped without its lease: the next pass (or watcher) runs it again.
+            Err(e @ PipelineError::Lost(_)) => {
+                report(Event::PipelineError { pipeline: pipeline.to_string(), error: format!("{}: {e}", listed.name) })
+            }
             Err(e) => return Err(e),
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::tests::{setup, tagged};
+
+    /// A bundle under a nested name (`a/b.tar`) in a local container is imported like any other.
+    #[tokio::test]
+    #[ignore = "needs LocalContainer::lease to put the lock beside a nested blob (barge-transfer store/container.rs)"]
+    async fn a_nested_blob_name_is_leased_and_imported() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let state = setup(d).await;
+        std::fs::create_dir_all(d.join("bundles/a")).unwrap();
+        std::fs::rename(d.join("bundles/b.tar"), d.join("bundles/a/b.tar")).unwrap();
+        let opts = WatchOptions { pipelines: vec!["imp".into()], interval: Duration::from_secs(1), once: true };
+        let events = std::sync::Mutex::new(Vec::new());
+        let report = |e: Event| events.lock().unwrap().push(e);
+        watch(&state, &opts, &RunOptions::default(), &report).await.unwrap();
+        let events = events.into_inner().unwrap();
+        assert!(
+            matches!(&events[..], [Event::Imported { blob, status: RunStatus::Succeeded, .. }] if blob == "a/b.tar"),
+            "{events:?}"
+        );
+        assert!(tagged(d));
+    }
 }

@@ -18,7 +18,7 @@ pub enum Category {
 }
 
 /// What the user can do about an error, in terms of the CLI's own options:
-/// the library's messages never name a flag; the CLI adds [`Hint::cli_text`].
+/// the library's messages never name a flag; the CLI words the hint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hint {
     /// Replacing an existing blob is allowed only when asked for.
@@ -39,42 +39,6 @@ pub enum Hint {
     InsecureRealm(String),
     /// A storage URL with no SAS.
     Sas,
-}
-
-impl Hint {
-    /// The hint as the `barge` CLI words it, to follow the message after "; ".
-    pub fn cli_text(&self) -> String {
-        match self {
-            Hint::Overwrite => "pass --overwrite to replace it".into(),
-            Hint::OverwriteTags => "pass --overwrite-tags to move it".into(),
-            Hint::MaxArtifacts => "split the export or raise --max-artifacts".into(),
-            Hint::Credentials => {
-                "give credentials with --username and --password-stdin, docker login, or REGISTRY_AUTH_FILE".into()
-            }
-            Hint::CaFile => "for a private CA pass --ca-file".into(),
-            Hint::CaFileOrInsecure(host) => {
-                format!("for a private CA pass --ca-file, for a plain-HTTP registry --insecure-registry {host}")
-            }
-            Hint::InsecureRegistry(host) => {
-                format!("if it is a plain-HTTP registry on a network you trust, pass --insecure-registry {host}")
-            }
-            Hint::InsecureRealm(host) => format!("if that network is trusted, pass --insecure-registry {host}"),
-            Hint::Sas => "add one to the URL, AZURE_STORAGE_SAS_TOKEN or --sas-file".into(),
-        }
-    }
-
-    /// `message` followed by the hint of the first `TransferError` in `chain`, if it has one:
-    /// what the CLI prints (`with_hint(format!("{e:#}"), e.chain())` for an `anyhow::Error`).
-    pub fn with_hint<'a>(
-        message: String,
-        chain: impl IntoIterator<Item = &'a (dyn std::error::Error + 'static)>,
-    ) -> String {
-        let hint = chain.into_iter().find_map(|c| c.downcast_ref::<TransferError>()).and_then(TransferError::hint);
-        match hint {
-            Some(h) => format!("{message}; {}", h.cli_text()),
-            None => message,
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -417,55 +381,18 @@ mod tests {
     }
 
     /// Each hint in the CLI's words: the phrase the library's messages used to end with.
+    /// The hint survives however many wrappers carry the error.
     #[test]
-    fn hints_in_the_clis_words() {
-        let h = |s: &str| s.to_string();
-        for (hint, text) in [
-            (Hint::Overwrite, h("pass --overwrite to replace it")),
-            (Hint::OverwriteTags, h("pass --overwrite-tags to move it")),
-            (Hint::MaxArtifacts, h("split the export or raise --max-artifacts")),
-            (
-                Hint::Credentials,
-                h("give credentials with --username and --password-stdin, docker login, or REGISTRY_AUTH_FILE"),
-            ),
-            (Hint::CaFile, h("for a private CA pass --ca-file")),
-            (
-                Hint::CaFileOrInsecure(h("r:5000")),
-                h("for a private CA pass --ca-file, for a plain-HTTP registry --insecure-registry r:5000"),
-            ),
-            (
-                Hint::InsecureRegistry(h("r:5000")),
-                h("if it is a plain-HTTP registry on a network you trust, pass --insecure-registry r:5000"),
-            ),
-            (Hint::InsecureRealm(h("auth:80")), h("if that network is trusted, pass --insecure-registry auth:80")),
-            (Hint::Sas, h("add one to the URL, AZURE_STORAGE_SAS_TOKEN or --sas-file")),
-        ] {
-            assert_eq!(hint.cli_text(), text);
-        }
-    }
-
-    /// What the CLI prints: the chain, each cause once, then the hint of the
-    /// error inside however many wrappers, as the old messages read.
-    #[test]
-    fn the_message_with_its_hint_says_each_cause_once() {
+    fn a_wrapped_error_keeps_its_hint() {
         let e = TransferError::NothingExported(Box::new(
             TransferError::AccessDenied { host: "h:1".into(), what: "manifest a/b:1".into() }.for_artifact("a/b:1"),
         ));
-        let chain = std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |c| c.source());
-        let shown = Hint::with_hint(e.to_string(), chain);
+        assert_eq!(e.hint(), Some(Hint::Credentials));
         assert_eq!(
-            shown,
-            "no artifact could be exported; the first failure: artifact a/b:1: h:1 refused access to manifest a/b:1; \
-             give credentials with --username and --password-stdin, docker login, or REGISTRY_AUTH_FILE"
+            e.to_string(),
+            "no artifact could be exported; the first failure: artifact a/b:1: h:1 refused access to manifest a/b:1"
         );
-        let e = TransferError::Exists("/b".into());
-        let chain = std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |c| c.source());
-        assert_eq!(Hint::with_hint(e.to_string(), chain), "/b already exists; pass --overwrite to replace it");
-        let plain = TransferError::NotFound("x".into());
-        assert_eq!(
-            Hint::with_hint("x not found".into(), [&plain as &(dyn std::error::Error + 'static)]),
-            "x not found"
-        );
+        assert_eq!(TransferError::NotFound("x".into()).hint(), None);
     }
 
     #[test]

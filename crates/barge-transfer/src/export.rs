@@ -223,12 +223,7 @@ impl Plan {
             resolved.iter().filter_map(|r| r.created.clone()).max().unwrap_or_else(|| "1970-01-01T00:00:00Z".into());
         let succeeded = resolved
             .iter()
-            .map(|r| ArtifactOutcome {
-                artifact: r.request.clone(),
-                digest: Some(r.artifact.digest.clone()),
-                status: Status::Succeeded,
-                error: None,
-            })
+            .map(|r| ArtifactOutcome::done(r.request.clone(), r.artifact.digest.clone(), Status::Succeeded))
             .collect();
         let catalog = Catalog::new(
             concat!("barge ", env!("CARGO_PKG_VERSION")),

@@ -22,15 +22,24 @@ pub struct ArtifactOutcome {
     pub status: Status,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What the user can do about the failure, for the CLI to word.
+    #[serde(skip)]
+    pub hint: Option<crate::Hint>,
 }
 
 impl ArtifactOutcome {
+    /// A transfer that worked (`Succeeded`) or had nothing to do (`Unchanged`).
+    pub fn done(artifact: String, digest: Digest, status: Status) -> ArtifactOutcome {
+        ArtifactOutcome { artifact, digest: Some(digest), status, error: None, hint: None }
+    }
+
     pub fn failed(artifact: &str, error: &crate::TransferError) -> ArtifactOutcome {
         ArtifactOutcome {
             artifact: artifact.to_string(),
             digest: None,
             status: Status::Failed,
             error: Some(error.to_string()),
+            hint: error.hint(),
         }
     }
 }

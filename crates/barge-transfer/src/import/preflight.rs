@@ -41,10 +41,7 @@ pub(super) async fn preflight(registry: &dyn Registry, catalog: &Catalog, opts: 
         match current? {
             Some(d) if d == a.digest => {
                 plan.settled[i] = Some(Status::Unchanged);
-                plan.outcomes.insert(
-                    i,
-                    ArtifactOutcome { artifact: a.ref_name(), digest: Some(d), status: Status::Unchanged, error: None },
-                );
+                plan.outcomes.insert(i, ArtifactOutcome::done(a.ref_name(), d, Status::Unchanged));
             }
             Some(existing) if !opts.overwrite_tags => {
                 let e = TransferError::TagExists { reference: a.ref_name(), existing, wanted: a.digest.clone() };

@@ -33,13 +33,7 @@ pub(super) async fn publish(
         match r {
             Ok(n) => {
                 report.manifests_pushed += n;
-                let outcome = ArtifactOutcome {
-                    artifact: a.ref_name(),
-                    digest: Some(a.digest.clone()),
-                    status: Status::Succeeded,
-                    error: None,
-                };
-                outcomes.insert(i, outcome);
+                outcomes.insert(i, ArtifactOutcome::done(a.ref_name(), a.digest.clone(), Status::Succeeded));
             }
             Err(e) if opts.continue_on_errors => {
                 outcomes.insert(i, ArtifactOutcome::failed(&a.ref_name(), &e));

@@ -1,0 +1,68 @@
+//! `barge copy`: a bundle (any blob) from one location to another, checked before it takes its name.
+
+use barge_transfer::{CopyOptions, CopyReport, Overwrite};
+use clap::ValueEnum;
+
+use super::{human, Done, Global};
+use crate::progress::Bars;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A file path or a storage URL (https://ACCOUNT.blob.core.windows.net/CONTAINER/BLOB?SAS).
+    source: String,
+    destination: String,
+    /// Replace an existing destination: true (a bare --overwrite), false, or if-source-newer.
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true")]
+    overwrite: OverwriteArg,
+    /// Read the destination back and check its sha256 against the source's.
+    #[arg(long)]
+    verify: bool,
+    /// Pass the data through this machine even where the target service could read the source itself.
+    #[arg(long)]
+    relay: bool,
+    /// Blocks or requests in flight.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OverwriteArg {
+    True,
+    False,
+    IfSourceNewer,
+}
+
+pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
+    let overwrite = match a.overwrite {
+        OverwriteArg::True => Overwrite::True,
+        OverwriteArg::False => Overwrite::False,
+        OverwriteArg::IfSourceNewer => Overwrite::IfSourceNewer,
+    };
+    let src = g.store(&a.source, a.concurrency)?;
+    let dst = g.store(&a.destination, a.concurrency)?;
+    let opts = CopyOptions { overwrite, verify: a.verify, concurrency: a.concurrency, relay: a.relay };
+    let r = barge_transfer::copy(src.as_ref(), dst.as_ref(), &opts, bars).await?;
+    Ok(Done::ok(text(&r), serde_json::to_value(&r)?))
+}
+
+fn text(r: &CopyReport) -> String {
+    let mut text = if r.skipped {
+        format!("skipped {}: {} is not older (--overwrite=if-source-newer)\n", r.source, r.destination)
+    } else {
+        format!("copied {} to {} ({})\n", r.source, r.destination, human(r.size))
+    };
+    if let Some(b) = &r.blocks {
+        text += &format!(
+            "{} blocks of {}: {} staged now ({} server-side), {} already staged\n",
+            b.blocks,
+            human(b.block_size),
+            b.blocks_staged,
+            b.server_side,
+            b.blocks - b.blocks_staged
+        );
+    }
+    if let Some(d) = &r.sha256 {
+        text += &format!("sha256: {d}{}\n", if r.verified { " (read back and verified)" } else { "" });
+    }
+    text
+}

@@ -1,0 +1,79 @@
+//! `barge import`: a bundle into a registry, every digest verified (ACR: an ImportPipeline run).
+
+use barge_bundle::Digest;
+use barge_transfer::{any_failed, ImportOptions, ImportReport, RegistryAddr, Status};
+
+use super::{human, parse_digest, Connect, Done, Global};
+use crate::progress::Bars;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The bundle to import.
+    source: String,
+    /// Target registry: HOST[:PORT] or oci:PATH.
+    #[arg(long)]
+    registry: String,
+    #[command(flatten)]
+    connect: Connect,
+    /// Move tags that exist at another digest (ACR's OverwriteTags).
+    #[arg(long)]
+    overwrite_tags: bool,
+    /// Import the artifacts that work when some fail (exit 6).
+    #[arg(long)]
+    continue_on_errors: bool,
+    /// Delete the bundle after every artifact was imported.
+    #[arg(long)]
+    delete_source_blob_on_success: bool,
+    /// Refuse the bundle unless its sha256 is this.
+    #[arg(long, value_parser = parse_digest)]
+    catalog_digest: Option<Digest>,
+}
+
+pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
+    let registry = RegistryAddr::parse(&a.registry)?.open_for_writing(&a.connect.options()?).await?;
+    let src = g.store(&a.source, a.connect.concurrency)?;
+    let opts = ImportOptions {
+        overwrite_tags: a.overwrite_tags,
+        continue_on_errors: a.continue_on_errors,
+        delete_source_on_success: a.delete_source_blob_on_success,
+        catalog_digest: a.catalog_digest.clone(),
+        // A local bundle is hashed whole only for --catalog-digest; a stream always is.
+        report_catalog_digest: false,
+        concurrency: a.connect.concurrency,
+    };
+    let r = barge_transfer::import(src.into(), registry, &opts, bars).await?;
+    Ok(Done { text: text(&r), partial: any_failed(&r.artifacts), json: serde_json::to_value(&r)? })
+}
+
+fn text(r: &ImportReport) -> String {
+    let mut text = String::new();
+    for a in &r.artifacts {
+        let status = match a.status {
+            Status::Succeeded => "imported ",
+            Status::Unchanged => "unchanged",
+            Status::Failed => "failed   ",
+        };
+        text += &format!("{status} {}", a.artifact);
+        if let Some(e) = &a.error {
+            text += &format!(": {e}");
+        } else if let Some(d) = &a.digest {
+            text += &format!(" {d}");
+        }
+        text.push('\n');
+    }
+    text += &format!(
+        "{} blobs uploaded ({}), {} mounted, {} already present; {} manifests pushed\n",
+        r.blobs_uploaded,
+        human(r.bytes_uploaded),
+        r.blobs_mounted,
+        r.blobs_present,
+        r.manifests_pushed
+    );
+    if let Some(d) = &r.catalog_digest {
+        text += &format!("catalogDigest: {d}\n");
+    }
+    if r.source_deleted {
+        text += &format!("deleted {}\n", r.bundle);
+    }
+    text
+}

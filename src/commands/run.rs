@@ -1,0 +1,132 @@
+//! `barge run`: pipeline runs (ACR's PipelineRun): submit one and wait for it, list, show, delete.
+
+use barge_pipeline::run::{failure, load_run, submit, Submit};
+use barge_pipeline::{Kind, PipelineError, PipelineRun, RunStatus, StateStore};
+use clap::Subcommand;
+use serde_json::json;
+
+use super::{Connect, Done};
+
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand)]
+pub enum RunCmd {
+    /// Submit a run and wait for it. The same properties again do nothing unless --force-update-tag changes.
+    Create {
+        name: String,
+        #[arg(long)]
+        pipeline: String,
+        /// Export: the artifacts (repo, repo:tag, repo@sha256:...).
+        #[arg(long, num_args = 1..)]
+        artifacts: Vec<String>,
+        /// The blob's name in the pipeline's container (export: written; import: read).
+        #[arg(long)]
+        blob: String,
+        #[arg(long)]
+        catalog_digest: Option<String>,
+        /// Change it (to the current time, say) to run identical properties again.
+        #[arg(long)]
+        force_update_tag: Option<String>,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    List,
+    /// The run's record; while it runs, its progress.
+    Show {
+        name: String,
+    },
+    /// Delete the run's record (not what it transferred).
+    Delete {
+        name: String,
+    },
+}
+
+pub async fn run(state: &dyn StateStore, cmd: &RunCmd) -> anyhow::Result<Done> {
+    match cmd {
+        RunCmd::Create { name, pipeline, artifacts, blob, catalog_digest, force_update_tag, connect } => {
+            let s = Submit {
+                name: name.clone(),
+                pipeline: pipeline.clone(),
+                artifacts: artifacts.clone(),
+                blob: blob.clone(),
+                catalog_digest: catalog_digest.clone(),
+                force_update_tag: force_update_tag.clone(),
+                ..Default::default()
+            };
+            create(state, &s, connect).await
+        }
+        RunCmd::List => list(state).await,
+        RunCmd::Show { name } => {
+            let (run, _) =
+                load_run(state, name).await?.ok_or_else(|| PipelineError::NotFound(format!("run {name}")))?;
+            let mut text = serde_json::to_string_pretty(&run)? + "\n";
+            if run.properties.response.status == RunStatus::Running {
+                text += &format!("running: {}% done\n", run.properties.response.progress.percentage);
+            }
+            Ok(Done::ok(text, serde_json::to_value(&run)?))
+        }
+        RunCmd::Delete { name } => {
+            if !state.delete(Kind::Run, name).await? {
+                return Err(PipelineError::NotFound(format!("run {name}")).into());
+            }
+            Ok(Done::ok(format!("deleted run {name}\n"), json!({ "deleted": name })))
+        }
+    }
+}
+
+/// Submit, wait, and fail with the kind of fault the record names (its exit code).
+async fn create(state: &dyn StateStore, s: &Submit, connect: &Connect) -> anyhow::Result<Done> {
+    let (run, executed) = submit(state, s, &connect.run_options()?, None).await?;
+    let mut text = describe(&run);
+    if !executed {
+        text = format!(
+            "run {} already has these properties; nothing to do (change --force-update-tag to run it again)\n",
+            s.name
+        ) + &text;
+    }
+    if let Some(e) = failure(&run) {
+        return Err(e.into());
+    }
+    let partial = barge_transfer::any_failed(&run.properties.response.artifacts);
+    Ok(Done { text, json: serde_json::to_value(&run)?, partial })
+}
+
+fn describe(run: &PipelineRun) -> String {
+    let r = &run.properties.response;
+    let mut s = format!("run {}: {:?}", run.name, r.status);
+    if let Some(d) = &r.catalog_digest {
+        s += &format!(", catalogDigest {d}");
+    }
+    if !r.imported_artifacts.is_empty() {
+        s += &format!(", imported {}", r.imported_artifacts.join(" "));
+    }
+    if let Some(m) = &r.pipeline_run_error_message {
+        s += &format!("\n  pipelineRunErrorMessage: {m}");
+    }
+    s + "\n"
+}
+
+async fn list(state: &dyn StateStore) -> anyhow::Result<Done> {
+    let mut text =
+        format!("{:<30} {:<18} {:<10} {:>4} {:<21} {}\n", "NAME", "PIPELINE", "STATUS", "%", "START", "ERROR");
+    let mut all = Vec::new();
+    for name in state.list(Kind::Run).await? {
+        let Some((run, _)) = load_run(state, &name).await? else { continue };
+        let r = &run.properties.response;
+        let mut err = r.pipeline_run_error_message.clone().unwrap_or_default();
+        if err.chars().count() > 80 {
+            err = err.chars().take(77).collect::<String>() + "...";
+        }
+        text += &format!(
+            "{:<30} {:<18} {:<10} {:>4} {:<21} {}\n",
+            run.name,
+            run.properties.request.pipeline_resource_id,
+            format!("{:?}", r.status),
+            r.progress.percentage,
+            r.start_time,
+            err
+        );
+        all.push(serde_json::to_value(&run)?);
+    }
+    Ok(Done::ok(text, json!({ "runs": all })))
+}

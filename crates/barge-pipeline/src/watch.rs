@@ -160,7 +160,6 @@ mod tests {
 
     /// A bundle under a nested name (`a/b.tar`) in a local container is imported like any other.
     #[tokio::test]
-    #[ignore = "needs LocalContainer::lease to put the lock beside a nested blob (barge-transfer store/container.rs)"]
     async fn a_nested_blob_name_is_leased_and_imported() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();

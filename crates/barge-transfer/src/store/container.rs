@@ -118,7 +118,13 @@ impl Container for LocalContainer {
     }
 
     async fn lease(&self, name: &str, etag: &str) -> Result<Option<Box<dyn Lease>>> {
-        let lock = self.dir.join(format!(".{name}.barge-lease"));
+        self.blob(name)?; // a plain relative name
+        // Beside the blob, hidden (so `list` skips it): `a/b` locks `a/.b.barge-lease`.
+        let (dir, file) = match name.rsplit_once('/') {
+            Some((d, f)) => (self.dir.join(d), f),
+            None => (self.dir.clone(), name),
+        };
+        let lock = dir.join(format!(".{file}.barge-lease"));
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)

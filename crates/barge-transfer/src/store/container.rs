@@ -118,8 +118,9 @@ impl Container for LocalContainer {
     }
 
     async fn lease(&self, name: &str, etag: &str) -> Result<Option<Box<dyn Lease>>> {
-        self.blob(name)?; // a plain relative name
-        // Beside the blob, hidden (so `list` skips it): `a/b` locks `a/.b.barge-lease`.
+        // A plain relative name; the lock lies beside the blob, hidden (so
+        // `list` skips it): `a/b` locks `a/.b.barge-lease`.
+        self.blob(name)?;
         let (dir, file) = match name.rsplit_once('/') {
             Some((d, f)) => (self.dir.join(d), f),
             None => (self.dir.clone(), name),

@@ -8,7 +8,7 @@
 //! written (see `run.rs`).
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -30,23 +30,28 @@ pub trait Hold: Send + Sync {
     async fn release(&self) -> Result<(), PipelineError>;
 }
 
-/// A blob lease of a `Container`. Today barge-transfer's lease renews itself
-/// (Azure: a task inside the lease, stopped by `release`), so it needs no
-/// renewal from here; giving it back is what stops that renewal.
-struct BlobLease(Mutex<Option<Box<dyn Lease>>>);
+/// A blob lease of a `Container`, renewed as often as it asks (an Azure
+/// lease lapses unless renewed; a local lock lasts as long as its process).
+struct BlobLease {
+    every: Option<Duration>,
+    lease: tokio::sync::Mutex<Option<Box<dyn Lease>>>,
+}
 
 #[async_trait]
 impl Hold for BlobLease {
     fn renew_every(&self) -> Option<Duration> {
-        None
+        self.every
     }
 
     async fn renew(&self) -> Result<(), PipelineError> {
-        Ok(())
+        match &*self.lease.lock().await {
+            Some(l) => Ok(l.renew().await?),
+            None => Ok(()),
+        }
     }
 
     async fn release(&self) -> Result<(), PipelineError> {
-        let lease = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let lease = self.lease.lock().await.take();
         match lease {
             Some(l) => Ok(l.release().await?),
             None => Ok(()),
@@ -94,7 +99,8 @@ impl Guard {
 
     /// Guard a blob lease taken by `Container::lease`.
     pub fn lease(lease: Box<dyn Lease>) -> Guard {
-        Guard::new(Box::new(BlobLease(Mutex::new(Some(lease)))))
+        let every = lease.renew_every();
+        Guard::new(Box::new(BlobLease { every, lease: tokio::sync::Mutex::new(Some(lease)) }))
     }
 
     /// Resolves when the hold is lost, with why; never while it is kept.

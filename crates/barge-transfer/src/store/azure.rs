@@ -1003,7 +1003,8 @@ impl AzureContainer {
 struct AzureLease {
     client: Arc<BlobClient>,
     id: String,
-    renewer: tokio::task::JoinHandle<()>,
+    /// The blob, to name in errors (never its SAS).
+    blob: BlobUrl,
 }
 
 /// Leases last this long unless renewed: a watcher that dies frees its blob this soon.
@@ -1011,8 +1012,23 @@ const LEASE_SECONDS: i32 = 15;
 
 #[async_trait]
 impl super::container::Lease for AzureLease {
+    /// A third of the lease's life: two renewals may fail in passing before it lapses.
+    fn renew_every(&self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::from_secs((LEASE_SECONDS / 3) as u64))
+    }
+
+    async fn renew(&self) -> Result<()> {
+        match self.client.renew_lease(self.id.clone(), None).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.http_status() == Some(StatusCode::Conflict) => Err(TransferError::Changed(format!(
+                "the lease on {} was lost (broken, or taken by another holder)",
+                self.blob
+            ))),
+            Err(e) => Err(map_err(&self.blob, "renewing the lease on", Need::Write, e)),
+        }
+    }
+
     async fn release(self: Box<Self>) -> Result<()> {
-        self.renewer.abort();
         let _ = self.client.release_lease(self.id.clone(), None).await;
         Ok(())
     }
@@ -1062,13 +1078,7 @@ impl super::container::Container for AzureContainer {
             Err(e) if e.http_status() == Some(StatusCode::NotFound) => return Ok(None),
             Err(e) => return Err(map_err(&blob, "leasing", Need::Write, e)),
         };
-        let (c, lease) = (client.clone(), id.clone());
-        let renewer = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(std::time::Duration::from_secs((LEASE_SECONDS / 3) as u64)).await;
-                let _ = c.renew_lease(lease.clone(), None).await;
-            }
-        });
-        Ok(Some(Box::new(AzureLease { client, id, renewer })))
+        // Renewed by whoever holds it (barge-pipeline's Guard), which learns when it is lost.
+        Ok(Some(Box::new(AzureLease { client, id, blob })))
     }
 }

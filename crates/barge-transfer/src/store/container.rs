@@ -18,6 +18,17 @@ pub struct Listed {
 /// Exclusive use of one blob version for a while; gone when released or when its holder dies.
 #[async_trait]
 pub trait Lease: Send + Sync {
+    /// How often [`Lease::renew`] must be called to keep it; `None` when it
+    /// lasts as long as its holder.
+    fn renew_every(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Keep it a while longer; an error means it is lost (broken, or taken by another).
+    async fn renew(&self) -> Result<()> {
+        Ok(())
+    }
+
     async fn release(self: Box<Self>) -> Result<()>;
 }
 

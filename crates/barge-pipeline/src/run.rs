@@ -118,18 +118,18 @@ async fn prepare(state: &dyn StateStore, s: &Submit) -> Result<(Pipeline, RunReq
     let pipeline = load_pipeline(state, &s.pipeline).await?;
     match &pipeline {
         Pipeline::Export { .. } if s.artifacts.is_empty() => {
-            return Err(PipelineError::Invalid(format!("export pipeline {} needs --artifacts", s.pipeline)))
+            return Err(PipelineError::Invalid(format!("export pipeline {}: the run names no artifacts", s.pipeline)))
         }
         Pipeline::Import { .. } if !s.artifacts.is_empty() => {
             return Err(PipelineError::Invalid(format!(
-                "import pipeline {} takes no --artifacts; name the --blob",
+                "import pipeline {}: a run imports one blob and names no artifacts",
                 s.pipeline
             )))
         }
         _ => {}
     }
     if s.blob.is_empty() {
-        return Err(PipelineError::Invalid("a run needs --blob, the blob's name in the pipeline's container".into()));
+        return Err(PipelineError::Invalid("the run names no blob (its name in the pipeline's container)".into()));
     }
     let request = RunRequest {
         pipeline_resource_id: s.pipeline.clone(),

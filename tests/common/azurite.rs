@@ -215,26 +215,9 @@ impl FaultProxy {
     }
 }
 
-/// One HTTP message head: the start line and the header lines.
-fn read_head(r: &mut impl std::io::BufRead) -> std::io::Result<Option<(String, Vec<String>)>> {
-    let mut start = String::new();
-    if r.read_line(&mut start)? == 0 {
-        return Ok(None);
-    }
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        r.read_line(&mut line)?;
-        if line.trim_end().is_empty() {
-            return Ok(Some((start.trim_end().to_string(), headers)));
-        }
-        headers.push(line.trim_end().to_string());
-    }
-}
-
 /// Read a head and its body (Content-Length or chunked), as raw bytes.
 fn read_message(r: &mut impl std::io::BufRead, no_body: bool) -> std::io::Result<Option<Vec<u8>>> {
-    let Some((start, headers)) = read_head(r)? else { return Ok(None) };
+    let Some((start, headers)) = super::read_head(r)? else { return Ok(None) };
     let mut out = format!("{start}\r\n").into_bytes();
     let (mut len, mut chunked) = (0u64, false);
     for h in &headers {

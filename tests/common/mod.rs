@@ -146,3 +146,24 @@ pub fn catalog_of(bytes: &[u8]) -> Catalog {
     let (at, size) = entry_offset(bytes, "barge-catalog.json");
     Catalog::parse(&bytes[at..at + size]).unwrap()
 }
+
+/// An HTTP message head: the start line and the header lines.
+pub type Head = (String, Vec<String>);
+
+/// Read an HTTP head (start line and header lines, trimmed); None at a clean end of stream.
+pub fn read_head(r: &mut impl std::io::BufRead) -> std::io::Result<Option<Head>> {
+    let mut start = String::new();
+    if r.read_line(&mut start)? == 0 {
+        return Ok(None);
+    }
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line)?;
+        let line = line.trim_end().to_string();
+        if line.is_empty() {
+            return Ok(Some((start.trim_end().to_string(), headers)));
+        }
+        headers.push(line);
+    }
+}

@@ -6,6 +6,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::{read_head, Head};
+
 pub struct TestRegistry {
     pub host: String,
     child: Child,
@@ -333,26 +335,6 @@ fn answer_all(l: TcpListener, reply: impl Fn(String) -> String + Send + Sync + '
             });
         }
     });
-}
-
-type Head = (String, Vec<String>);
-
-/// Read an HTTP head (start line and header lines); None at a clean end of stream.
-fn read_head(r: &mut impl std::io::BufRead) -> std::io::Result<Option<Head>> {
-    let mut start = String::new();
-    if r.read_line(&mut start)? == 0 {
-        return Ok(None);
-    }
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        r.read_line(&mut line)?;
-        let line = line.trim_end().to_string();
-        if line.is_empty() {
-            return Ok(Some((start.trim_end().to_string(), headers)));
-        }
-        headers.push(line);
-    }
 }
 
 fn header<'a>(headers: &'a [String], name: &str) -> Option<&'a str> {

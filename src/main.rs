@@ -210,16 +210,19 @@ fn main() -> ExitCode {
 }
 
 fn print_outcome(cli: &Cli, code: u8, outcome: Result<Done, String>) {
+    // When the bundle itself went to standard output, the summary goes to standard error.
+    let to_stderr = matches!(&cli.command, Command::Export(a) if a.writes_stdout());
+    let say = |s: &str| if to_stderr { eprint!("{s}") } else { print!("{s}") };
     match (cli.output, outcome) {
         (Output::Json, Ok(done)) => {
             let mut v = done.json;
             v["exitCode"] = json!(code);
-            println!("{v}");
+            say(&format!("{v}\n"));
         }
-        (Output::Json, Err(msg)) => println!("{}", json!({"error": msg, "exitCode": code})),
+        (Output::Json, Err(msg)) => say(&format!("{}\n", json!({"error": msg, "exitCode": code}))),
         (Output::Text, Ok(done)) => {
             if !cli.global.quiet || done.partial {
-                print!("{}", done.text);
+                say(&done.text);
             }
         }
         (Output::Text, Err(msg)) => eprintln!("barge: error: {msg}"),

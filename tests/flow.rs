@@ -307,3 +307,72 @@ fn a_cause_is_said_once() {
     assert_eq!(r.stderr.matches("not found").count(), 1, "{}", r.stderr);
     assert!(r.stderr.starts_with("barge: error: artifact samples/hello-world:nope: tag \"nope\""), "{}", r.stderr);
 }
+
+/// Run barge with `stdin` as its standard input; returns exit code, stdout bytes, stderr.
+fn barge_piped(args: &[&str], stdin: &[u8]) -> (i32, Vec<u8>, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_barge"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    (out.status.code().unwrap_or(-1), out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// `export --to -` writes the bundle to standard output (the summary to
+/// standard error); `verify -` and `import -` read it from standard input in
+/// one pass, verified as it passes; a cut stream imports nothing.
+#[test]
+fn bundles_stream_through_standard_output_and_input() {
+    let w = Work::new();
+    let mut args = vec!["export", "--registry"];
+    let reg = w.reg("src");
+    args.push(&reg);
+    args.extend(["--to", "-"]);
+    args.extend(SAMPLES);
+    let (code, bundle, err) = barge_piped(&args, b"");
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("catalogDigest: sha256:"), "the summary goes to stderr: {err}");
+    let digest = format!("sha256:{}", sha256_hex(&bundle));
+    assert!(err.contains(&digest), "the reported digest is the stream's: {err}");
+    // The same bytes as a file export.
+    let mut file_args = vec!["export", "--registry", &reg, "--to"];
+    let file = w.s("store-a/file.tar");
+    file_args.push(&file);
+    file_args.extend(SAMPLES);
+    barge_ok(&file_args, 0);
+    assert_eq!(std::fs::read(&file).unwrap(), bundle);
+
+    let (code, out, err) = barge_piped(&["verify", "-", "--catalog-digest", &digest], &bundle);
+    assert_eq!(code, 0, "{err}");
+    assert!(String::from_utf8_lossy(&out).contains(&digest));
+    let dst = w.reg("dst");
+    let (code, _, err) = barge_piped(&["import", "-", "--registry", &dst, "--catalog-digest", &digest], &bundle);
+    assert_eq!(code, 0, "{err}");
+    for s in SAMPLES {
+        let tag = if s.contains(':') { s.to_string() } else { format!("{s}:latest") };
+        assert_eq!(skopeo_raw(&format!("{dst}/{tag}")), skopeo_raw(&format!("{reg}/{tag}")), "{tag}");
+    }
+
+    let cut = &bundle[..bundle.len() / 2];
+    let dst2 = w.reg("dst-cut");
+    let (code, _, err) = barge_piped(&["import", "-", "--registry", &dst2], cut);
+    assert_eq!(code, 3, "{err}");
+    let tagged: Vec<_> = snapshot(&w.path("dst-cut")).into_iter().filter(|(p, _)| p.ends_with("index.json")).collect();
+    assert!(tagged.is_empty(), "a cut stream tagged {tagged:?}");
+    let (code, _, err) = barge_piped(&["import", "-", "--registry", &dst2, "--delete-source-blob-on-success"], &bundle);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot be deleted"), "{err}");
+    let (code, _, err) = barge_piped(&["copy", "-", &w.s("store-b/x.tar")], &bundle);
+    assert_eq!(code, 2, "{err}");
+}

@@ -16,7 +16,9 @@ pub struct Args {
     /// Leave out signatures, SBOMs and attestations that refer to the artifacts.
     #[arg(long)]
     no_referrers: bool,
-    /// Where to write the bundle.
+    /// Where to write the bundle: a file, a storage URL, or `-` (standard
+    /// output, for a diode, a tape or an ssh pipe; the summary then goes to
+    /// standard error).
     #[arg(long)]
     to: String,
     /// Replace an existing bundle (ACR's OverwriteBlobs).
@@ -39,6 +41,13 @@ pub struct Args {
 #[derive(Clone, Copy, ValueEnum)]
 enum Compress {
     Zstd,
+}
+
+impl Args {
+    /// The bundle goes to standard output.
+    pub fn writes_stdout(&self) -> bool {
+        self.to == "-"
+    }
 }
 
 pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {

@@ -8,7 +8,8 @@ use crate::progress::Bars;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The bundle to import.
+    /// The bundle to import: a file, a storage URL, or `-` (standard input,
+    /// read once and verified as it passes, like a bundle in storage).
     source: String,
     /// Target registry: HOST[:PORT] or oci:PATH.
     #[arg(long)]
@@ -30,6 +31,10 @@ pub struct Args {
 }
 
 pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
+    if a.source == "-" && a.delete_source_blob_on_success {
+        let why = "standard input (`-`) cannot be deleted; drop --delete-source-blob-on-success";
+        return Err(barge_transfer::TransferError::InvalidLocation(why.into()).into());
+    }
     let registry = RegistryAddr::parse(&a.registry)?.open_for_writing(&a.connect.options()?).await?;
     let src = g.store(&a.source, a.connect.concurrency)?;
     let opts = ImportOptions {

@@ -51,6 +51,11 @@ pub async fn copy(
     reporter: &dyn Reporter,
 ) -> Result<CopyReport> {
     let info = src.info().await?.ok_or_else(|| TransferError::NotFound(src.display()))?;
+    if info.size == crate::store::UNKNOWN_SIZE || dst.display() == "-" {
+        return Err(TransferError::InvalidLocation(
+            "copy moves a stored blob to another; a stream (`-`) is for export --to - and import -".into(),
+        ));
+    }
     let mut report = CopyReport {
         source: src.display(),
         destination: dst.display(),

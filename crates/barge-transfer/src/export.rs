@@ -105,7 +105,9 @@ pub async fn export(
     reporter: &dyn Reporter,
 ) -> Result<ExportReport> {
     let refs = parse_artifacts(artifacts, opts.max_artifacts)?;
-    if !opts.overwrite && dest.info().await?.is_some() {
+    // A stream (`-`) holds no earlier bundle to protect.
+    let existing = dest.info().await?.filter(|i| i.size != crate::store::UNKNOWN_SIZE);
+    if !opts.overwrite && existing.is_some() {
         return Err(TransferError::Exists(dest.display()));
     }
     let requests: Vec<(String, Reference)> = artifacts.iter().cloned().zip(refs).collect();

@@ -68,7 +68,7 @@ pub async fn import(
     let info = source.info().await?.ok_or_else(|| TransferError::NotFound(format!("bundle {what}")))?;
     let mut report = ImportReport { bundle: what.clone(), ..Default::default() };
     let hashed_first = hash_first(source.as_ref(), &info, opts, reporter).await?;
-    reporter.start("importing", Some(info.size));
+    reporter.start("importing", Some(info.size).filter(|&s| s != crate::store::UNKNOWN_SIZE));
     // Pinned: the version read is the version a later delete may remove.
     let stream = source.read_range(0, info.size, &info.etag).await?;
     let rereadable = source.rereads_are_cheap();

@@ -1,8 +1,9 @@
-//! The `BlobStore` trait: one blob in some storage (a local file now, a storage account later).
+//! The `BlobStore` trait: one blob in some storage: a local file, a storage account's blob, or a stream (`-`).
 
 mod azure;
 mod container;
 mod local;
+mod stdio;
 pub mod url;
 
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use tokio::io::AsyncWrite;
 pub use azure::AzureBlob;
 pub use container::{open_container, Container, Lease, Listed};
 pub use local::LocalBlob;
+pub use stdio::{Stdio, UNKNOWN_SIZE};
 pub use url::{AccountKey, BlobUrl};
 
 use crate::io::ByteStream;
@@ -126,6 +128,8 @@ pub trait BlobSink: AsyncWrite + Send + Unpin {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     Local(PathBuf),
+    /// `-`: standard input to read from, standard output to write to.
+    Stdio,
     /// A blob in Azure Blob Storage (or Azurite), with its SAS once resolved.
     Azure(BlobUrl),
 }
@@ -148,6 +152,9 @@ impl Location {
             return Err(crate::TransferError::InvalidLocation(
                 "an empty location was given; name a file path or a storage URL".into(),
             ));
+        }
+        if s == "-" {
+            return Ok(Location::Stdio);
         }
         if !(s.starts_with("http://") || s.starts_with("https://")) {
             return Ok(Location::Local(PathBuf::from(s)));
@@ -185,6 +192,7 @@ impl Location {
     pub fn open(&self, opts: &StoreOptions) -> Result<Box<dyn BlobStore>> {
         Ok(match self {
             Location::Local(p) => Box::new(LocalBlob::new(p.clone())),
+            Location::Stdio => Box::new(Stdio::new()),
             Location::Azure(u) => Box::new(AzureBlob::new(u.clone(), opts.concurrency.max(1))?),
         })
     }

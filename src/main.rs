@@ -164,7 +164,7 @@ fn bound_allocator() {
 
 fn main() -> ExitCode {
     bound_allocator();
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(commands::copy::azcopy_spellings(std::env::args_os().collect()));
     quiet_panics_when_ending();
     let bars = Bars::new(cli.global.quiet || cli.output == Output::Json);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");

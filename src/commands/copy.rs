@@ -11,8 +11,9 @@ pub struct Args {
     /// A file path or a storage URL (https://ACCOUNT.blob.core.windows.net/CONTAINER/BLOB?SAS).
     source: String,
     destination: String,
-    /// Replace an existing destination: true (a bare --overwrite), false, or if-source-newer.
-    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true")]
+    /// Replace an existing destination: true (a bare --overwrite), false, or
+    /// if-source-newer; azcopy's spellings too (`--overwrite true`, `ifSourceNewer`).
+    #[arg(long, value_enum, ignore_case = true, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true")]
     overwrite: OverwriteArg,
     /// Read the destination back and check its sha256 against the source's.
     #[arg(long)]
@@ -29,7 +30,34 @@ pub struct Args {
 enum OverwriteArg {
     True,
     False,
+    #[value(alias = "ifsourcenewer")]
     IfSourceNewer,
+}
+
+/// azcopy writes `--overwrite true` with a space; clap reads a value only
+/// after `=` (a bare `--overwrite` means true and must not swallow SRC), so
+/// a following word that is an overwrite value is joined to it.
+pub fn azcopy_spellings(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    if args.get(1).and_then(|a| a.to_str()) != Some("copy") {
+        return args;
+    }
+    let is_value = |a: &std::ffi::OsString| {
+        a.to_str().is_some_and(|v| {
+            ["true", "false", "ifsourcenewer", "if-source-newer"].contains(&v.to_ascii_lowercase().as_str())
+        })
+    };
+    let mut out = Vec::with_capacity(args.len());
+    let mut it = args.into_iter().peekable();
+    while let Some(a) = it.next() {
+        if a == "--overwrite" && it.peek().is_some_and(is_value) {
+            let mut joined = std::ffi::OsString::from("--overwrite=");
+            joined.push(it.next().unwrap_or_default());
+            out.push(joined);
+        } else {
+            out.push(a);
+        }
+    }
+    out
 }
 
 pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
@@ -65,4 +93,30 @@ fn text(r: &CopyReport) -> String {
         text += &format!("sha256: {d}{}\n", if r.verified { " (read back and verified)" } else { "" });
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::azcopy_spellings;
+
+    fn joined(args: &[&str]) -> Vec<String> {
+        let os = args.iter().map(std::ffi::OsString::from).collect();
+        azcopy_spellings(os).into_iter().map(|a| a.into_string().unwrap()).collect()
+    }
+
+    #[test]
+    fn azcopy_spellings_are_read_as_azcopy_writes_them() {
+        assert_eq!(
+            joined(&["barge", "copy", "a", "b", "--overwrite", "true"]),
+            ["barge", "copy", "a", "b", "--overwrite=true"]
+        );
+        assert_eq!(
+            joined(&["barge", "copy", "--overwrite", "ifSourceNewer", "a", "b"]),
+            ["barge", "copy", "--overwrite=ifSourceNewer", "a", "b"]
+        );
+        // A bare --overwrite keeps the operands that follow it.
+        assert_eq!(joined(&["barge", "copy", "--overwrite", "a", "b"]), ["barge", "copy", "--overwrite", "a", "b"]);
+        // Only copy is touched.
+        assert_eq!(joined(&["barge", "export", "--overwrite", "true"]), ["barge", "export", "--overwrite", "true"]);
+    }
 }

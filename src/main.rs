@@ -20,7 +20,7 @@ use progress::Bars;
 
 /// Carry OCI artifacts across an air gap: export them into one bundle, copy it, import it verified.
 #[derive(Parser)]
-#[command(name = "barge", version, about, max_term_width = 100)]
+#[command(name = "barge", version, about, max_term_width = 100, after_help = EXIT_CODES)]
 struct Cli {
     /// How to print the result: text for people, json for one summary object on stdout.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
@@ -162,9 +162,40 @@ fn bound_allocator() {
     }
 }
 
+/// Shown by `barge --help`; README's table says the same.
+const EXIT_CODES: &str = "Exit codes: 0 success, 1 other failure, 2 usage or invalid input, \
+3 integrity (a digest, size or structure does not match), 4 authentication or permission, \
+5 no space left, 6 partial success (some artifacts failed), 130 interrupted.";
+
+/// Parse the command line; a usage error is printed as JSON too when `--output json` was asked for.
+fn parse() -> Result<Cli, ExitCode> {
+    let args = commands::copy::azcopy_spellings(std::env::args_os().collect());
+    let json =
+        args.windows(2).any(|w| w[0] == "--output" && w[1] == "json") || args.iter().any(|a| a == "--output=json");
+    match Cli::try_parse_from(&args) {
+        Ok(cli) => Ok(cli),
+        Err(e) if json && e.use_stderr() => {
+            // clap's message up to its usage block, on one line.
+            let text = e.render().to_string();
+            let head = text.split("\n\n").next().unwrap_or_default();
+            let error = head.lines().map(str::trim).collect::<Vec<_>>().join(" ");
+            let error = error.trim_start_matches("error: ");
+            println!("{}", json!({"error": error, "exitCode": EXIT_USAGE}));
+            Err(ExitCode::from(EXIT_USAGE))
+        }
+        Err(e) => {
+            let _ = e.print();
+            Err(ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 }))
+        }
+    }
+}
+
 fn main() -> ExitCode {
     bound_allocator();
-    let cli = Cli::parse_from(commands::copy::azcopy_spellings(std::env::args_os().collect()));
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     quiet_panics_when_ending();
     let bars = Bars::new(cli.global.quiet || cli.output == Output::Json);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");

@@ -269,6 +269,21 @@ fn json_errors_are_one_object_on_stdout() {
     let j = r.json();
     assert_eq!(j["exitCode"], 1);
     assert!(j["error"].as_str().unwrap().contains("nothing-here"));
+    // Usage errors too: one object, exit 2, nothing on stderr.
+    for args in [&["--output", "json", "export", "--registry", "x"][..], &["--output=json", "nosuch"][..]] {
+        let r = barge(args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert_eq!(r.json()["exitCode"], 2, "{args:?}");
+        assert!(!r.json()["error"].as_str().unwrap().is_empty());
+        assert!(r.stderr.is_empty(), "{args:?}: {}", r.stderr);
+    }
+    let help = barge(&["--help"]);
+    assert_eq!(help.code, 0);
+    assert!(
+        help.stdout.contains("Exit codes: 0 success") && help.stdout.contains("130 interrupted"),
+        "{}",
+        help.stdout
+    );
 }
 
 #[test]

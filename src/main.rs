@@ -70,7 +70,9 @@ async fn dispatch(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
         Command::Copy(a) => commands::copy::run(g, a, bars).await,
         Command::Pipeline { cmd } => commands::pipeline::run(g.state_store()?.as_ref(), cmd).await,
         Command::Run { cmd } => commands::run::run(g.state_store()?.as_ref(), cmd).await,
-        Command::Watch(a) => commands::watch::run(g.state_store()?.as_ref(), a, g.quiet).await,
+        Command::Watch(a) => {
+            commands::watch::run(g.state_store()?.as_ref(), a, g.quiet, cli.output == Output::Json).await
+        }
         Command::Verify(a) => commands::verify::run(g, a, bars).await,
     }
 }

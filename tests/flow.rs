@@ -391,3 +391,24 @@ fn bundles_stream_through_standard_output_and_input() {
     let (code, _, err) = barge_piped(&["copy", "-", &w.s("store-b/x.tar")], &bundle);
     assert_eq!(code, 2, "{err}");
 }
+
+/// `watch --output json` prints one JSON object per event, as it happens.
+#[test]
+fn watch_prints_json_lines() {
+    let w = Work::new();
+    let (state, inbox) = (w.s("state"), w.s("inbox"));
+    std::fs::create_dir_all(&inbox).unwrap();
+    let bundle = format!("{inbox}/b.tar");
+    barge_ok(&["export", "--registry", &w.reg("src"), "--to", &bundle, "samples/hello-world:v1"], 0);
+    std::fs::write(format!("{inbox}/notes.txt"), b"not a bundle").unwrap();
+    let create =
+        ["pipeline", "import", "create", "imp", "--registry", &w.reg("dst"), "--storage-container-uri", &inbox];
+    barge_ok(&[&create[..], &["--state", &state]].concat(), 0);
+    let r = barge_ok(&["--output", "json", "watch", "--once", "--state", &state], 0);
+    let lines: Vec<serde_json::Value> = r.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let run = lines.iter().find(|l| l["event"] == "run").unwrap_or_else(|| panic!("{}", r.stdout));
+    assert_eq!((run["blob"].as_str(), run["status"].as_str()), (Some("b.tar"), Some("Succeeded")), "{run}");
+    assert!(lines.iter().any(|l| l["event"] == "notABundle" && l["blob"] == "notes.txt"), "{}", r.stdout);
+    // The last line is the summary, with the exit code.
+    assert_eq!(lines.last().unwrap()["exitCode"], 0);
+}

@@ -23,8 +23,10 @@ pub struct Args {
     connect: Connect,
 }
 
-/// One line per event, on stderr unless quiet; the JSON summary lists them all.
-pub async fn run(state: &dyn StateStore, args: &Args, quiet: bool) -> anyhow::Result<Done> {
+/// One line per event as it happens: text on stderr unless quiet, or with
+/// `--output json` one JSON object per line on stdout; the summary at exit
+/// lists them all.
+pub async fn run(state: &dyn StateStore, args: &Args, quiet: bool, as_json: bool) -> anyhow::Result<Done> {
     let opts = WatchOptions {
         pipelines: args.pipelines.clone(),
         interval: Duration::from_secs(args.interval.max(1)),
@@ -33,7 +35,10 @@ pub async fn run(state: &dyn StateStore, args: &Args, quiet: bool) -> anyhow::Re
     let events = std::sync::Mutex::new(Vec::new());
     let report = |e: Event| {
         let line = line(&e);
-        if !quiet {
+        if as_json {
+            println!("{}", object(&e));
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+        } else if !quiet {
             eprintln!("{line}");
         }
         events.lock().unwrap_or_else(|p| p.into_inner()).push(line);
@@ -41,6 +46,18 @@ pub async fn run(state: &dyn StateStore, args: &Args, quiet: bool) -> anyhow::Re
     watch(state, &opts, &args.connect.run_options()?, &report).await?;
     let events = events.into_inner().unwrap_or_else(|p| p.into_inner());
     Ok(Done::ok(String::new(), json!({ "events": events })))
+}
+
+/// An event as one JSON object.
+fn object(e: &Event) -> serde_json::Value {
+    match e {
+        Event::Imported { pipeline, blob, run, status, message } => json!({
+            "event": "run", "pipeline": pipeline, "blob": blob, "run": run,
+            "status": format!("{status:?}"), "message": message,
+        }),
+        Event::NotABundle { pipeline, blob } => json!({"event": "notABundle", "pipeline": pipeline, "blob": blob}),
+        Event::PipelineError { pipeline, error } => json!({"event": "error", "pipeline": pipeline, "error": error}),
+    }
 }
 
 fn line(e: &Event) -> String {

@@ -59,6 +59,16 @@ enum Command {
     Watch(commands::watch::Args),
     /// Check a bundle offline: every digest, every reference, no unsafe entry.
     Verify(commands::verify::Args),
+    /// Print a shell completion script: `barge completions bash > /etc/bash_completion.d/barge`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) of barge, or of one of its commands: `barge man | man -l -`.
+    Man {
+        /// A command (`export`, `pipeline`, …); none for barge itself.
+        command: Option<String>,
+    },
 }
 
 /// One command, to the end.
@@ -74,6 +84,12 @@ async fn dispatch(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
             commands::watch::run(g.state_store()?.as_ref(), a, g.quiet, cli.output == Output::Json).await
         }
         Command::Verify(a) => commands::verify::run(g, a, bars).await,
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut <Cli as clap::CommandFactory>::command(), "barge", &mut out);
+            Ok(Done::ok(String::from_utf8(out)?, json!({})))
+        }
+        Command::Man { command } => Ok(Done::ok(man_page(command.as_deref())?, json!({}))),
     }
 }
 
@@ -162,6 +178,23 @@ fn bound_allocator() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
     }
+}
+
+/// The roff man page of barge or of one of its commands.
+fn man_page(command: Option<&str>) -> anyhow::Result<String> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    cmd.build();
+    let (page, title) = match command {
+        None => (cmd, "barge".to_string()),
+        Some(name) => {
+            let sub = cmd.find_subcommand(name).cloned();
+            let sub = sub.ok_or_else(|| TransferError::InvalidLocation(format!("barge has no command {name:?}")))?;
+            (sub, format!("barge-{name}"))
+        }
+    };
+    let mut out = Vec::new();
+    clap_mangen::Man::new(page).title(title).render(&mut out)?;
+    Ok(String::from_utf8(out)?)
 }
 
 /// Shown by `barge --help`; README's table says the same.

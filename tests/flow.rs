@@ -412,3 +412,18 @@ fn watch_prints_json_lines() {
     // The last line is the summary, with the exit code.
     assert_eq!(lines.last().unwrap()["exitCode"], 0);
 }
+
+/// Shell completions and man pages come from the same definitions as the parser.
+#[test]
+fn completions_and_man_pages() {
+    for shell in ["bash", "zsh", "fish"] {
+        let r = barge_ok(&["completions", shell], 0);
+        assert!(r.stdout.contains("barge") && r.stdout.contains("export"), "{shell}: {}", r.stdout);
+    }
+    let man = barge_ok(&["man"], 0);
+    assert!(man.stdout.starts_with(".ie") && man.stdout.contains(".TH barge 1"), "{}", man.stdout);
+    let export = barge_ok(&["man", "export"], 0);
+    assert!(export.stdout.contains(".TH barge-export 1") && export.stdout.contains("\\-\\-to"), "{}", export.stdout);
+    let r = barge_ok(&["man", "nosuch"], 2);
+    assert!(r.stderr.contains("nosuch"), "{}", r.stderr);
+}

@@ -8,8 +8,9 @@ use crate::progress::Bars;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A file path or a storage URL (https://ACCOUNT.blob.core.windows.net/CONTAINER/BLOB?SAS).
+    /// The blob to copy: a file path or a storage URL (https://ACCOUNT.blob.core.windows.net/CONTAINER/BLOB?SAS).
     source: String,
+    /// Where to copy it: a file or a storage URL (in another account, say).
     destination: String,
     /// Replace an existing destination: true (a bare --overwrite), false, or
     /// if-source-newer; azcopy's spellings too (`--overwrite true`, `ifSourceNewer`).

@@ -427,3 +427,20 @@ fn completions_and_man_pages() {
     let r = barge_ok(&["man", "nosuch"], 2);
     assert!(r.stderr.contains("nosuch"), "{}", r.stderr);
 }
+
+/// Without a terminal, progress is a status line on stderr (bytes, share,
+/// rate, eta) every BARGE_STATUS_SECONDS; `--quiet` prints none.
+#[test]
+fn progress_without_a_terminal_is_a_status_line() {
+    let w = Work::new();
+    let bundle = w.s("store-a/b.tar");
+    barge_ok(&["export", "--registry", &w.reg("src"), "--to", &bundle, "samples/hello-world:v1"], 0);
+    let r = barge_with(&["import", &bundle, "--registry", &w.reg("dst")], &[("BARGE_STATUS_SECONDS", "0")], "");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let line = r.stderr.lines().find(|l| l.starts_with("barge: importing: ")).unwrap_or_else(|| panic!("{}", r.stderr));
+    assert!(line.contains(" of ") && line.contains("%") && line.contains("/s"), "{line}");
+    let q =
+        barge_with(&["import", "--quiet", &bundle, "--registry", &w.reg("dst2")], &[("BARGE_STATUS_SECONDS", "0")], "");
+    assert_eq!(q.code, 0, "{}", q.stderr);
+    assert!(!q.stderr.contains("barge: importing"), "{}", q.stderr);
+}

@@ -5,6 +5,7 @@
 
 mod commands;
 mod hint;
+mod log;
 mod progress;
 
 use std::process::ExitCode;
@@ -231,6 +232,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
+    log::init(cli.global.verbose);
     quiet_panics_when_ending();
     let bars = Bars::new(cli.global.quiet || cli.output == Output::Json);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");

@@ -504,3 +504,36 @@ async fn a_broken_lease_is_lost_at_its_next_renewal() {
     assert!(!text.contains(sas.expose()), "{text}");
     lease.release().await.unwrap();
 }
+
+/// `-vv` shows what barge and its libraries do, and never a SAS or a password.
+#[test]
+fn verbose_logs_never_show_a_secret() {
+    let w = Work::new();
+    let az = Azurite::start();
+    let url = az.url(SRC, "logged.tar", "racwdl");
+    let sig = url.split("sig=").nth(1).unwrap().split('&').next().unwrap().to_string();
+    let r = barge(&["-vv", "export", "--registry", &w.reg("src"), "--to", &url, "samples/hello-world:v1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("DEBUG"), "-vv logs the libraries' events: {}", r.stderr);
+    for s in [sig.as_str(), &percent_encoding::percent_decode_str(&sig).decode_utf8_lossy()] {
+        assert!(!r.stderr.contains(s) && !r.stdout.contains(s), "the SAS signature was logged");
+    }
+
+    let password = "s3cret-pass-word";
+    let reg = common::registry::TestRegistry::start_with_auth("alice", password);
+    let basic = base64_of(&format!("alice:{password}"));
+    let r = barge_with(
+        &["-vv", "import", &url, "--registry", &reg.host, "--username", "alice", "--password-stdin"],
+        &[],
+        &format!("{password}\n"),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for s in [password, basic.as_str(), sig.as_str()] {
+        assert!(!r.stderr.contains(s) && !r.stdout.contains(s), "a secret was logged");
+    }
+}
+
+fn base64_of(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}

@@ -19,6 +19,10 @@ pub struct Global {
     /// Print nothing but errors (and the JSON summary with --output json).
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// Log what happens to stderr: -v for barge's own events, -vv for every
+    /// library's too (RUST_LOG overrides). Secrets are redacted at every level.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     /// Where pipelines and runs are kept: a directory (default:
     /// $XDG_STATE_HOME/barge), or a storage container URL that several
     /// machines share (its SAS from --state-secret).
@@ -87,6 +91,7 @@ impl Connect {
                 std::io::stdin().read_line(&mut p).context("reading the password from stdin")?;
                 let p = p.trim_end_matches(['\n', '\r']);
                 anyhow::ensure!(!p.is_empty(), "--password-stdin read an empty password");
+                crate::log::secret(p);
                 Some(Credentials { username: u.clone(), password: Secret::new(p) })
             }
             None => None,

@@ -121,7 +121,13 @@ fn import_pipeline(common: &Common, trigger: Trig, options: &[String]) -> anyhow
 
 /// Apply a document: checked, then stored whole.
 async fn apply(state: &dyn StateStore, file: &Path, registry: Option<&str>) -> anyhow::Result<Done> {
-    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    // What `show --output json` printed: its exitCode is barge's envelope, not the resource's.
+    if let Ok(serde_json::Value::Object(mut m)) = serde_json::from_slice(&bytes) {
+        if m.remove("exitCode").is_some() {
+            bytes = serde_json::to_vec(&m)?;
+        }
+    }
     if registry.is_none() {
         no_registry(&bytes)?;
     }

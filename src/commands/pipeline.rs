@@ -193,7 +193,7 @@ async fn list(state: &dyn StateStore) -> anyhow::Result<Done> {
             Pipeline::Import { properties, .. } => (&properties.source.uri, &properties.registry),
         };
         text += &format!("{:<24} {:<7} {:<40} {}\n", p.name(), p.kind(), storage, registry);
-        all.push(serde_json::to_value(&p)?);
+        all.push(load_document(state, p.name()).await?);
     }
     Ok(Done::ok(text, json!({ "pipelines": all })))
 }

@@ -823,6 +823,14 @@ mod tests {
             assert!(e.contains(field), "{props}: {e}");
             assert!(!e.contains("SECRETVALUE") && !e.contains("sig="), "{props}: {e}");
         }
+        // A SAS pasted where ACR's Key Vault reference goes, bare or as a URL.
+        for kv in ["sv=2024&sig=SECRETVALUE", "https://a.blob.core.windows.net/c?sv=2024&sig=SECRETVALUE"] {
+            let props = format!(
+                r#"{{"registry":"r","target":{{"uri":"https://a.blob.core.windows.net/cont","keyVaultUri":"{kv}"}}}}"#
+            );
+            let e = Pipeline::from_json(&export_doc(&props)).unwrap_err().to_string();
+            assert!(e.contains("keyVaultUri") && !e.contains("SECRETVALUE") && !e.contains("sig="), "{e}");
+        }
         let e = Pipeline::from_json(br#"{"type":"sig=SECRETVALUE","name":"e1"}"#).unwrap_err().to_string();
         assert!(e.contains("field type") && !e.contains("SECRETVALUE"), "{e}");
         let e = Pipeline::from_json(br#"{"type":"exportPipelines","name":"sig=SECRETVALUE","properties":{"registry":"r","target":{"uri":"d"}}}"#)

@@ -3,12 +3,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use barge_pipeline::pipelines::{delete_pipeline, list_pipelines, load_pipeline, save_pipeline};
+use barge_pipeline::pipelines::{delete_pipeline, list_pipelines, load_document, save_document, save_pipeline};
 use barge_pipeline::resource::{
     parse_options, ExportOption, ExportProperties, ImportOption, ImportProperties, SourceTrigger, StorageRef, Trigger,
     TriggerStatus, EXPORT_OPTIONS, IMPORT_OPTIONS,
 };
-use barge_pipeline::{Pipeline, StateStore};
+use barge_pipeline::{Pipeline, PipelineError, StateStore};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
@@ -26,22 +26,34 @@ pub enum PipelineCmd {
         #[command(subcommand)]
         cmd: CreateImport,
     },
-    /// Create or replace a pipeline from a JSON document shaped like ACR's.
+    /// Create or replace a pipeline from ACR's JSON (what `az acr export-pipeline show -o json` or
+    /// `az acr import-pipeline show -o json` prints, or an ARM template's resource); unknown fields are kept.
     Apply {
+        /// The JSON document to apply.
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
+        /// The registry (HOST[:PORT] or oci:PATH), when the document has no properties.registry
+        /// (ACR implies it from the resource's parent).
+        #[arg(long)]
+        registry: Option<String>,
     },
+    /// Every pipeline, one line each.
     List,
+    /// The pipeline's document, ACR's shape (what `apply -f` takes back).
     Show {
+        /// The pipeline's name.
         name: String,
     },
+    /// Delete the pipeline (its runs' records stay).
     Delete {
+        /// The pipeline's name.
         name: String,
     },
 }
 
 #[derive(Args)]
 pub struct Common {
+    /// The pipeline's name (letters, digits, dashes).
     name: String,
     /// The registry: HOST[:PORT] or oci:PATH.
     #[arg(long)]
@@ -56,6 +68,7 @@ pub struct Common {
 
 #[derive(Subcommand)]
 pub enum CreateExport {
+    /// Create or replace the export pipeline NAME.
     Create {
         #[command(flatten)]
         common: Common,
@@ -67,9 +80,11 @@ pub enum CreateExport {
 
 #[derive(Subcommand)]
 pub enum CreateImport {
+    /// Create or replace the import pipeline NAME.
     Create {
         #[command(flatten)]
         common: Common,
+        /// Whether `barge watch` imports what lands in the container (ACR's source trigger).
         #[arg(long, value_enum, default_value_t = Trig::Enabled)]
         source_trigger: Trig,
         /// OverwriteTags, DeleteSourceBlobOnSuccess, ContinueOnErrors.
@@ -113,9 +128,42 @@ fn import_pipeline(common: &Common, trigger: Trig, options: &[String]) -> anyhow
     Ok(Pipeline::Import { name: common.name.clone(), properties })
 }
 
-fn from_file(file: &Path) -> anyhow::Result<Pipeline> {
-    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    Ok(Pipeline::from_json(&bytes)?)
+/// Apply a document: checked, then stored whole.
+async fn apply(state: &dyn StateStore, file: &Path, registry: Option<&str>) -> anyhow::Result<Done> {
+    let mut bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    // What `show --output json` printed: its exitCode is barge's envelope, not the resource's.
+    if let Ok(serde_json::Value::Object(mut m)) = serde_json::from_slice(&bytes) {
+        if m.remove("exitCode").is_some() {
+            bytes = serde_json::to_vec(&m)?;
+        }
+    }
+    if registry.is_none() {
+        no_registry(&bytes)?;
+    }
+    let (p, doc) = Pipeline::from_document(&bytes, registry)?;
+    save_document(state, &p, &doc).await?;
+    Ok(Done::ok(format!("{} pipeline {} saved\n", p.kind(), p.name()), doc))
+}
+
+/// A document without properties.registry needs --registry: say so, with the registry its id names.
+fn no_registry(bytes: &[u8]) -> Result<(), PipelineError> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) else { return Ok(()) };
+    // ARM nests the properties; az prints them flattened into the top level.
+    let has = match v.get("properties") {
+        Some(p) => p.get("registry").is_some(),
+        None => !v.is_object() || v.get("registry").is_some(),
+    };
+    if has {
+        return Ok(());
+    }
+    let example = match barge_pipeline::resource::acr_registry(&v) {
+        Some(r) => format!(" (the id names ACR registry {r}: --registry {}.azurecr.io, say)", r.to_ascii_lowercase()),
+        None => String::new(),
+    };
+    Err(PipelineError::Invalid(format!(
+        "the pipeline document names no registry: give --registry HOST[:PORT] or oci:PATH{example}, \
+         or add properties.registry to the document"
+    )))
 }
 
 /// Create or replace (the library checks it first).
@@ -132,11 +180,11 @@ pub async fn run(state: &dyn StateStore, cmd: &PipelineCmd) -> anyhow::Result<Do
         PipelineCmd::Import { cmd: CreateImport::Create { common, source_trigger, options } } => {
             save(state, import_pipeline(common, *source_trigger, options)?).await
         }
-        PipelineCmd::Apply { file } => save(state, from_file(file)?).await,
+        PipelineCmd::Apply { file, registry } => apply(state, file, registry.as_deref()).await,
         PipelineCmd::List => list(state).await,
         PipelineCmd::Show { name } => {
-            let p = load_pipeline(state, name).await?;
-            Ok(Done::ok(serde_json::to_string_pretty(&p)? + "\n", serde_json::to_value(&p)?))
+            let doc = load_document(state, name).await?;
+            Ok(Done::ok(serde_json::to_string_pretty(&doc)? + "\n", doc))
         }
         PipelineCmd::Delete { name } => {
             delete_pipeline(state, name).await?;
@@ -154,7 +202,7 @@ async fn list(state: &dyn StateStore) -> anyhow::Result<Done> {
             Pipeline::Import { properties, .. } => (&properties.source.uri, &properties.registry),
         };
         text += &format!("{:<24} {:<7} {:<40} {}\n", p.name(), p.kind(), storage, registry);
-        all.push(serde_json::to_value(&p)?);
+        all.push(load_document(state, p.name()).await?);
     }
     Ok(Done::ok(text, json!({ "pipelines": all })))
 }

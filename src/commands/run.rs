@@ -1,5 +1,9 @@
 //! `barge run`: pipeline runs (ACR's PipelineRun): submit one and wait for it, list, show, delete.
 
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use barge_pipeline::resource::{run_submission, RUN_TYPE};
 use barge_pipeline::run::{failure, load_run, submit, Submit};
 use barge_pipeline::{Kind, PipelineError, PipelineRun, RunStatus, StateStore};
 use clap::Subcommand;
@@ -13,7 +17,9 @@ use super::{Connect, Done};
 pub enum RunCmd {
     /// Submit a run and wait for it. The same properties again do nothing unless --force-update-tag changes.
     Create {
+        /// The run's name.
         name: String,
+        /// The pipeline to run.
         #[arg(long)]
         pipeline: String,
         /// Export: the artifacts (repo, repo:tag, repo@sha256:...).
@@ -22,6 +28,7 @@ pub enum RunCmd {
         /// The blob's name in the pipeline's container (export: written; import: read).
         #[arg(long)]
         blob: String,
+        /// Import: refuse the bundle unless its sha256 is this (ACR's catalogDigest).
         #[arg(long)]
         catalog_digest: Option<String>,
         /// Change it (to the current time, say) to run identical properties again.
@@ -30,13 +37,25 @@ pub enum RunCmd {
         #[command(flatten)]
         connect: Connect,
     },
+    /// Submit a run from ACR's JSON (a pipelineRuns resource, as `az acr pipeline-run show -o json`
+    /// prints it or an ARM template holds it) and wait for it, as create does.
+    Apply {
+        /// The JSON document to apply.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Every run, one line each.
     List,
-    /// The run's record; while it runs, its progress.
+    /// The run's record, ACR's shape; while it runs, its progress.
     Show {
+        /// The run's name.
         name: String,
     },
     /// Delete the run's record (not what it transferred).
     Delete {
+        /// The run's name.
         name: String,
     },
 }
@@ -55,15 +74,20 @@ pub async fn run(state: &dyn StateStore, cmd: &RunCmd) -> anyhow::Result<Done> {
             };
             create(state, &s, connect).await
         }
+        RunCmd::Apply { file, connect } => {
+            let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            create(state, &run_submission(&bytes)?, connect).await
+        }
         RunCmd::List => list(state).await,
         RunCmd::Show { name } => {
             let (run, _) =
                 load_run(state, name).await?.ok_or_else(|| PipelineError::NotFound(format!("run {name}")))?;
-            let mut text = serde_json::to_string_pretty(&run)? + "\n";
+            let doc = document(&run)?;
+            let mut text = serde_json::to_string_pretty(&doc)? + "\n";
             if run.properties.response.status == RunStatus::Running {
                 text += &format!("running: {}% done\n", run.properties.response.progress.percentage);
             }
-            Ok(Done::ok(text, serde_json::to_value(&run)?))
+            Ok(Done::ok(text, doc))
         }
         RunCmd::Delete { name } => {
             if !state.delete(Kind::Run, name).await? {
@@ -88,7 +112,17 @@ async fn create(state: &dyn StateStore, s: &Submit, connect: &Connect) -> anyhow
         return Err(e.into());
     }
     let partial = barge_transfer::any_failed(&run.properties.response.artifacts);
-    Ok(Done { text, json: serde_json::to_value(&run)?, partial })
+    Ok(Done { text, json: document(&run)?, partial })
+}
+
+/// The record as ACR shapes a pipelineRuns resource (`type` first), which `run apply -f` takes back.
+fn document(run: &PipelineRun) -> anyhow::Result<serde_json::Value> {
+    let mut doc = serde_json::Map::new();
+    doc.insert("type".into(), RUN_TYPE.into());
+    if let serde_json::Value::Object(m) = serde_json::to_value(run)? {
+        doc.extend(m);
+    }
+    Ok(serde_json::Value::Object(doc))
 }
 
 fn describe(run: &PipelineRun) -> String {
@@ -126,7 +160,7 @@ async fn list(state: &dyn StateStore) -> anyhow::Result<Done> {
             r.start_time,
             err
         );
-        all.push(serde_json::to_value(&run)?);
+        all.push(document(&run)?);
     }
     Ok(Done::ok(text, json!({ "runs": all })))
 }

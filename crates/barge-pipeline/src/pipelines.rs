@@ -1,10 +1,21 @@
 //! Pipelines in the state store: load, create or replace, list, delete.
+//!
+//! A pipeline is stored as the document it was applied from (ACR's shape,
+//! unknown fields kept), normalized; `Pipeline` is its typed part.
+
+use serde_json::Value;
 
 use crate::resource::Pipeline;
 use crate::state::{Kind, StateStore};
 use crate::PipelineError;
 
 pub async fn load_pipeline(state: &dyn StateStore, name: &str) -> Result<Pipeline, PipelineError> {
+    serde_json::from_value(load_document(state, name).await?)
+        .map_err(|e| PipelineError::State(format!("pipeline {name} is unreadable: {e}")))
+}
+
+/// The pipeline's whole document, as `pipeline show` prints it.
+pub async fn load_document(state: &dyn StateStore, name: &str) -> Result<Value, PipelineError> {
     let (bytes, _) = state.get(Kind::Pipeline, name).await?.ok_or_else(|| {
         PipelineError::NotFound(format!("pipeline {name}; create it with barge pipeline export|import create"))
     })?;
@@ -15,9 +26,15 @@ pub async fn load_pipeline(state: &dyn StateStore, name: &str) -> Result<Pipelin
 /// before the write, so a change made meanwhile by another barge is a
 /// `Conflict`, never lost silently.
 pub async fn save_pipeline(state: &dyn StateStore, p: &Pipeline) -> Result<(), PipelineError> {
+    let doc = serde_json::to_value(p).map_err(|e| PipelineError::State(format!("pipeline {}: {e}", p.name())))?;
+    save_document(state, p, &doc).await
+}
+
+/// Create or replace a pipeline from its document (what `Pipeline::from_document` gives).
+pub async fn save_document(state: &dyn StateStore, p: &Pipeline, doc: &Value) -> Result<(), PipelineError> {
     p.check()?;
     let bytes =
-        serde_json::to_vec_pretty(p).map_err(|e| PipelineError::State(format!("pipeline {}: {e}", p.name())))?;
+        serde_json::to_vec_pretty(doc).map_err(|e| PipelineError::State(format!("pipeline {}: {e}", p.name())))?;
     let current = state.get(Kind::Pipeline, p.name()).await?.map(|(_, v)| v);
     state.put(Kind::Pipeline, p.name(), &bytes, current.as_ref()).await?;
     Ok(())

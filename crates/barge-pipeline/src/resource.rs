@@ -69,18 +69,51 @@ pub enum TriggerStatus {
 }
 
 /// Where the bundles go or come from, and where the SAS for it is read at run time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "StorageDoc")]
 pub struct StorageRef {
     /// ACR's type name for a storage container.
-    #[serde(rename = "type", default = "container_type")]
     pub kind: String,
     /// `https://ACCOUNT.blob.core.windows.net/CONTAINER` (or a local directory).
     pub uri: String,
-    /// `env:NAME` or `file:PATH`: a reference to the SAS, never the SAS (ACR:
-    /// keyVaultUri). Optional for a local directory.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Where the SAS is read at run time, never the SAS: barge's `env:NAME` or
+    /// `file:PATH` (the document's `secretUri`), else ACR's Key Vault secret URL
+    /// (`keyVaultUri`). Optional for a local directory.
     pub secret_uri: Option<String>,
+}
+
+/// A storage reference as documents spell it: barge's `secretUri` wins over ACR's `keyVaultUri`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StorageDoc {
+    #[serde(rename = "type", default = "container_type")]
+    kind: String,
+    uri: String,
+    #[serde(default)]
+    secret_uri: Option<String>,
+    #[serde(default)]
+    key_vault_uri: Option<String>,
+}
+
+impl From<StorageDoc> for StorageRef {
+    fn from(d: StorageDoc) -> StorageRef {
+        StorageRef { kind: d.kind, uri: d.uri, secret_uri: d.secret_uri.or(d.key_vault_uri) }
+    }
+}
+
+impl Serialize for StorageRef {
+    /// A Key Vault reference is written as ACR's `keyVaultUri`, any other as barge's `secretUri`.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("type", &self.kind)?;
+        m.serialize_entry("uri", &self.uri)?;
+        if let Some(r) = &self.secret_uri {
+            let vault = matches!(crate::secret::SecretRef::parse(r), Ok(crate::secret::SecretRef::KeyVault(_)));
+            m.serialize_entry(if vault { "keyVaultUri" } else { "secretUri" }, r)?;
+        }
+        m.end()
+    }
 }
 
 fn container_type() -> String {
@@ -124,13 +157,19 @@ fn enabled() -> Trigger {
     Trigger { source_trigger: SourceTrigger { status: TriggerStatus::Enabled } }
 }
 
-/// A pipeline as stored and as `pipeline apply -f` takes it.
+/// ARM's resource types, as `az acr ... show` prints them.
+pub const EXPORT_TYPE: &str = "Microsoft.ContainerRegistry/registries/exportPipelines";
+pub const IMPORT_TYPE: &str = "Microsoft.ContainerRegistry/registries/importPipelines";
+pub const RUN_TYPE: &str = "Microsoft.ContainerRegistry/registries/pipelineRuns";
+
+/// A pipeline as stored and as `pipeline apply -f` takes it: the typed part
+/// of an ACR resource (the rest of the document is kept beside it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum Pipeline {
-    #[serde(rename = "exportPipelines")]
+    #[serde(rename = "Microsoft.ContainerRegistry/registries/exportPipelines", alias = "exportPipelines")]
     Export { name: String, properties: ExportProperties },
-    #[serde(rename = "importPipelines")]
+    #[serde(rename = "Microsoft.ContainerRegistry/registries/importPipelines", alias = "importPipelines")]
     Import { name: String, properties: ImportProperties },
 }
 
@@ -152,19 +191,40 @@ impl Pipeline {
     /// An error names the field (`properties.options[1]`), never its value:
     /// a SAS pasted into the wrong field is not printed.
     pub fn from_json(bytes: &[u8]) -> Result<Pipeline, PipelineError> {
-        let v: Value = serde_json::from_slice(bytes).map_err(|e| {
+        Ok(Pipeline::from_document(bytes, None)?.0)
+    }
+
+    /// Parse what `az acr export-pipeline show -o json` (or import-pipeline,
+    /// or an ARM template's resource) holds, and give the document to store:
+    /// every field it had, unknown ones included, with `type` spelled as ARM
+    /// does, the name without its registry (`REG/NAME` in a template), and
+    /// `properties.registry` (barge's field) from `registry` when the document
+    /// lacks it.
+    pub fn from_document(bytes: &[u8], registry: Option<&str>) -> Result<(Pipeline, Value), PipelineError> {
+        let mut v: Value = serde_json::from_slice(bytes).map_err(|e| {
             invalid(format!("the pipeline document is not JSON (line {}, column {})", e.line(), e.column()))
         })?;
-        let kind = match v.get("type").and_then(Value::as_str) {
-            Some("exportPipelines") => "export",
-            Some("importPipelines") => "import",
-            _ => return Err(field_error("type", "\"exportPipelines\" or \"importPipelines\"")),
+        let kind = match v.get("type").and_then(Value::as_str).map(str::to_ascii_lowercase).as_deref() {
+            Some("exportpipelines") => "export",
+            Some("importpipelines") => "import",
+            Some(t) if t == EXPORT_TYPE.to_ascii_lowercase() => "export",
+            Some(t) if t == IMPORT_TYPE.to_ascii_lowercase() => "import",
+            _ => return Err(field_error("type", &format!("\"{EXPORT_TYPE}\" or \"{IMPORT_TYPE}\""))),
         };
+        v["type"] = Value::from(if kind == "export" { EXPORT_TYPE } else { IMPORT_TYPE });
+        nest(&mut v, &["registry", "target", "source", "trigger", "options", "provisioningState"]);
+        // An ARM template names a child resource REG/NAME.
+        if let Some((_, name)) = v.get("name").and_then(Value::as_str).and_then(|n| n.split_once('/')) {
+            v["name"] = Value::from(name);
+        }
+        fill_registry(&mut v, registry)?;
         check_shape(&v, kind)?;
         let p: Pipeline =
-            serde_json::from_value(v).map_err(|e| invalid(format!("pipeline document: {}", valueless(&e))))?;
+            serde_json::from_value(v.clone()).map_err(|e| invalid(format!("pipeline document: {}", valueless(&e))))?;
         p.check()?;
-        Ok(p)
+        let typed = serde_json::to_value(&p).map_err(|e| invalid(format!("pipeline document: {e}")))?;
+        merge(&mut v, typed);
+        Ok((p, v))
     }
 
     /// What a run needs of the pipeline, with the parsers the run uses: the
@@ -178,20 +238,92 @@ impl Pipeline {
         check_registry(registry)?;
         if storage.uri.contains('?') {
             return Err(invalid(format!(
-                "{field}.uri must not carry a SAS; give a secret reference (secretUri: env:NAME or file:PATH) instead"
+                "{field}.uri must not carry a SAS; give a secret reference (secretUri: env:NAME or file:PATH, \
+                 or keyVaultUri) instead"
             )));
         }
         check_storage_uri(&storage.uri, field)?;
         if let Some(s) = &storage.secret_uri {
-            crate::secret::SecretRef::parse(s).map_err(|e| invalid(format!("{field}.secretUri: {e}")))?;
+            crate::secret::SecretRef::parse(s).map_err(|e| invalid(format!("{field}.secretUri/keyVaultUri: {e}")))?;
         } else if is_url(&storage.uri) {
             return Err(invalid(format!(
-                "pipeline {} needs a secret reference ({field}.secretUri: env:NAME or file:PATH) for {}",
+                "pipeline {} needs a secret reference ({field}.secretUri: env:NAME or file:PATH, or \
+                 {field}.keyVaultUri) for {}",
                 self.name(),
                 storage.uri
             )));
         }
         Ok(())
+    }
+}
+
+/// The registry a pipeline works on: barge's `properties.registry`, else the
+/// one given. ACR implies it from the resource's parent (`…/registries/REG/…`
+/// in `id`), a name, not an address, so it is never guessed from there.
+fn fill_registry(v: &mut Value, registry: Option<&str>) -> Result<(), PipelineError> {
+    let Some(props) = v.get_mut("properties").and_then(Value::as_object_mut) else { return Ok(()) };
+    if props.contains_key("registry") {
+        return Ok(());
+    }
+    match registry {
+        Some(r) => {
+            props.insert("registry".into(), Value::from(r));
+            Ok(())
+        }
+        None => {
+            let parent = acr_registry(v).map(|r| format!(", registry {r} in its id")).unwrap_or_default();
+            Err(invalid(format!(
+                "the pipeline document names no registry (properties.registry): ACR implies it from the \
+                 resource's parent{parent}; barge needs its address, HOST[:PORT] or oci:PATH"
+            )))
+        }
+    }
+}
+
+/// The ACR registry's name that a resource's `id` names (`…/registries/REG/…`), if it is a plain name.
+pub fn acr_registry(v: &Value) -> Option<String> {
+    let id = v.get("id")?.as_str()?;
+    let mut parts = id.split('/');
+    parts.find(|p| p.eq_ignore_ascii_case("registries"))?;
+    parts
+        .next()
+        .filter(|r| !r.is_empty() && r.len() <= 50 && r.chars().all(|c| c.is_ascii_alphanumeric()))
+        .map(Into::into)
+}
+
+/// `az` prints a resource with its `properties` flattened into the top level
+/// (`target`, `options`, `provisioningState` beside `id`); ARM, its REST API
+/// and templates nest them. A document without `properties` has these keys
+/// moved under it, so both forms are read, and ARM's is stored and shown.
+fn nest(v: &mut Value, keys: &[&str]) {
+    let Some(top) = v.as_object_mut() else { return };
+    if top.contains_key("properties") {
+        return;
+    }
+    let mut props = serde_json::Map::new();
+    for k in keys {
+        if let Some(x) = top.remove(*k) {
+            props.insert((*k).to_string(), x);
+        }
+    }
+    if !props.is_empty() {
+        top.insert("properties".into(), Value::Object(props));
+    }
+}
+
+/// Overlay `typed` on `doc`: objects merged key by key, anything else replaced;
+/// keys only `doc` has are kept.
+fn merge(doc: &mut Value, typed: Value) {
+    match (doc, typed) {
+        (Value::Object(d), Value::Object(t)) => {
+            for (k, tv) in t {
+                match d.get_mut(&k) {
+                    Some(dv) => merge(dv, tv),
+                    None => drop(d.insert(k, tv)),
+                }
+            }
+        }
+        (d, t) => *d = t,
     }
 }
 
@@ -284,6 +416,7 @@ fn check_shape(v: &Value, kind: &str) -> Result<(), PipelineError> {
     string(sref.get("uri"), &format!("properties.{storage}.uri"), true, false)?;
     string(sref.get("type"), &format!("properties.{storage}.type"), false, false)?;
     string(sref.get("secretUri"), &format!("properties.{storage}.secretUri"), false, true)?;
+    string(sref.get("keyVaultUri"), &format!("properties.{storage}.keyVaultUri"), false, true)?;
     match props.get("options") {
         None => {}
         Some(Value::Array(a)) => {
@@ -333,17 +466,131 @@ fn valueless(e: &serde_json::Error) -> String {
 pub const EXPORT_OPTIONS: &str = "OverwriteBlobs, ContinueOnErrors";
 pub const IMPORT_OPTIONS: &str = "OverwriteTags, DeleteSourceBlobOnSuccess, ContinueOnErrors";
 
-/// What a run asks for.
+/// What a run asks for. Written as ACR does: the blob is `target.name` for
+/// an export (a run that names artifacts), `source.name` for an import.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(from = "RequestDoc", into = "RequestDoc")]
 pub struct RunRequest {
     pub pipeline_resource_id: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<String>,
     /// Export: the blob written. Import: the blob read.
     pub blob: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog_digest: Option<String>,
+}
+
+/// ACR's `properties.request`.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestDoc {
+    pipeline_resource_id: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    artifacts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<BlobName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    target: Option<BlobName>,
+    /// Records written before barge spoke ACR's shape.
+    #[serde(default, skip_serializing)]
+    blob: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    catalog_digest: Option<String>,
+}
+
+/// ACR's `{"type": "AzureStorageBlob", "name": BLOB}`.
+#[derive(Serialize, Deserialize)]
+struct BlobName {
+    #[serde(rename = "type", default = "blob_type")]
+    kind: String,
+    name: String,
+}
+
+fn blob_type() -> String {
+    "AzureStorageBlob".into()
+}
+
+impl From<RequestDoc> for RunRequest {
+    fn from(d: RequestDoc) -> RunRequest {
+        let blob = d.blob.or(d.target.map(|t| t.name)).or(d.source.map(|s| s.name)).unwrap_or_default();
+        RunRequest {
+            pipeline_resource_id: d.pipeline_resource_id,
+            artifacts: d.artifacts,
+            blob,
+            catalog_digest: d.catalog_digest,
+        }
+    }
+}
+
+impl From<RunRequest> for RequestDoc {
+    fn from(r: RunRequest) -> RequestDoc {
+        let at = Some(BlobName { kind: blob_type(), name: r.blob });
+        let (source, target) = if r.artifacts.is_empty() { (at, None) } else { (None, at) };
+        RequestDoc {
+            pipeline_resource_id: r.pipeline_resource_id,
+            artifacts: r.artifacts,
+            source,
+            target,
+            blob: None,
+            catalog_digest: r.catalog_digest,
+        }
+    }
+}
+
+/// A `pipelineRuns` resource as `az acr pipeline-run show -o json` prints it
+/// or an ARM template holds it, as a submission: the run's name, the pipeline
+/// (`pipelineResourceId`: its ARM id or its name), the artifacts, the blob
+/// (`target.name` or `source.name`), `catalogDigest` and `forceUpdateTag`.
+/// `response` and fields barge does not use are read-only or ignored.
+pub fn run_submission(bytes: &[u8]) -> Result<crate::run::Submit, PipelineError> {
+    let bad = |path: &str, want: &str| invalid(format!("pipeline run document: field {path} must be {want}"));
+    let mut v: Value = serde_json::from_slice(bytes).map_err(|e| {
+        invalid(format!("the pipeline run document is not JSON (line {}, column {})", e.line(), e.column()))
+    })?;
+    nest(&mut v, &["request", "response", "forceUpdateTag", "provisioningState"]);
+    if let Some(t) = v.get("type") {
+        let t = t.as_str().map(str::to_ascii_lowercase).unwrap_or_default();
+        if t != RUN_TYPE.to_ascii_lowercase() && t != "pipelineruns" {
+            return Err(bad("type", &format!("\"{RUN_TYPE}\"")));
+        }
+    }
+    let name = v.get("name").and_then(Value::as_str).ok_or_else(|| bad("name", "a string"))?;
+    let name = name.rsplit('/').next().unwrap_or(name);
+    let props = v.get("properties").filter(|p| p.is_object()).ok_or_else(|| bad("properties", "an object"))?;
+    let req = props.get("request").filter(|p| p.is_object()).ok_or_else(|| bad("properties.request", "an object"))?;
+    let request: RequestDoc = serde_json::from_value(req.clone())
+        .map_err(|e| invalid(format!("pipeline run document: properties.request: {}", valueless(&e))))?;
+    if request.source.is_some() && request.target.is_some() {
+        return Err(invalid(
+            "pipeline run document: properties.request names both source (an import's blob) and target (an export's)",
+        ));
+    }
+    let force_update_tag = match props.get("forceUpdateTag") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(bad("properties.forceUpdateTag", "a string")),
+    };
+    let pipeline = pipeline_name(&request.pipeline_resource_id)
+        .ok_or_else(|| bad("properties.request.pipelineResourceId", "a pipeline's ARM id or name"))?;
+    let request = RunRequest::from(request);
+    Ok(crate::run::Submit {
+        name: name.to_string(),
+        pipeline,
+        artifacts: request.artifacts,
+        blob: request.blob,
+        catalog_digest: request.catalog_digest,
+        force_update_tag,
+        ..Default::default()
+    })
+}
+
+/// `…/registries/REG/exportPipelines/NAME` (or importPipelines) gives NAME; a bare name is itself.
+fn pipeline_name(id: &str) -> Option<String> {
+    if !id.contains('/') {
+        return Some(id.to_string());
+    }
+    let parts: Vec<&str> = id.trim_end_matches('/').split('/').collect();
+    let [.., kind, name] = parts.as_slice() else { return None };
+    (kind.eq_ignore_ascii_case("exportPipelines") || kind.eq_ignore_ascii_case("importPipelines"))
+        .then(|| name.to_string())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -444,6 +691,112 @@ mod tests {
         assert!(Pipeline::from_json(secret).is_err());
     }
 
+    /// `az acr import-pipeline show -o json`: properties flattened, a Key Vault secret, ARM's read-only fields.
+    const AZ_IMPORT: &str = r#"{
+      "id": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/myResourceGroup/providers/Microsoft.ContainerRegistry/registries/myregistry/importPipelines/myImportPipeline",
+      "identity": {"principalId": "11111111-1111-1111-1111-111111111111", "tenantId": "22222222-2222-2222-2222-222222222222", "type": "SystemAssigned", "userAssignedIdentities": null},
+      "location": "westus",
+      "name": "myImportPipeline",
+      "options": ["OverwriteTags", "DeleteSourceBlobOnSuccess", "ContinueOnErrors"],
+      "provisioningState": "Succeeded",
+      "resourceGroup": "myResourceGroup",
+      "source": {"keyVaultUri": "https://myvault.vault.azure.net/secrets/acrimportsas", "type": "AzureStorageBlobContainer", "uri": "https://accountname.blob.core.windows.net/containername"},
+      "systemData": null,
+      "trigger": {"sourceTrigger": {"status": "Enabled"}},
+      "type": "Microsoft.ContainerRegistry/registries/importPipelines"
+    }"#;
+
+    #[test]
+    fn az_output_is_read_nested_kept_whole_and_stable() {
+        let e = Pipeline::from_document(AZ_IMPORT.as_bytes(), None).unwrap_err().to_string();
+        assert!(e.contains("properties.registry") && e.contains("registry myregistry in its id"), "{e}");
+        let (p, doc) = Pipeline::from_document(AZ_IMPORT.as_bytes(), Some("127.0.0.1:5000")).unwrap();
+        let Pipeline::Import { name, properties } = &p else { panic!("{p:?}") };
+        assert_eq!(name, "myImportPipeline");
+        assert_eq!(properties.registry, "127.0.0.1:5000");
+        assert_eq!(
+            properties.source.secret_uri.as_deref(),
+            Some("https://myvault.vault.azure.net/secrets/acrimportsas")
+        );
+        assert_eq!(properties.options.len(), 3);
+        // ARM's nesting, every field kept, the Key Vault reference under its own name.
+        assert_eq!(doc["properties"]["provisioningState"], "Succeeded");
+        assert_eq!(doc["properties"]["source"]["keyVaultUri"], "https://myvault.vault.azure.net/secrets/acrimportsas");
+        assert!(doc["properties"]["source"].get("secretUri").is_none(), "{doc}");
+        assert_eq!(doc["identity"]["principalId"], "11111111-1111-1111-1111-111111111111");
+        assert_eq!(doc["resourceGroup"], "myResourceGroup");
+        assert!(doc.get("source").is_none() && doc.get("options").is_none(), "{doc}");
+        // Applying what is stored gives it back, byte for byte.
+        let bytes = serde_json::to_vec(&doc).unwrap();
+        let (p2, doc2) = Pipeline::from_document(&bytes, None).unwrap();
+        assert_eq!((p2, serde_json::to_vec(&doc2).unwrap()), (p, bytes));
+    }
+
+    #[test]
+    fn an_arm_template_resource_with_barge_s_secret_beside_key_vault() {
+        let doc = br#"{"type": "Microsoft.ContainerRegistry/registries/exportPipelines", "apiVersion": "2019-12-01-preview",
+            "name": "myregistry/myExportPipeline", "location": "westus", "identity": {"type": "SystemAssigned"},
+            "properties": {"target": {"type": "AzureStorageBlobContainer", "uri": "https://accountname.blob.core.windows.net/containername",
+              "keyVaultUri": "https://myvault.vault.azure.net/secrets/acrexportsas", "secretUri": "env:EXPORT_SAS"},
+              "options": ["OverwriteBlobs"], "futureField": {"x": 1}}}"#;
+        let (p, v) = Pipeline::from_document(doc, Some("oci:/tmp/r")).unwrap();
+        assert_eq!(p.name(), "myExportPipeline");
+        let Pipeline::Export { properties, .. } = &p else { panic!() };
+        assert_eq!(properties.target.secret_uri.as_deref(), Some("env:EXPORT_SAS"), "barge's reference wins");
+        assert_eq!(v["properties"]["target"]["keyVaultUri"], "https://myvault.vault.azure.net/secrets/acrexportsas");
+        assert_eq!(v["properties"]["futureField"]["x"], 1);
+        assert_eq!(v["apiVersion"], "2019-12-01-preview");
+        // The document's own registry wins over the one given.
+        let (p, _) = Pipeline::from_document(&serde_json::to_vec(&v).unwrap(), Some("other:5000")).unwrap();
+        let Pipeline::Export { properties, .. } = &p else { panic!() };
+        assert_eq!(properties.registry, "oci:/tmp/r");
+    }
+
+    #[test]
+    fn a_pipeline_run_resource_as_a_submission() {
+        let doc = br#"{"type": "Microsoft.ContainerRegistry/registries/pipelineRuns", "apiVersion": "2019-12-01-preview",
+            "name": "myregistry/myPipelineRun", "properties": {"request": {
+              "pipelineResourceId": "/subscriptions/0/resourceGroups/g/providers/Microsoft.ContainerRegistry/registries/myregistry/exportPipelines/myExportPipeline",
+              "target": {"type": "AzureStorageBlob", "name": "myblob"}, "artifacts": ["samples/hello-world:v1", "samples/nginx:v1"]},
+              "forceUpdateTag": "2020-09-14T09:57:11Z"}}"#;
+        let s = run_submission(doc).unwrap();
+        assert_eq!(
+            (s.name.as_str(), s.pipeline.as_str(), s.blob.as_str()),
+            ("myPipelineRun", "myExportPipeline", "myblob")
+        );
+        assert_eq!(s.artifacts.len(), 2);
+        assert_eq!(s.force_update_tag.as_deref(), Some("2020-09-14T09:57:11Z"));
+        // az's flattened form of an import run, by pipeline name.
+        let doc = br#"{"name": "r2", "request": {"pipelineResourceId": "imp", "source": {"type": "AzureStorageBlob", "name": "b.tar"},
+            "catalogDigest": "sha256:00"}, "response": {"status": "Succeeded"}, "type": "Microsoft.ContainerRegistry/registries/pipelineRuns"}"#;
+        let s = run_submission(doc).unwrap();
+        assert_eq!(
+            (s.pipeline.as_str(), s.blob.as_str(), s.catalog_digest.as_deref()),
+            ("imp", "b.tar", Some("sha256:00"))
+        );
+        // The request is written back as ACR shapes it.
+        let r = RunRequest {
+            pipeline_resource_id: "e".into(),
+            artifacts: vec!["a:1".into()],
+            blob: "x".into(),
+            catalog_digest: None,
+        };
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"pipelineResourceId": "e", "artifacts": ["a:1"], "target": {"type": "AzureStorageBlob", "name": "x"}})
+        );
+        assert_eq!(serde_json::from_value::<RunRequest>(v).unwrap(), r);
+        let old: RunRequest = serde_json::from_str(r#"{"pipelineResourceId": "i", "blob": "b"}"#).unwrap();
+        assert_eq!(old.blob, "b", "records written before keep reading");
+        for bad in [
+            &br#"{"type": "Microsoft.ContainerRegistry/registries/exportPipelines", "name": "x", "properties": {}}"#[..],
+            br#"{"name": "x", "properties": {"request": {"pipelineResourceId": "/a/b/registries/r/tasks/t", "target": {"name": "b"}}}}"#,
+        ] {
+            assert!(run_submission(bad).is_err());
+        }
+    }
+
     fn export_doc(properties: &str) -> Vec<u8> {
         format!(r#"{{"type":"exportPipelines","name":"e1","properties":{properties}}}"#).into_bytes()
     }
@@ -469,6 +822,14 @@ mod tests {
             let e = Pipeline::from_json(&export_doc(&props)).unwrap_err().to_string();
             assert!(e.contains(field), "{props}: {e}");
             assert!(!e.contains("SECRETVALUE") && !e.contains("sig="), "{props}: {e}");
+        }
+        // A SAS pasted where ACR's Key Vault reference goes, bare or as a URL.
+        for kv in ["sv=2024&sig=SECRETVALUE", "https://a.blob.core.windows.net/c?sv=2024&sig=SECRETVALUE"] {
+            let props = format!(
+                r#"{{"registry":"r","target":{{"uri":"https://a.blob.core.windows.net/cont","keyVaultUri":"{kv}"}}}}"#
+            );
+            let e = Pipeline::from_json(&export_doc(&props)).unwrap_err().to_string();
+            assert!(e.contains("keyVaultUri") && !e.contains("SECRETVALUE") && !e.contains("sig="), "{e}");
         }
         let e = Pipeline::from_json(br#"{"type":"sig=SECRETVALUE","name":"e1"}"#).unwrap_err().to_string();
         assert!(e.contains("field type") && !e.contains("SECRETVALUE"), "{e}");

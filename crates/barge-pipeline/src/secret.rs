@@ -1,4 +1,4 @@
-//! `SecretRef`: where a pipeline's SAS is read at run time (`env:NAME`, `file:PATH`); the SAS itself is never stored.
+//! `SecretRef`: where a pipeline's SAS is read at run time (`env:NAME`, `file:PATH`, a Key Vault secret's URL); the SAS itself is never stored.
 
 use std::path::PathBuf;
 
@@ -10,6 +10,21 @@ use crate::PipelineError;
 pub enum SecretRef {
     Env(String),
     File(PathBuf),
+    /// ACR's `keyVaultUri`: `https://VAULT.vault.azure.net/secrets/NAME[/VERSION]`.
+    /// Stored as a reference; not read yet (resolving it is an error that says so).
+    KeyVault(String),
+}
+
+/// A Key Vault secret's URL: https, a `*.vault.*` host (any Azure cloud), `/secrets/NAME[/VERSION]`, no query.
+fn key_vault(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix("https://") else { return false };
+    let Some((host, path)) = rest.split_once('/') else { return false };
+    let part = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let segs: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    host.split('.').nth(1) == Some("vault")
+        && host.split('.').all(part)
+        && matches!(segs.as_slice(), ["secrets", n] | ["secrets", n, _] if part(n))
+        && segs.iter().all(|p| part(p))
 }
 
 impl SecretRef {
@@ -20,15 +35,26 @@ impl SecretRef {
         if let Some(path) = s.strip_prefix("file:").filter(|p| !p.is_empty()) {
             return Ok(SecretRef::File(PathBuf::from(path)));
         }
+        if key_vault(s) {
+            return Ok(SecretRef::KeyVault(s.to_string()));
+        }
         // Never echo what was given: it may be the SAS itself.
         Err(PipelineError::Invalid(
-            "a secret is given by reference, env:NAME or file:PATH, never as the SAS itself".into(),
+            "a secret is given by reference, env:NAME, file:PATH or a Key Vault secret's URL \
+             (https://VAULT.vault.azure.net/secrets/NAME), never as the SAS itself"
+                .into(),
         ))
     }
 
-    /// Read the secret now.
+    /// Read the secret now. A Key Vault secret is not read yet: that fails,
+    /// naming the references that work, and contacts nothing.
     pub fn resolve(&self) -> Result<Secret, PipelineError> {
         match self {
+            SecretRef::KeyVault(url) => Err(PipelineError::Secret(format!(
+                "the SAS is a Key Vault secret ({url}), and barge does not read Key Vault secrets yet; \
+                 put the SAS in an environment variable or a file (chmod 600) and name it beside keyVaultUri \
+                 as secretUri: env:NAME or file:PATH"
+            ))),
             SecretRef::Env(name) => std::env::var(name).map(|v| Secret::new(v.trim())).map_err(|_| {
                 PipelineError::Secret(format!("environment variable {name} (the pipeline's secret) is not set"))
             }),
@@ -55,6 +81,37 @@ impl std::fmt::Display for SecretRef {
         match self {
             SecretRef::Env(n) => write!(f, "env:{n}"),
             SecretRef::File(p) => write!(f, "file:{}", p.display()),
+            SecretRef::KeyVault(u) => f.write_str(u),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_vault_urls_are_references_that_are_not_read_yet() {
+        for good in [
+            "https://myvault.vault.azure.net/secrets/acrexportsas",
+            "https://myvault.vault.azure.net/secrets/acrexportsas/0123abcd",
+            "https://kv-1.vault.usgovcloudapi.net/secrets/acrimportsas",
+        ] {
+            let r = SecretRef::parse(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+            assert_eq!(r, SecretRef::KeyVault(good.into()));
+            assert_eq!(r.to_string(), good);
+            let e = r.resolve().unwrap_err().to_string();
+            assert!(e.contains("Key Vault") && e.contains("env:NAME") && e.contains("file:PATH"), "{e}");
+        }
+        for bad in [
+            "http://myvault.vault.azure.net/secrets/s",
+            "https://myvault.vault.azure.net/keys/s",
+            "https://myvault.vault.azure.net/secrets/s?sig=abc",
+            "https://myvault.example.com/secrets/s",
+            "https://myvault.vault.azure.net/secrets/",
+            "https://myvault.vault.azure.net/secrets/s/v/x",
+        ] {
+            assert!(SecretRef::parse(bad).is_err(), "{bad}");
         }
     }
 }

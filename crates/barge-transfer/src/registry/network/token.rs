@@ -1,0 +1,146 @@
+//! Docker's `identitytoken` (`az acr login`'s OAuth2 refresh token), exchanged at the registry's token realm.
+//!
+//! As docker/distribution's token handler does: `POST realm` with
+//! `grant_type=refresh_token`, one access token per repository and operation,
+//! asked for again before it expires or when the registry refuses it. The
+//! refresh token goes to the realm only (never to the registry, never through
+//! a redirect); the access tokens are handed to oci-client's cache.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference, RegistryOperation};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use super::{backoff, bearer_param, root_cause, ATTEMPTS};
+use crate::secret::Secret;
+use crate::{Result, TransferError};
+
+/// How long an access token lives when the token service does not say (the token spec's default).
+const DEFAULT_LIFETIME: u64 = 60;
+/// A token is asked for again this long before it expires (at most half its life).
+const MARGIN: Duration = Duration::from_secs(30);
+
+pub struct Tokens {
+    host: String,
+    realm: String,
+    service: Option<String>,
+    refresh: Secret,
+    http: reqwest::Client,
+    /// When the access token held for (repository, push) expires.
+    expires: Mutex<HashMap<(String, bool), Instant>>,
+}
+
+#[derive(Deserialize)]
+struct Reply {
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+impl Tokens {
+    /// `challenge` is the registry's `WWW-Authenticate`; `http` must not follow redirects.
+    pub fn new(host: &str, challenge: Option<&str>, refresh: Secret, http: reqwest::Client) -> Result<Tokens> {
+        let realm = challenge.and_then(|c| bearer_param(c, "realm")).ok_or_else(|| {
+            TransferError::Auth(format!(
+                "{host} does not ask for token authentication, so the identity token docker's config holds for it \
+                 cannot be used; give a user and password (--username and --password-stdin)"
+            ))
+        })?;
+        let service = challenge.and_then(|c| bearer_param(c, "service"));
+        Ok(Tokens { host: host.to_string(), realm, service, refresh, http, expires: Mutex::default() })
+    }
+
+    /// Make sure `client` holds a live access token for `repo` and `op`;
+    /// `renew` asks for a new one even when the one held has not expired.
+    pub async fn ensure(&self, client: &Client, repo: &str, op: RegistryOperation, renew: bool) -> Result<()> {
+        let push = matches!(op, RegistryOperation::Push);
+        let mut expires = self.expires.lock().await;
+        let key = (repo.to_string(), push);
+        if !renew && expires.get(&key).is_some_and(|e| Instant::now() < *e) {
+            return Ok(());
+        }
+        let scope = format!("repository:{repo}:{}", if push { "pull,push" } else { "pull" });
+        let (token, lifetime) = self.exchange(&scope).await?;
+        let reference = Reference::with_tag(self.host.clone(), repo.to_string(), "latest".into());
+        // A bearer token is taken as it is: oci-client asks nobody, it caches it for (host, repo, op).
+        client
+            .auth(&reference, &RegistryAuth::Bearer(token), op)
+            .await
+            .map_err(|e| TransferError::Auth(format!("{}: keeping the access token for {scope}: {e}", self.host)))?;
+        let life = Duration::from_secs(lifetime.max(1));
+        expires.insert(key, Instant::now() + life - MARGIN.min(life / 2));
+        Ok(())
+    }
+
+    /// The access token for `scope` and its lifetime in seconds.
+    async fn exchange(&self, scope: &str) -> Result<(String, u64)> {
+        let body = self.form(scope);
+        let realm_host = url::Url::parse(&self.realm)
+            .ok()
+            .and_then(|u| u.host_str().map(|h| format!("{h}{}", u.port().map(|p| format!(":{p}")).unwrap_or_default())))
+            .unwrap_or_default();
+        let mut attempt = 1;
+        loop {
+            let sent = self
+                .http
+                .post(&self.realm)
+                .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(body.clone())
+                .send()
+                .await;
+            let transient = match sent {
+                Ok(resp) if resp.status().is_success() => return self.read_reply(resp, scope).await,
+                Ok(resp) if resp.status().is_server_error() || resp.status().as_u16() == 429 => {
+                    format!("HTTP {}", resp.status().as_u16())
+                }
+                Ok(resp) => {
+                    return Err(TransferError::Auth(format!(
+                        "the token service of {} ({realm_host}) refused the identity token from the docker config \
+                         (HTTP {}) for {scope}; log in again (az acr login, docker login)",
+                        self.host,
+                        resp.status().as_u16()
+                    )))
+                }
+                Err(e) => root_cause(&e),
+            };
+            if attempt >= ATTEMPTS {
+                return Err(TransferError::Registry(format!(
+                    "{}: asking its token service {realm_host} for a token: {transient} (gave up after {attempt} attempts)",
+                    self.host
+                )));
+            }
+            tokio::time::sleep(backoff(attempt)).await;
+            attempt += 1;
+        }
+    }
+
+    /// `grant_type=refresh_token&refresh_token=…&client_id=barge&scope=…&service=…`, form-encoded.
+    fn form(&self, scope: &str) -> String {
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        form.append_pair("grant_type", "refresh_token")
+            .append_pair("refresh_token", self.refresh.expose())
+            .append_pair("client_id", "barge")
+            .append_pair("scope", scope);
+        if let Some(s) = &self.service {
+            form.append_pair("service", s);
+        }
+        form.finish()
+    }
+
+    async fn read_reply(&self, resp: reqwest::Response, scope: &str) -> Result<(String, u64)> {
+        let bad = |why: String| {
+            TransferError::Registry(format!("{}: its token service answered for {scope} with {why}", self.host))
+        };
+        let bytes = resp.bytes().await.map_err(|e| bad(format!("a body that broke off: {}", root_cause(&e))))?;
+        let reply: Reply = serde_json::from_slice(&bytes).map_err(|_| bad("something that is not its JSON".into()))?;
+        let token = reply.access_token.or(reply.token).filter(|t| !t.is_empty());
+        let token = token.ok_or_else(|| bad("no access_token".into()))?;
+        Ok((token, reply.expires_in.filter(|s| *s > 0).unwrap_or(DEFAULT_LIFETIME)))
+    }
+}

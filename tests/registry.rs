@@ -678,3 +678,85 @@ async fn large_uploads_retry_from_a_source_opened_again() {
     let e = reg.push_blob("big/other", &digest, size, &mut std::io::Cursor::new(data.clone())).await.unwrap_err();
     assert!(e.to_string().contains("not retried"), "{e}");
 }
+
+/// `az acr login` leaves an `identitytoken` (an OAuth2 refresh token, user
+/// 00000000-0000-0000-0000-000000000000) in docker's config: barge exchanges it at
+/// the registry's token realm for access tokens, as docker does, and sends it
+/// nowhere else. Real token auth: distribution verifies the JWTs the service signs.
+#[test]
+fn an_identity_token_from_az_acr_login_is_exchanged_at_the_realm_only() {
+    const REFRESH: &str = "rt-s3cret-4f1d9c";
+    let w = Work::new();
+    let service = common::registry::TokenService::start(REFRESH);
+    let (src, dst) = (TestRegistry::start_token_auth(&service), TestRegistry::start_token_auth(&service));
+    for (repo, tag) in TAGS {
+        src.push(&w.path("src"), repo, tag);
+    }
+    // Proxies that hear every request barge sends each registry.
+    let (src_proxy, dst_proxy) = (
+        common::registry::FlakyProxy::start(&src.host, |_| None),
+        common::registry::FlakyProxy::start(&dst.host, |_| None),
+    );
+    let cfg = w.path("docker");
+    std::fs::create_dir_all(&cfg).unwrap();
+    let write_config = |token: &str, hosts: &[&str]| {
+        let user = base64_encode("00000000-0000-0000-0000-000000000000:");
+        let entries: Vec<String> =
+            hosts.iter().map(|h| format!(r#""{h}":{{"auth":"{user}","identitytoken":"{token}"}}"#)).collect();
+        std::fs::write(cfg.join("config.json"), format!(r#"{{"auths":{{{}}}}}"#, entries.join(","))).unwrap();
+    };
+    write_config(REFRESH, &[&src_proxy.host, &dst_proxy.host]);
+    let env = [("DOCKER_CONFIG", cfg.to_str().unwrap())];
+    let to = w.s("store-a/b");
+    let artifacts = ["samples/hello-world:v1", "samples/multiarch:v1", "library/tools:latest"];
+    let mut export = vec!["export", "--no-referrers", "--registry", &src_proxy.host, "--to", &to];
+    export.extend(artifacts);
+    let r = barge_with(&export, &env, "");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stdout.contains(REFRESH) && !r.stderr.contains(REFRESH));
+    let import = ["import", "--output", "json", &to, "--registry", &dst_proxy.host];
+    let r = barge_with(&import, &env, "");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stdout.contains(REFRESH) && !r.stderr.contains(REFRESH));
+    assert!(r.json()["blobsUploaded"].as_u64().unwrap() > 0, "{}", r.stdout);
+    for a in artifacts {
+        assert_eq!(dst.raw(a), src.raw(a), "{a}");
+    }
+    // The refresh token went to the realm, as a form POST for a repository's scope...
+    let exchanges = service.exchanges();
+    assert!(exchanges.iter().all(|e| e.starts_with("POST /token ") && e.contains(REFRESH)), "{exchanges:?}");
+    assert!(exchanges.iter().any(|e| e.contains("scope=repository%3Asamples%2Fmultiarch%3Apull%2Cpush")));
+    assert!(exchanges.iter().all(|e| e.contains("service=barge-test") && e.contains("client_id=barge")));
+    // ... and the registries saw only the access tokens.
+    for proxy in [&src_proxy, &dst_proxy] {
+        let heard = proxy.heard.lock().unwrap().join("\n\n");
+        assert!(!heard.contains(REFRESH), "the registry got the refresh token: {heard}");
+        assert!(heard.to_lowercase().contains("authorization: bearer ey"), "no access token was sent: {heard}");
+    }
+
+    // A wrong refresh token: exit 4 naming the registry; the token is not shown.
+    write_config("rt-wrong-77aa", &[&src_proxy.host]);
+    let to = w.s("store-a/refused");
+    export[5] = &to;
+    let r = barge_with(&export, &env, "");
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    let error = r.stderr.lines().find(|l| l.starts_with("barge: error:")).unwrap_or_default();
+    assert!(error.contains(&src_proxy.host), "{}", r.stderr);
+    assert!(!r.stderr.contains("rt-wrong") && !r.stdout.contains("rt-wrong"), "{}", r.stderr);
+
+    // A token for another host is not used here (the realm is asked anonymously);
+    // one for a registry whose realm is plain HTTP on another host is not sent there.
+    let fake = common::registry::FakeAuth::start("127.0.0.2");
+    write_config(REFRESH, &[&src.host]);
+    let mut args = vec!["export", "--no-referrers", "--registry", &fake.host, "--to", &to, "samples/hello-world:v1"];
+    let r = barge_with(&args, &env, "");
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    let heard = std::mem::take(&mut *fake.received.lock().unwrap()).join("\n");
+    assert!(!heard.contains(REFRESH) && !heard.to_lowercase().contains("authorization"), "{heard}");
+    write_config(REFRESH, &[&fake.host]);
+    args[3] = &fake.host;
+    let r = barge_with(&args, &env, "");
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("--insecure-registry {}", fake.realm_host)), "{}", r.stderr);
+    assert!(fake.received.lock().unwrap().is_empty(), "the realm was asked: {:?}", fake.received.lock().unwrap());
+}

@@ -744,9 +744,22 @@ fn an_identity_token_from_az_acr_login_is_exchanged_at_the_realm_only() {
     assert!(error.contains(&src_proxy.host), "{}", r.stderr);
     assert!(!r.stderr.contains("rt-wrong") && !r.stdout.contains("rt-wrong"), "{}", r.stderr);
 
+    // An access token the registry refuses (a 401 where it was accepted before) is asked for again, once.
+    let refusing = common::registry::FlakyProxy::start(&src.host, |n| (n == 0).then_some(401));
+    write_config(REFRESH, &[&refusing.host]);
+    let before = service.exchanges().len();
+    let to = w.s("store-a/renewed");
+    let args = ["export", "--no-referrers", "--registry", &refusing.host, "--to", &to, "samples/hello-world:v1"];
+    let r = barge_with(&args, &env, "");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let renewed = service.exchanges()[before..].iter().filter(|e| e.contains("hello-world%3Apull&")).count();
+    assert_eq!(renewed, 2, "{:?}", &service.exchanges()[before..]);
+    assert_eq!(refusing.log.lock().unwrap()[0].1, 401);
+
     // A token for another host is not used here (the realm is asked anonymously);
     // one for a registry whose realm is plain HTTP on another host is not sent there.
     let fake = common::registry::FakeAuth::start("127.0.0.2");
+    let to = w.s("store-a/fake");
     write_config(REFRESH, &[&src.host]);
     let mut args = vec!["export", "--no-referrers", "--registry", &fake.host, "--to", &to, "samples/hello-world:v1"];
     let r = barge_with(&args, &env, "");

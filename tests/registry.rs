@@ -708,9 +708,8 @@ fn an_identity_token_from_az_acr_login_is_exchanged_at_the_realm_only() {
     write_config(REFRESH, &[&src_proxy.host, &dst_proxy.host]);
     let env = [("DOCKER_CONFIG", cfg.to_str().unwrap())];
     let to = w.s("store-a/b");
-    let artifacts = ["samples/hello-world:v1", "samples/multiarch:v1", "library/tools:latest"];
     let mut export = vec!["export", "--no-referrers", "--registry", &src_proxy.host, "--to", &to];
-    export.extend(artifacts);
+    export.extend(SAMPLES);
     let r = barge_with(&export, &env, "");
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!r.stdout.contains(REFRESH) && !r.stderr.contains(REFRESH));
@@ -718,8 +717,11 @@ fn an_identity_token_from_az_acr_login_is_exchanged_at_the_realm_only() {
     let r = barge_with(&import, &env, "");
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!r.stdout.contains(REFRESH) && !r.stderr.contains(REFRESH));
-    assert!(r.json()["blobsUploaded"].as_u64().unwrap() > 0, "{}", r.stdout);
-    for a in artifacts {
+    let j = r.json();
+    assert!(j["blobsUploaded"].as_u64().unwrap() > 0, "{j}");
+    // A layer shared by two repositories is mounted, with a token for both.
+    assert!(j["blobsMounted"].as_u64().unwrap() >= 1, "{j}");
+    for a in ["samples/hello-world:v1", "samples/multiarch:v1", "library/tools:latest"] {
         assert_eq!(dst.raw(a), src.raw(a), "{a}");
     }
     // The refresh token went to the realm, as a form POST for a repository's scope...
@@ -727,6 +729,10 @@ fn an_identity_token_from_az_acr_login_is_exchanged_at_the_realm_only() {
     assert!(exchanges.iter().all(|e| e.starts_with("POST /token ") && e.contains(REFRESH)), "{exchanges:?}");
     assert!(exchanges.iter().any(|e| e.contains("scope=repository%3Asamples%2Fmultiarch%3Apull%2Cpush")));
     assert!(exchanges.iter().all(|e| e.contains("service=barge-test") && e.contains("client_id=barge")));
+    assert!(
+        exchanges.iter().any(|e| e.contains("%3Apull%2Cpush+repository%3A")),
+        "no token for a mount: {exchanges:?}"
+    );
     // ... and the registries saw only the access tokens.
     for proxy in [&src_proxy, &dst_proxy] {
         let heard = proxy.heard.lock().unwrap().join("\n\n");

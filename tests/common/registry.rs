@@ -283,8 +283,13 @@ impl FlakyProxy {
         use std::sync::Arc;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let host = listener.local_addr().unwrap().to_string();
-        let rules =
-            Arc::new(Rules { refuse, reset_uploads, resets: Arc::default(), log: Arc::default(), heard: Arc::default() });
+        let rules = Arc::new(Rules {
+            refuse,
+            reset_uploads,
+            resets: Arc::default(),
+            log: Arc::default(),
+            heard: Arc::default(),
+        });
         let (log, resets, heard) = (rules.log.clone(), rules.resets.clone(), rules.heard.clone());
         let upstream = upstream.to_string();
         std::thread::spawn(move || {
@@ -466,10 +471,12 @@ impl TokenService {
             assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
             out.stdout
         };
-        openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "token.key", "-out", "token.pem"]
-            .into_iter()
-            .chain(["-subj", "/CN=barge test token issuer", "-days", "2"])
-            .collect::<Vec<_>>());
+        openssl(
+            &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "token.key", "-out", "token.pem"]
+                .into_iter()
+                .chain(["-subj", "/CN=barge test token issuer", "-days", "2"])
+                .collect::<Vec<_>>(),
+        );
         let der = openssl(&["x509", "-in", "token.pem", "-outform", "DER"]);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let realm = format!("http://{}/token", listener.local_addr().unwrap());
@@ -520,7 +527,10 @@ impl Issuer {
                     form.iter().filter(|(k, _)| k == "scope").flat_map(|(_, v)| v.split(' ')).collect();
                 let jwt = self.sign(&scopes);
                 let json = format!(r#"{{"token":"{jwt}","access_token":"{jwt}","expires_in":300}}"#);
-                format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}", json.len())
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
+                    json.len()
+                )
             } else {
                 "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_string()
             };
@@ -607,8 +617,5 @@ fn decode_form(s: &str) -> Vec<(String, String)> {
         }
         String::from_utf8_lossy(&out).into_owned()
     };
-    s.split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (decode(k), decode(v)))
-        .collect()
+    s.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (decode(k), decode(v))).collect()
 }

@@ -291,7 +291,8 @@ impl Download {
             let Some(body) = self.current.as_mut() else {
                 if let Some(t) = &self.tokens {
                     // The access token may have expired since the download began.
-                    if let Err(e) = t.ensure(&self.client, self.reference.repository(), RegistryOperation::Pull, false).await
+                    if let Err(e) =
+                        t.ensure(&self.client, self.reference.repository(), RegistryOperation::Pull, false).await
                     {
                         return Some((Err(std::io::Error::other(e.to_string())), self));
                     }
@@ -569,9 +570,11 @@ impl Registry for NetworkRegistry {
             Target::Tag(t) => format!("manifest {repo}:{t}"),
             Target::Digest(d) => format!("manifest {repo}@{d}"),
         };
-        let (bytes, header_digest) =
-            self.retry(repo, RegistryOperation::Pull, &what, || self.client.pull_manifest_raw(&reference, &self.auth, ACCEPT))
-                .await?;
+        let (bytes, header_digest) = self
+            .retry(repo, RegistryOperation::Pull, &what, || {
+                self.client.pull_manifest_raw(&reference, &self.auth, ACCEPT)
+            })
+            .await?;
         if bytes.len() as u64 > oci::MAX_MANIFEST_SIZE {
             return Err(TransferError::ManifestTooLarge { what: format!("{what} on {}", self.host) });
         }
@@ -633,8 +636,10 @@ impl Registry for NetworkRegistry {
     async fn has_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {
         let reference = self.repo_ref(repo);
         let d = digest.to_string();
-        self.retry(repo, RegistryOperation::Pull, &format!("blob {d} of {repo}"), || self.client.blob_exists(&reference, &d))
-            .await
+        self.retry(repo, RegistryOperation::Pull, &format!("blob {d} of {repo}"), || {
+            self.client.blob_exists(&reference, &d)
+        })
+        .await
     }
 
     async fn push_blob(
@@ -703,7 +708,10 @@ impl Registry for NetworkRegistry {
 
     async fn mount_blob(&self, from: &str, to: &str, digest: &Digest) -> Result<bool> {
         // A refused mount is not an error: the caller uploads instead.
-        self.authorize(to, RegistryOperation::Push).await?;
+        match &self.tokens {
+            Some(t) => t.for_mount(&self.client, from, to).await?,
+            None => self.authorize(to, RegistryOperation::Push).await?,
+        }
         Ok(self.client.mount_blob(&self.repo_ref(to), &self.repo_ref(from), &digest.to_string()).await.is_ok()
             && self.has_blob(to, digest).await?)
     }
@@ -934,6 +942,8 @@ mod tests {
         let c = r#"bearer service="x", realm="http://127.0.0.2:9/t?a=b,c""#;
         assert_eq!(bearer_realm(c).as_deref(), Some("http://127.0.0.2:9/t?a=b,c"));
         assert_eq!(bearer_realm(r#"Basic realm="x""#), None);
+        assert_eq!(bearer_param(c, "service").as_deref(), Some("x"));
+        assert_eq!(bearer_param(r#"Bearer realm="r""#, "service"), None);
         assert_eq!(bearer_realm("Bearer"), None);
     }
 

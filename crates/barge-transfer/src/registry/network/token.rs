@@ -59,13 +59,33 @@ impl Tokens {
     /// Make sure `client` holds a live access token for `repo` and `op`;
     /// `renew` asks for a new one even when the one held has not expired.
     pub async fn ensure(&self, client: &Client, repo: &str, op: RegistryOperation, renew: bool) -> Result<()> {
+        self.ensure_with(client, repo, op, None, renew).await
+    }
+
+    /// A new token for pushing to `to` that may also read `from`, as a cross-repository mount needs.
+    pub async fn for_mount(&self, client: &Client, from: &str, to: &str) -> Result<()> {
+        self.ensure_with(client, to, RegistryOperation::Push, Some(from), true).await
+    }
+
+    async fn ensure_with(
+        &self,
+        client: &Client,
+        repo: &str,
+        op: RegistryOperation,
+        also_pull: Option<&str>,
+        renew: bool,
+    ) -> Result<()> {
         let push = matches!(op, RegistryOperation::Push);
         let mut expires = self.expires.lock().await;
         let key = (repo.to_string(), push);
         if !renew && expires.get(&key).is_some_and(|e| Instant::now() < *e) {
             return Ok(());
         }
-        let scope = format!("repository:{repo}:{}", if push { "pull,push" } else { "pull" });
+        let mut scope = format!("repository:{repo}:{}", if push { "pull,push" } else { "pull" });
+        if let Some(from) = also_pull {
+            // Scopes are separated by spaces in one `scope` field, as docker sends them.
+            scope.push_str(&format!(" repository:{from}:pull"));
+        }
         let (token, lifetime) = self.exchange(&scope).await?;
         let reference = Reference::with_tag(self.host.clone(), repo.to_string(), "latest".into());
         // A bearer token is taken as it is: oci-client asks nobody, it caches it for (host, repo, op).

@@ -164,3 +164,87 @@ impl Tokens {
         Ok((token, reply.expires_in.filter(|s| *s > 0).unwrap_or(DEFAULT_LIFETIME)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, Read, Write};
+    use std::sync::{Arc, Mutex};
+
+    /// A token service on 127.0.0.1 answering every request with `reply`; returns
+    /// the challenge naming it and the bodies it received.
+    fn service(reply: String) -> (String, Arc<Mutex<Vec<String>>>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let realm = format!("http://{}/token", l.local_addr().unwrap());
+        let bodies: Arc<Mutex<Vec<String>>> = Arc::default();
+        let b = bodies.clone();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(c) = c else { return };
+                let mut r = std::io::BufReader::new(c.try_clone().unwrap());
+                let mut len = 0;
+                loop {
+                    let mut line = String::new();
+                    r.read_line(&mut line).unwrap();
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                }
+                let mut body = vec![0; len];
+                r.read_exact(&mut body).unwrap();
+                b.lock().unwrap().push(String::from_utf8(body).unwrap());
+                let mut c = c;
+                let _ = c.write_all(reply.as_bytes());
+            }
+        });
+        (format!(r#"Bearer realm="{realm}",service="svc""#), bodies)
+    }
+
+    fn http() -> reqwest::Client {
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_token_is_asked_for_again_when_it_expires() {
+        let json = r#"{"access_token":"at-1","expires_in":1}"#;
+        let (challenge, bodies) =
+            service(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}", json.len()));
+        let t = Tokens::new("reg.example", Some(&challenge), Secret::new("rt-s3cret"), http()).unwrap();
+        let client = Client::new(Default::default());
+        t.ensure(&client, "a/b", RegistryOperation::Pull, false).await.unwrap();
+        t.ensure(&client, "a/b", RegistryOperation::Pull, false).await.unwrap();
+        assert_eq!(bodies.lock().unwrap().len(), 1, "a live token was asked for again");
+        t.ensure(&client, "a/b", RegistryOperation::Push, false).await.unwrap();
+        assert_eq!(bodies.lock().unwrap().len(), 2, "push needs its own token");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        t.ensure(&client, "a/b", RegistryOperation::Pull, false).await.unwrap();
+        let bodies = bodies.lock().unwrap();
+        assert_eq!(bodies.len(), 3, "an expiring token was not renewed");
+        assert_eq!(
+            bodies[0],
+            "grant_type=refresh_token&refresh_token=rt-s3cret&client_id=barge&scope=repository%3Aa%2Fb%3Apull&service=svc"
+        );
+        assert!(bodies[1].contains("scope=repository%3Aa%2Fb%3Apull%2Cpush&"), "{}", bodies[1]);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_or_a_redirect_is_an_auth_error_naming_the_registry() {
+        let client = Client::new(Default::default());
+        for reply in [
+            "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.2:1/steal\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        ] {
+            let (challenge, _) = service(reply.to_string());
+            let t = Tokens::new("reg.example", Some(&challenge), Secret::new("rt-s3cret"), http()).unwrap();
+            let e = t.ensure(&client, "a/b", RegistryOperation::Pull, false).await.unwrap_err();
+            assert_eq!(e.category(), crate::Category::Auth, "{e}");
+            assert!(e.to_string().contains("reg.example") && !e.to_string().contains("s3cret"), "{e}");
+        }
+        // A registry that asks for no token cannot use one.
+        let e = Tokens::new("reg.example", Some(r#"Basic realm="r""#), Secret::new("rt"), http()).err().unwrap();
+        assert_eq!(e.category(), crate::Category::Auth, "{e}");
+    }
+}

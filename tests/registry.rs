@@ -678,3 +678,119 @@ async fn large_uploads_retry_from_a_source_opened_again() {
     let e = reg.push_blob("big/other", &digest, size, &mut std::io::Cursor::new(data.clone())).await.unwrap_err();
     assert!(e.to_string().contains("not retried"), "{e}");
 }
+
+/// A docker config as `az acr login` writes it: the null-GUID user and an `identitytoken` for each of `hosts`.
+fn write_identity_config(dir: &std::path::Path, token: &str, hosts: &[&str]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let user = base64_encode("00000000-0000-0000-0000-000000000000:");
+    let entries: Vec<String> =
+        hosts.iter().map(|h| format!(r#""{h}":{{"auth":"{user}","identitytoken":"{token}"}}"#)).collect();
+    std::fs::write(dir.join("config.json"), format!(r#"{{"auths":{{{}}}}}"#, entries.join(","))).unwrap();
+}
+
+const REFRESH: &str = "rt-s3cret-4f1d9c";
+
+/// `az acr login` leaves an `identitytoken` (an OAuth2 refresh token, user
+/// 00000000-0000-0000-0000-000000000000) in docker's config: barge exchanges it at
+/// the registry's token realm for access tokens, as docker does, and sends it
+/// nowhere else. Real token auth: distribution verifies the JWTs the service signs.
+#[test]
+fn an_identity_token_from_az_acr_login_is_exchanged_at_the_realm_only() {
+    let w = Work::new();
+    let service = common::registry::TokenService::start(REFRESH);
+    let (src, dst) = (TestRegistry::start_token_auth(&service), TestRegistry::start_token_auth(&service));
+    for (repo, tag) in TAGS {
+        src.push(&w.path("src"), repo, tag);
+    }
+    // Proxies that hear every request barge sends each registry.
+    let (src_proxy, dst_proxy) = (
+        common::registry::FlakyProxy::start(&src.host, |_| None),
+        common::registry::FlakyProxy::start(&dst.host, |_| None),
+    );
+    let cfg = w.path("docker");
+    write_identity_config(&cfg, REFRESH, &[&src_proxy.host, &dst_proxy.host]);
+    let env = [("DOCKER_CONFIG", cfg.to_str().unwrap())];
+    let to = w.s("store-a/b");
+    let mut export = vec!["export", "--no-referrers", "--registry", &src_proxy.host, "--to", &to];
+    export.extend(SAMPLES);
+    let r = barge_with(&export, &env, "");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stdout.contains(REFRESH) && !r.stderr.contains(REFRESH));
+    let import = ["import", "--output", "json", &to, "--registry", &dst_proxy.host];
+    let r = barge_with(&import, &env, "");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stdout.contains(REFRESH) && !r.stderr.contains(REFRESH));
+    let j = r.json();
+    assert!(j["blobsUploaded"].as_u64().unwrap() > 0, "{j}");
+    // A layer shared by two repositories is mounted, with a token for both.
+    assert!(j["blobsMounted"].as_u64().unwrap() >= 1, "{j}");
+    for a in ["samples/hello-world:v1", "samples/multiarch:v1", "library/tools:latest"] {
+        assert_eq!(dst.raw(a), src.raw(a), "{a}");
+    }
+    // The refresh token went to the realm, as a form POST for a repository's scope...
+    let exchanges = service.exchanges();
+    assert!(exchanges.iter().all(|e| e.starts_with("POST /token ") && e.contains(REFRESH)), "{exchanges:?}");
+    assert!(exchanges.iter().any(|e| e.contains("scope=repository%3Asamples%2Fmultiarch%3Apull%2Cpush")));
+    assert!(exchanges.iter().all(|e| e.contains("service=barge-test") && e.contains("client_id=barge")));
+    let mount = exchanges.iter().any(|e| e.contains("%3Apull%2Cpush+repository%3A"));
+    assert!(mount, "no token for a mount: {exchanges:?}");
+    // ... and the registries saw only the access tokens.
+    for proxy in [&src_proxy, &dst_proxy] {
+        let heard = proxy.heard.lock().unwrap().join("\n\n");
+        assert!(!heard.contains(REFRESH), "the registry got the refresh token: {heard}");
+        assert!(heard.to_lowercase().contains("authorization: bearer ey"), "no access token was sent: {heard}");
+    }
+
+    // A wrong refresh token: exit 4 naming the registry; the token is not shown.
+    write_identity_config(&cfg, "rt-wrong-77aa", &[&src_proxy.host]);
+    let to = w.s("store-a/refused");
+    export[5] = &to;
+    let r = barge_with(&export, &env, "");
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    let error = r.stderr.lines().find(|l| l.starts_with("barge: error:")).unwrap_or_default();
+    assert!(error.contains(&src_proxy.host) && error.contains("identity token"), "{}", r.stderr);
+    assert!(!r.stderr.contains("rt-wrong") && !r.stdout.contains("rt-wrong"), "{}", r.stderr);
+
+    a_refused_access_token_is_asked_for_again_once(&w, &service, &src);
+    identity_tokens_stay_with_their_host(&w, &src.host);
+}
+
+/// An access token the registry refuses (a 401 where it was accepted before) is asked for again, once.
+fn a_refused_access_token_is_asked_for_again_once(
+    w: &Work,
+    service: &common::registry::TokenService,
+    src: &TestRegistry,
+) {
+    let refusing = common::registry::FlakyProxy::start(&src.host, |n| (n == 0).then_some(401));
+    let cfg = w.path("docker-renew");
+    write_identity_config(&cfg, REFRESH, &[&refusing.host]);
+    let before = service.exchanges().len();
+    let to = w.s("store-a/renewed");
+    let args = ["export", "--no-referrers", "--registry", &refusing.host, "--to", &to, "samples/hello-world:v1"];
+    let r = barge_with(&args, &[("DOCKER_CONFIG", cfg.to_str().unwrap())], "");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let renewed = service.exchanges()[before..].iter().filter(|e| e.contains("hello-world%3Apull&")).count();
+    assert_eq!(renewed, 2, "{:?}", &service.exchanges()[before..]);
+    assert_eq!(refusing.log.lock().unwrap()[0].1, 401);
+}
+
+/// A token for another host is not used (the realm is asked anonymously); one for
+/// a registry whose realm is plain HTTP on another host is not sent there.
+fn identity_tokens_stay_with_their_host(w: &Work, other_host: &str) {
+    let fake = common::registry::FakeAuth::start("127.0.0.2");
+    let cfg = w.path("docker-fake");
+    let env = [("DOCKER_CONFIG", cfg.to_str().unwrap())];
+    let to = w.s("store-a/fake");
+    let args = ["export", "--no-referrers", "--registry", &fake.host, "--to", &to, "samples/hello-world:v1"];
+    write_identity_config(&cfg, REFRESH, &[other_host]);
+    let r = barge_with(&args, &env, "");
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    let heard = std::mem::take(&mut *fake.received.lock().unwrap()).join("\n");
+    assert!(!heard.contains(REFRESH) && !heard.to_lowercase().contains("authorization"), "{heard}");
+    write_identity_config(&cfg, REFRESH, &[&fake.host]);
+    let r = barge_with(&args, &env, "");
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("--insecure-registry {}", fake.realm_host)), "{}", r.stderr);
+    assert!(fake.received.lock().unwrap().is_empty(), "the realm was asked: {:?}", fake.received.lock().unwrap());
+    assert!(!r.stderr.contains(REFRESH) && !r.stdout.contains(REFRESH));
+}

@@ -74,14 +74,31 @@ impl TestRegistry {
         (Self::start_in(dir, None, &tls), ca)
     }
 
+    /// A registry that asks for token auth (distribution's `auth.token`) from `service`;
+    /// the test helpers (skopeo) use its admin user.
+    pub fn start_token_auth(service: &TokenService) -> TestRegistry {
+        let auth = format!(
+            "auth:\n  token:\n    realm: {}\n    service: {TOKEN_AUDIENCE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+            service.realm,
+            service.cert.display()
+        );
+        let creds = Some((TOKEN_ADMIN.0.to_string(), TOKEN_ADMIN.1.to_string()));
+        Self::start_in(tempfile::tempdir().unwrap(), creds, &auth)
+    }
+
     fn start_with(creds: Option<(String, String)>) -> TestRegistry {
         Self::start_in(tempfile::tempdir().unwrap(), creds, "")
     }
 
-    fn start_in(dir: tempfile::TempDir, creds: Option<(String, String)>, tls: &str) -> TestRegistry {
+    /// `extra` is appended to the config: `tls` under `http`, or an `auth` section
+    /// (then `creds` are only for the helpers, no htpasswd is made).
+    fn start_in(dir: tempfile::TempDir, creds: Option<(String, String)>, extra: &str) -> TestRegistry {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut auth = String::new();
-        if let Some((u, p)) = &creds {
+        let (tls, mut auth) = match extra.starts_with("auth:") {
+            true => ("", extra.to_string()),
+            false => (extra, String::new()),
+        };
+        if let Some((u, p)) = creds.as_ref().filter(|_| auth.is_empty()) {
             let out = Command::new("htpasswd")
                 .args(["-Bbn", u, p])
                 .output()
@@ -238,6 +255,8 @@ pub struct FlakyProxy {
     pub host: String,
     pub log: std::sync::Arc<std::sync::Mutex<Vec<(String, u16)>>>,
     pub resets: std::sync::Arc<std::sync::Mutex<usize>>,
+    /// The head of every request passed on or answered, one string each.
+    pub heard: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 type Refuse = dyn Fn(usize) -> Option<u16> + Send + Sync;
@@ -247,6 +266,7 @@ struct Rules {
     reset_uploads: usize,
     resets: std::sync::Arc<std::sync::Mutex<usize>>,
     log: std::sync::Arc<std::sync::Mutex<Vec<(String, u16)>>>,
+    heard: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl FlakyProxy {
@@ -263,8 +283,14 @@ impl FlakyProxy {
         use std::sync::Arc;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let host = listener.local_addr().unwrap().to_string();
-        let rules = Arc::new(Rules { refuse, reset_uploads, resets: Arc::default(), log: Arc::default() });
-        let (log, resets) = (rules.log.clone(), rules.resets.clone());
+        let rules = Arc::new(Rules {
+            refuse,
+            reset_uploads,
+            resets: Arc::default(),
+            log: Arc::default(),
+            heard: Arc::default(),
+        });
+        let (log, resets, heard) = (rules.log.clone(), rules.resets.clone(), rules.heard.clone());
         let upstream = upstream.to_string();
         std::thread::spawn(move || {
             for client in listener.incoming() {
@@ -275,7 +301,7 @@ impl FlakyProxy {
                 });
             }
         });
-        FlakyProxy { host, log, resets }
+        FlakyProxy { host, log, resets, heard }
     }
 }
 
@@ -379,6 +405,7 @@ fn serve(client: TcpStream, upstream: &str, rules: &Rules) -> std::io::Result<()
     let mut from_server = std::io::BufReader::new(server.try_clone()?);
     let mut to_server = server;
     while let Some(request) = read_head(&mut from_client)? {
+        rules.heard.lock().unwrap().push(format!("{}\n{}", request.0, request.1.join("\n")));
         let mut words = request.0.split(' ');
         let (method, path) = (words.next().unwrap_or("").to_string(), words.next().unwrap_or("").to_string());
         let length: u64 = header(&request.1, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -413,4 +440,182 @@ fn serve(client: TcpStream, upstream: &str, rules: &Rules) -> std::io::Result<()
         }
     }
     Ok(())
+}
+
+/// The token service's issuer and audience (the registry's `service`), and its admin user.
+const TOKEN_ISSUER: &str = "barge-test-issuer";
+const TOKEN_AUDIENCE: &str = "barge-test";
+const TOKEN_ADMIN: (&str, &str) = ("admin", "admin-pass");
+
+/// A token service on 127.0.0.1 for `TestRegistry::start_token_auth`, as ACR's:
+/// a `POST` with `grant_type=refresh_token` and its one refresh token, or a
+/// `GET` with basic auth as the admin user (skopeo), gets an RS256 JWT for the
+/// scopes asked (signed with a key whose self-signed certificate, in the `x5c`
+/// header, is the registry's rootcertbundle); anything else gets 401. Every
+/// request (head and body) is recorded.
+pub struct TokenService {
+    /// `http://127.0.0.1:PORT/token`
+    pub realm: String,
+    pub received: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    cert: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TokenService {
+    pub fn start(refresh_token: &str) -> TokenService {
+        use std::sync::{Arc, Mutex};
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).current_dir(&d).output().expect("openssl must be installed");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            out.stdout
+        };
+        openssl(
+            &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "token.key", "-out", "token.pem"]
+                .into_iter()
+                .chain(["-subj", "/CN=barge test token issuer", "-days", "2"])
+                .collect::<Vec<_>>(),
+        );
+        let der = openssl(&["x509", "-in", "token.pem", "-outform", "DER"]);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let realm = format!("http://{}/token", listener.local_addr().unwrap());
+        let received: Arc<Mutex<Vec<String>>> = Arc::default();
+        let issuer = Arc::new(Issuer { dir: d.clone(), x5c: b64(&der, STD), refresh: refresh_token.to_string() });
+        let r = received.clone();
+        std::thread::spawn(move || {
+            for c in listener.incoming() {
+                let Ok(c) = c else { return };
+                let (issuer, r) = (issuer.clone(), r.clone());
+                std::thread::spawn(move || {
+                    let _ = issuer.serve(c, &r);
+                });
+            }
+        });
+        TokenService { realm, received, cert: d.join("token.pem"), _dir: dir }
+    }
+
+    /// The requests that asked to exchange a refresh token.
+    pub fn exchanges(&self) -> Vec<String> {
+        self.received.lock().unwrap().iter().filter(|r| r.contains("grant_type=refresh_token")).cloned().collect()
+    }
+}
+
+struct Issuer {
+    dir: std::path::PathBuf,
+    x5c: String,
+    refresh: String,
+}
+
+impl Issuer {
+    fn serve(&self, c: TcpStream, received: &std::sync::Mutex<Vec<String>>) -> std::io::Result<()> {
+        let mut from = std::io::BufReader::new(c.try_clone()?);
+        let mut to = c;
+        while let Some((start, headers)) = read_head(&mut from)? {
+            let n: u64 = header(&headers, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let mut body = String::new();
+            (&mut from).take(n).read_to_string(&mut body)?;
+            received.lock().unwrap().push(format!("{start}\n{}\n\n{body}", headers.join("\n")));
+            let query = start.split(' ').nth(1).and_then(|p| p.split_once('?')).map(|(_, q)| q).unwrap_or("");
+            let basic = format!("basic {}", b64(format!("{}:{}", TOKEN_ADMIN.0, TOKEN_ADMIN.1).as_bytes(), STD));
+            let admin = header(&headers, "authorization").is_some_and(|a| a.eq_ignore_ascii_case(&basic));
+            let form = decode_form(if start.starts_with("POST") { &body } else { query });
+            let refresh_ok = form.iter().any(|(k, v)| k == "grant_type" && v == "refresh_token")
+                && form.iter().any(|(k, v)| k == "refresh_token" && *v == self.refresh);
+            let reply = if admin || refresh_ok {
+                let scopes: Vec<&str> =
+                    form.iter().filter(|(k, _)| k == "scope").flat_map(|(_, v)| v.split(' ')).collect();
+                let jwt = self.sign(&scopes);
+                let json = format!(r#"{{"token":"{jwt}","access_token":"{jwt}","expires_in":300}}"#);
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
+                    json.len()
+                )
+            } else {
+                "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_string()
+            };
+            to.write_all(reply.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// A JWT granting `scopes` (`repository:NAME:ACTIONS`), signed RS256 by openssl.
+    fn sign(&self, scopes: &[&str]) -> String {
+        let access: Vec<String> = scopes
+            .iter()
+            .filter_map(|s| {
+                let (kind, rest) = s.split_once(':')?;
+                let (name, actions) = rest.rsplit_once(':')?;
+                let actions: Vec<String> = actions.split(',').map(|a| format!("\"{a}\"")).collect();
+                Some(format!(r#"{{"type":"{kind}","name":"{name}","actions":[{}]}}"#, actions.join(",")))
+            })
+            .collect();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let header = format!(r#"{{"typ":"JWT","alg":"RS256","x5c":["{}"]}}"#, self.x5c);
+        let claims = format!(
+            r#"{{"iss":"{TOKEN_ISSUER}","sub":"barge","aud":"{TOKEN_AUDIENCE}","exp":{},"nbf":{},"iat":{},"jti":"{}","access":[{}]}}"#,
+            now + 300,
+            now - 10,
+            now - 10,
+            now.wrapping_mul(2654435761) ^ std::process::id() as u64,
+            access.join(",")
+        );
+        let input = format!("{}.{}", b64(header.as_bytes(), URL), b64(claims.as_bytes(), URL));
+        let file = tempfile::NamedTempFile::new_in(&self.dir).unwrap();
+        std::fs::write(file.path(), &input).unwrap();
+        let out = Command::new("openssl")
+            .args(["dgst", "-sha256", "-binary", "-sign"])
+            .arg(self.dir.join("token.key"))
+            .arg(file.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl dgst: {}", String::from_utf8_lossy(&out.stderr));
+        format!("{input}.{}", b64(&out.stdout, URL))
+    }
+}
+
+const STD: bool = false;
+const URL: bool = true;
+
+/// Base64: standard with padding, or URL-safe without (`url`).
+fn b64(data: &[u8], url: bool) -> String {
+    let t: &[u8; 64] = if url {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    } else {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    };
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(t[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else if !url {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// `a=b&c=d` (`+` and `%XX` decoded) as pairs.
+fn decode_form(s: &str) -> Vec<(String, String)> {
+    let decode = |s: &str| {
+        let b = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < b.len() => {
+                    out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap_or(b'?'));
+                    i += 2;
+                }
+                c => out.push(c),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    s.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (decode(k), decode(v))).collect()
 }

@@ -1,4 +1,7 @@
-//! `NetworkRegistry`: an OCI distribution registry over HTTP(S), on `oci-client`. The only file that names its types.
+//! `NetworkRegistry`: an OCI distribution registry over HTTP(S), on `oci-client`. The only file (with its
+//! `token` module) that names its types.
+
+mod token;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,9 +15,10 @@ use futures::SinkExt;
 use oci_client::client::{BlobResponse, Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use oci_client::{Client, Reference, RegistryOperation};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::credentials::Login;
 use super::{ConnectOptions, OpenBlob, RawManifest, Registry, Target};
 use crate::io::ByteStream;
 use crate::{Result, TransferError};
@@ -27,6 +31,8 @@ pub struct NetworkRegistry {
     host: String,
     client: Arc<Client>,
     auth: RegistryAuth,
+    /// Docker's identity token, when that is the credential: access tokens asked for per repository.
+    tokens: Option<Arc<token::Tokens>>,
 }
 
 /// Is `host` (`name[:port]`) a loopback address, where plain HTTP is allowed?
@@ -65,20 +71,29 @@ impl NetworkRegistry {
         let probe = probe_client(extra.first().map(|c| c.data.as_slice()))?;
         let (plain, challenge) = choose_protocol(&probe, host, plain_allowed).await?;
         let config = || config_for(plain);
-        let creds = match &opts.credentials {
-            Some(c) => Some(c.clone()),
+        let login = match &opts.credentials {
+            Some(c) => Some(Login::Password(c.clone())),
             None => super::credentials::lookup(host, &super::credentials::config_files())?,
         };
-        let auth = match creds {
-            Some(c) => {
+        let mut tokens = None;
+        let auth = match login {
+            Some(login) => {
                 // oci-client follows the realm of the registry's challenge with these
-                // credentials: decide here whether that realm may have them.
+                // credentials (and barge sends an identity token there): decide here
+                // whether that realm may have them.
                 let challenge = match challenge {
                     Some(c) => c,
                     None => fetch_challenge(&probe, if plain { "http" } else { "https" }, host).await?,
                 };
                 check_realm(host, plain_allowed, challenge.as_deref(), &opts.insecure)?;
-                RegistryAuth::Basic(c.username, c.password.expose().to_string())
+                match login {
+                    Login::Password(c) => RegistryAuth::Basic(c.username, c.password.expose().to_string()),
+                    Login::IdentityToken(refresh) => {
+                        tokens = Some(Arc::new(token::Tokens::new(host, challenge.as_deref(), refresh, probe)?));
+                        // Only the access tokens asked for per repository are sent to the registry.
+                        RegistryAuth::Bearer(String::new())
+                    }
+                }
             }
             None => {
                 // Anonymous, oci-client asks GET /v2/ before every request to a registry
@@ -95,7 +110,7 @@ impl NetworkRegistry {
         // A client keeps the first credentials it sees for a host: this one only ever sees these.
         let client = Arc::new(Client::new(config()));
         client.store_auth_if_needed(host, &auth).await;
-        Ok(NetworkRegistry { host: host.to_string(), client, auth })
+        Ok(NetworkRegistry { host: host.to_string(), client, auth, tokens })
     }
 
     fn reference(&self, repo: &str, target: Target<'_>) -> Reference {
@@ -109,16 +124,48 @@ impl NetworkRegistry {
         Reference::with_tag(self.host.clone(), repo.to_string(), "latest".to_string())
     }
 
-    /// Run `op`, retrying what may pass (5xx, 429, dropped or timed-out connections) with backoff.
-    async fn retry<T, F, Fut>(&self, what: &str, op: F) -> Result<T>
+    /// Hold a live access token for `repo` and `access` (with an identity token; else nothing to do).
+    async fn authorize(&self, repo: &str, access: RegistryOperation) -> Result<()> {
+        match &self.tokens {
+            Some(t) => t.ensure(&self.client, repo, access, false).await,
+            None => Ok(()),
+        }
+    }
+
+    /// After a refusal `e` with an identity token: ask for a new access token
+    /// once (`renewed` remembers), and say whether to try again.
+    async fn renew_after(
+        &self,
+        e: &OciDistributionError,
+        repo: &str,
+        access: RegistryOperation,
+        renewed: &mut bool,
+    ) -> Result<bool> {
+        let refused = matches!(
+            e,
+            OciDistributionError::UnauthorizedError { .. } | OciDistributionError::ServerError { code: 401, .. }
+        );
+        let Some(t) = self.tokens.as_ref().filter(|_| refused && !*renewed) else { return Ok(false) };
+        *renewed = true;
+        t.ensure(&self.client, repo, access, true).await?;
+        Ok(true)
+    }
+
+    /// Run `op` on `repo` with `access`, retrying what may pass (5xx, 429,
+    /// dropped or timed-out connections) with backoff, and a refused access
+    /// token once with a new one.
+    async fn retry<T, F, Fut>(&self, repo: &str, access: RegistryOperation, what: &str, op: F) -> Result<T>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = std::result::Result<T, OciDistributionError>>,
     {
+        self.authorize(repo, access).await?;
         let mut attempt = 1;
+        let mut renewed = false;
         loop {
             match op().await {
                 Ok(v) => return Ok(v),
+                Err(e) if self.renew_after(&e, repo, access, &mut renewed).await? => {}
                 Err(e) if attempt < ATTEMPTS && transient(&e) => {
                     tokio::time::sleep(backoff(attempt)).await;
                     attempt += 1;
@@ -182,7 +229,8 @@ impl NetworkRegistry {
     }
 
     async fn head_manifest(&self, reference: &Reference, what: &str) -> Result<Option<Digest>> {
-        match self.retry(what, || self.client.fetch_manifest_digest(reference, &self.auth)).await {
+        let fetch = || self.client.fetch_manifest_digest(reference, &self.auth);
+        match self.retry(reference.repository(), RegistryOperation::Pull, what, fetch).await {
             Ok(d) => {
                 Ok(Some(Digest::parse(&d).map_err(|e| TransferError::Registry(format!("{}: {what}: {e}", self.host)))?))
             }
@@ -230,6 +278,7 @@ struct Download {
     size: u64,
     current: Option<Body>,
     failures: u32,
+    tokens: Option<Arc<token::Tokens>>,
 }
 
 impl Download {
@@ -240,6 +289,14 @@ impl Download {
                 return None;
             }
             let Some(body) = self.current.as_mut() else {
+                if let Some(t) = &self.tokens {
+                    // The access token may have expired since the download began.
+                    if let Err(e) =
+                        t.ensure(&self.client, self.reference.repository(), RegistryOperation::Pull, false).await
+                    {
+                        return Some((Err(std::io::Error::other(e.to_string())), self));
+                    }
+                }
                 match self
                     .client
                     .pull_blob_stream_partial(&self.reference, self.digest.as_str(), self.offset, None)
@@ -418,6 +475,11 @@ fn www_authenticate(resp: &reqwest::Response) -> Option<String> {
 
 /// The `realm` of a `Bearer` challenge.
 fn bearer_realm(challenge: &str) -> Option<String> {
+    bearer_param(challenge, "realm")
+}
+
+/// A parameter (`realm`, `service`) of a `Bearer` challenge.
+fn bearer_param(challenge: &str, name: &str) -> Option<String> {
     let (scheme, mut rest) = challenge.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return None;
@@ -432,7 +494,7 @@ fn bearer_realm(challenge: &str) -> Option<String> {
             }
             None => after.split_once(',').unwrap_or((after, "")),
         };
-        if key.trim().eq_ignore_ascii_case("realm") {
+        if key.trim().eq_ignore_ascii_case(name) {
             return Some(value.trim().to_string());
         }
         rest = next;
@@ -508,8 +570,11 @@ impl Registry for NetworkRegistry {
             Target::Tag(t) => format!("manifest {repo}:{t}"),
             Target::Digest(d) => format!("manifest {repo}@{d}"),
         };
-        let (bytes, header_digest) =
-            self.retry(&what, || self.client.pull_manifest_raw(&reference, &self.auth, ACCEPT)).await?;
+        let (bytes, header_digest) = self
+            .retry(repo, RegistryOperation::Pull, &what, || {
+                self.client.pull_manifest_raw(&reference, &self.auth, ACCEPT)
+            })
+            .await?;
         if bytes.len() as u64 > oci::MAX_MANIFEST_SIZE {
             return Err(TransferError::ManifestTooLarge { what: format!("{what} on {}", self.host) });
         }
@@ -550,7 +615,11 @@ impl Registry for NetworkRegistry {
         let d = digest.to_string();
         let what = format!("blob {d} of {repo}");
         // Open once here so that a missing blob or a refusal is reported now, not mid-stream.
-        let first = self.retry(&what, || self.client.pull_blob_stream_partial(&reference, d.as_str(), 0, None)).await?;
+        let first = self
+            .retry(repo, RegistryOperation::Pull, &what, || {
+                self.client.pull_blob_stream_partial(&reference, d.as_str(), 0, None)
+            })
+            .await?;
         let state = Download {
             client: self.client.clone(),
             reference,
@@ -559,6 +628,7 @@ impl Registry for NetworkRegistry {
             size,
             current: Some(body(first, 0)),
             failures: 0,
+            tokens: self.tokens.clone(),
         };
         Ok(Box::new(tokio_util::io::StreamReader::new(Box::pin(futures::stream::unfold(state, Download::next)))))
     }
@@ -566,7 +636,10 @@ impl Registry for NetworkRegistry {
     async fn has_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {
         let reference = self.repo_ref(repo);
         let d = digest.to_string();
-        self.retry(&format!("blob {d} of {repo}"), || self.client.blob_exists(&reference, &d)).await
+        self.retry(repo, RegistryOperation::Pull, &format!("blob {d} of {repo}"), || {
+            self.client.blob_exists(&reference, &d)
+        })
+        .await
     }
 
     async fn push_blob(
@@ -581,12 +654,17 @@ impl Registry for NetworkRegistry {
         let mut replay = Replay::new(data, true);
         let what = format!("upload of blob {digest} to {repo}");
         let mut attempt = 1;
+        let mut renewed = false;
         loop {
+            self.authorize(repo, RegistryOperation::Push).await?;
             let e = match self.upload(repo, digest, size, &mut replay).await {
                 Ok(()) => return Ok(()),
                 Err(Failed::Final(e)) => return Err(e),
                 Err(Failed::Registry(e)) => e,
             };
+            if self.renew_after(&e, repo, RegistryOperation::Push, &mut renewed).await? && replay.rewind() {
+                continue;
+            }
             let note = match (transient(&e), attempt < ATTEMPTS, replay.rewind()) {
                 (false, _, _) => None,
                 (true, true, true) => {
@@ -606,13 +684,18 @@ impl Registry for NetworkRegistry {
     async fn push_blob_reopen(&self, repo: &str, digest: &Digest, size: u64, open: &OpenBlob<'_>) -> Result<()> {
         let what = format!("upload of blob {digest} to {repo}");
         let mut attempt = 1;
+        let mut renewed = false;
         loop {
+            self.authorize(repo, RegistryOperation::Push).await?;
             let mut data = open().await?;
             let e = match self.upload(repo, digest, size, &mut Replay::new(&mut data, false)).await {
                 Ok(()) => return Ok(()),
                 Err(Failed::Final(e)) => return Err(e),
                 Err(Failed::Registry(e)) => e,
             };
+            if self.renew_after(&e, repo, RegistryOperation::Push, &mut renewed).await? {
+                continue;
+            }
             if transient(&e) && attempt < ATTEMPTS {
                 tokio::time::sleep(backoff(attempt)).await;
                 attempt += 1;
@@ -625,6 +708,10 @@ impl Registry for NetworkRegistry {
 
     async fn mount_blob(&self, from: &str, to: &str, digest: &Digest) -> Result<bool> {
         // A refused mount is not an error: the caller uploads instead.
+        match &self.tokens {
+            Some(t) => t.for_mount(&self.client, from, to).await?,
+            None => self.authorize(to, RegistryOperation::Push).await?,
+        }
         Ok(self.client.mount_blob(&self.repo_ref(to), &self.repo_ref(from), &digest.to_string()).await.is_ok()
             && self.has_blob(to, digest).await?)
     }
@@ -662,8 +749,8 @@ impl Registry for NetworkRegistry {
 
     async fn tags(&self, repo: &str) -> Result<Vec<String>> {
         let reference = self.repo_ref(repo);
-        match self.retry(&format!("tags of {repo}"), || self.client.list_tags(&reference, &self.auth, None, None)).await
-        {
+        let list = || self.client.list_tags(&reference, &self.auth, None, None);
+        match self.retry(repo, RegistryOperation::Pull, &format!("tags of {repo}"), list).await {
             Ok(t) => Ok(t.tags),
             Err(TransferError::NotFound(_)) => Ok(Vec::new()),
             Err(e) => Err(e),
@@ -672,6 +759,7 @@ impl Registry for NetworkRegistry {
 
     async fn referrers(&self, repo: &str, digest: &Digest) -> Result<Vec<Descriptor>> {
         let reference = self.reference(repo, Target::Digest(digest));
+        self.authorize(repo, RegistryOperation::Pull).await?;
         let index = match self.client.pull_referrers(&reference, None).await {
             Ok(i) => i,
             // No Referrers API and no tag-schema index: nothing refers to it.
@@ -799,7 +887,7 @@ impl NetworkRegistry {
             TransferError::Registry(format!("manifest {} has an unusable media type {:?}", m.digest, m.media_type))
         })?;
         let body = Bytes::from(m.bytes.clone());
-        self.retry(&format!("manifest {repo}@{}", m.digest), || {
+        self.retry(repo, RegistryOperation::Push, &format!("manifest {repo}@{}", m.digest), || {
             self.client.push_manifest_raw(&reference, body.clone(), content_type.clone())
         })
         .await
@@ -854,6 +942,8 @@ mod tests {
         let c = r#"bearer service="x", realm="http://127.0.0.2:9/t?a=b,c""#;
         assert_eq!(bearer_realm(c).as_deref(), Some("http://127.0.0.2:9/t?a=b,c"));
         assert_eq!(bearer_realm(r#"Basic realm="x""#), None);
+        assert_eq!(bearer_param(c, "service").as_deref(), Some("x"));
+        assert_eq!(bearer_param(r#"Bearer realm="r""#, "service"), None);
         assert_eq!(bearer_realm("Bearer"), None);
     }
 

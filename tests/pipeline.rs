@@ -308,7 +308,7 @@ fn a_killed_watcher_is_taken_over_after_the_timeout_and_imports_exactly_once() {
     barge_fixtures::tag(&e.w.path("big"), "big/img", "v1", &d).unwrap();
     let to = e.az.url(DST, "big.tar", "racwdl");
     barge_ok(&["export", "--registry", &format!("oci:{}", e.w.s("big")), "--to", &to, "big/img:v1"], 0);
-    const TAKEOVER: u64 = 3;
+    const TAKEOVER: u64 = 4;
     let mut child = watcher(&e, &["watch", "--interval", "1"], TAKEOVER)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -328,6 +328,12 @@ fn a_killed_watcher_is_taken_over_after_the_timeout_and_imports_exactly_once() {
     let first = record();
     let runner = first["heartbeat"]["runner"].as_str().expect("a heartbeat").to_string();
     assert!(runner.ends_with(&format!(":{}", child.id())), "{first:#}");
+    // The heartbeat moves on while the import runs (renewed every third of the timeout).
+    let beat = |r: &serde_json::Value| r["heartbeat"]["unixMs"].as_u64().unwrap();
+    while beat(&record()) == beat(&first) {
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "the heartbeat was never renewed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     // A second watcher while the first is alive: it leaves the run alone.
     let r = watcher(&e, &["watch", "--once"], TAKEOVER).output().unwrap();
     assert!(r.status.success() && r.stderr.is_empty(), "{}", String::from_utf8_lossy(&r.stderr));

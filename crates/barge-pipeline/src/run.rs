@@ -101,8 +101,8 @@ pub async fn submit(
 ) -> Result<(PipelineRun, bool), PipelineError> {
     let (pipeline, request) = prepare(state, s).await?;
     let existing = crate::claim::load(state, &s.name).await?;
-    if let Some((Stored { run, .. }, _)) = &existing {
-        let stale = s.claim.is_some_and(|t| existing.as_ref().is_some_and(|(st, _)| st.abandoned(t)));
+    if let Some((stored, _)) = &existing {
+        let (run, stale) = (&stored.run, s.claim.is_some_and(|t| stored.abandoned(t)));
         if run.properties.request == request && run.properties.force_update_tag == s.force_update_tag && !stale {
             return Ok((run.clone(), false));
         }

@@ -20,9 +20,10 @@ impl Env {
         let w = Work::new();
         let az = Azurite::start();
         let state = w.s("state");
-        // Container SAS tokens, as ACR's docs make them (with the leading '?').
-        let export_sas = format!("?{}", az.url(SRC, "x", "racwdl").split_once('?').unwrap().1);
-        let import_sas = format!("?{}", az.url(DST, "x", "racwdl").split_once('?').unwrap().1);
+        // Container SAS tokens, as ACR's walk-through makes them (with the leading '?'):
+        // `alrw` for export, `dlr` for import, nothing more.
+        let export_sas = format!("?{}", az.url(SRC, "x", "alrw").split_once('?').unwrap().1);
+        let import_sas = format!("?{}", az.url(DST, "x", "dlr").split_once('?').unwrap().1);
         let env = vec![("EXPORT_SAS".to_string(), export_sas), ("IMPORT_SAS".to_string(), import_sas)];
         Env { w, az, state, env }
     }
@@ -166,6 +167,16 @@ fn acr_walkthrough_export_copy_and_the_trigger_imports() {
 
     // Copy between the accounts (as azcopy would), then the trigger imports without being asked.
     barge_ok(&["copy", &e.az.url(SRC, "myblob", "racwdl"), &e.az.url(DST, "myblob", "racwdl")], 0);
+    // An import SAS without read (`dl`): the watcher says which letter is missing, claims nothing, deletes nothing.
+    let mut e = e;
+    let dl = sas(&e, DST, "dl");
+    let dlr = std::mem::replace(&mut e.env[1].1, dl);
+    let r = e.ok(&["watch", "--once"]);
+    assert!(r.stderr.contains("myblob") && r.stderr.contains("'r'"), "{}", r.stderr);
+    assert!(!r.stderr.contains("sig="), "{}", r.stderr);
+    assert!(e.runs().iter().all(|r| r["properties"]["request"]["pipelineResourceId"] != "imp1"));
+    assert!(e.az.exists(DST, "myblob"));
+    e.env[1].1 = dlr;
     e.ok(&["watch", "--once"]);
     let imports: Vec<_> =
         e.runs().into_iter().filter(|r| r["properties"]["request"]["pipelineResourceId"] == "imp1").collect();
@@ -189,12 +200,22 @@ fn acr_walkthrough_export_copy_and_the_trigger_imports() {
     assert!(dst.raw("samples/hello-world:v1").is_some());
 }
 
+/// A watcher process on the shared state, with the take-over timeout in seconds.
+fn watcher(e: &Env, args: &[&str], takeover: u64) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_barge"));
+    c.args(["--state", &e.state]).args(args).envs(e.env.clone()).env("BARGE_WATCH_TAKEOVER_SECS", takeover.to_string());
+    c
+}
+
+/// Two watchers at once, ACR's SAS on the bundles (`dlr`) and a state container granted only `rwl`:
+/// every bundle is imported by exactly one of them, in every round.
 #[test]
 fn two_watchers_import_five_bundles_once_each() {
-    let e = Env::new();
+    let mut e = Env::new();
     let dst = TestRegistry::start();
     pipelines(&e, "oci:/unused", &dst.host, &[]);
     // Five bundles, five images, straight into the target container.
+    let mut digests = Vec::new();
     for i in 0..5 {
         let d = barge_fixtures::write_image(
             &e.w.path("five"),
@@ -203,46 +224,78 @@ fn two_watchers_import_five_bundles_once_each() {
         )
         .unwrap();
         barge_fixtures::tag(&e.w.path("five"), &format!("five/img{i}"), "v1", &d).unwrap();
+        digests.push(d.digest.to_string());
         let reg = format!("oci:{}", e.w.s("five"));
         let to = e.az.url(DST, &format!("b{i}.tar"), "racwdl");
         barge_ok(&["export", "--registry", &reg, "--to", &to, &format!("five/img{i}:v1")], 0);
     }
-    let spawn = || {
-        let env: Vec<(String, String)> = e.env.clone();
-        std::process::Command::new(env!("CARGO_BIN_EXE_barge"))
-            .args(["--state", &e.state, "watch", "--once"])
-            .envs(env)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
+    let bundles: Vec<_> = (0..5).map(|i| e.az.get(DST, &format!("b{i}.tar")).unwrap().0).collect();
+    // The state in a storage container, granted `rwl`: the only thing the watchers write.
+    e.az.create_container(DST, "state");
+    let state_sas = e.az.key(DST).container_sas("state", "rwl", std::time::Duration::from_secs(600));
+    e.env.push(("STATE_SAS".into(), state_sas.expose().to_string()));
+    let local = e.state.clone();
+    e.state = format!("{}/{DST}/state", e.az.endpoint);
+    for round in 0..3 {
+        // A new import pipeline each round: new run names, the same five bundles.
+        let p = format!("imp-r{round}");
+        let dstc = e.container(DST);
+        let args = ["pipeline", "import", "create", &p, "--registry", &dst.host, "--storage-container-uri", &dstc];
+        e.ok(&[&["--state-secret", "env:STATE_SAS"][..], &args, &["--secret", "env:IMPORT_SAS"]].concat());
+        let spawn = || {
+            watcher(&e, &["--state-secret", "env:STATE_SAS", "watch", "--once", "--pipeline", &p], 60)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn(), spawn());
+        let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+        let said = format!("{}{}", String::from_utf8_lossy(&a.stderr), String::from_utf8_lossy(&b.stderr));
+        assert!(a.status.success() && b.status.success(), "round {round}: {said}");
+        // Each bundle was imported by one watcher, once, with nothing left for another pass.
+        for i in 0..5 {
+            let n =
+                said.lines().filter(|l| l.contains(&format!(": b{i}.tar: run ")) && l.contains("Succeeded")).count();
+            assert_eq!(n, 1, "round {round}: b{i}.tar imported {n} times: {said}");
+        }
+        assert_eq!(said.lines().count(), 5, "round {round}: {said}");
+        let runs: Vec<_> = e.ok(&["--state-secret", "env:STATE_SAS", "--output", "json", "run", "list"]).json()["runs"]
+            .as_array()
             .unwrap()
-    };
-    let (a, b) = (spawn(), spawn());
-    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    assert!(
-        a.status.success() && b.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&a.stderr),
-        String::from_utf8_lossy(&b.stderr)
-    );
-    // One more pass picks up anything a lease kept the other from (there should be nothing left).
-    e.ok(&["watch", "--once"]);
-    let runs: Vec<_> =
-        e.runs().into_iter().filter(|r| r["properties"]["request"]["pipelineResourceId"] == "imp1").collect();
-    assert_eq!(runs.len(), 5, "{runs:#?}");
-    for r in &runs {
-        let resp = &r["properties"]["response"];
-        assert_eq!(resp["status"], "Succeeded", "{resp}");
-        // The run that wrote the tag is the one on record: no second import overwrote it.
-        assert_eq!(resp["artifacts"][0]["status"], "Succeeded", "{resp}");
+            .iter()
+            .filter(|r| r["properties"]["request"]["pipelineResourceId"] == p.as_str())
+            .cloned()
+            .collect();
+        assert_eq!(runs.len(), 5, "round {round}: {runs:#?}");
+        for r in &runs {
+            let resp = &r["properties"]["response"];
+            assert_eq!(resp["status"], "Succeeded", "round {round}: {resp}");
+            // The run that wrote the tag is the one on record (a second import would say Unchanged);
+            // later rounds find the tags in place.
+            let expected = if round == 0 { "Succeeded" } else { "Unchanged" };
+            assert_eq!(resp["artifacts"][0]["status"], expected, "round {round}: {resp}");
+            assert!(resp.get("runner").is_none() && r.get("heartbeat").is_none(), "round {round}: {r}");
+            let i: usize = r["properties"]["request"]["blob"].as_str().unwrap()[1..2].parse().unwrap();
+            assert_eq!(resp["artifacts"][0]["digest"], digests[i].as_str(), "round {round}: {resp}");
+        }
+        for (i, digest) in digests.iter().enumerate() {
+            let m = dst.raw(&format!("five/img{i}:v1")).expect("imported");
+            assert_eq!(&format!("sha256:{}", sha256_hex(&m)), digest, "round {round}");
+        }
+        // The bundles are as they were: nothing wrote to them.
+        for (i, bytes) in bundles.iter().enumerate() {
+            assert_eq!(&e.az.get(DST, &format!("b{i}.tar")).unwrap().0, bytes, "round {round}");
+        }
     }
-    for i in 0..5 {
-        assert!(dst.raw(&format!("five/img{i}:v1")).is_some());
-    }
+    assert!(!Path::new(&local).join("runs").exists(), "the watchers wrote local state");
 }
 
+/// A watcher killed (SIGKILL) mid-import leaves its record "Running" with a
+/// heartbeat: another watcher leaves it alone while the heartbeat is fresh, takes
+/// it over once it is older than the timeout, and imports the bundle once.
 #[test]
-fn a_killed_watcher_restarts_and_imports_exactly_once() {
+fn a_killed_watcher_is_taken_over_after_the_timeout_and_imports_exactly_once() {
     let e = Env::new();
     let dst = TestRegistry::start();
     pipelines(&e, "oci:/unused", &dst.host, &[]);
@@ -255,10 +308,8 @@ fn a_killed_watcher_restarts_and_imports_exactly_once() {
     barge_fixtures::tag(&e.w.path("big"), "big/img", "v1", &d).unwrap();
     let to = e.az.url(DST, "big.tar", "racwdl");
     barge_ok(&["export", "--registry", &format!("oci:{}", e.w.s("big")), "--to", &to, "big/img:v1"], 0);
-    let env: Vec<(String, String)> = e.env.clone();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_barge"))
-        .args(["--state", &e.state, "watch", "--interval", "1"])
-        .envs(env)
+    const TAKEOVER: u64 = 4;
+    let mut child = watcher(&e, &["watch", "--interval", "1"], TAKEOVER)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -268,30 +319,56 @@ fn a_killed_watcher_restarts_and_imports_exactly_once() {
         assert!(start.elapsed() < std::time::Duration::from_secs(60), "the watcher never started the import");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    child.kill().unwrap(); // SIGKILL, mid-import, holding the bundle's lease
+    let record = || -> serde_json::Value {
+        let is_record = |n: &str| !n.starts_with('.') && n.ends_with(".json");
+        let mut files = std::fs::read_dir(e.w.path("state/runs")).unwrap().flatten();
+        let f = files.find(|f| is_record(&f.file_name().to_string_lossy())).unwrap();
+        serde_json::from_slice(&std::fs::read(f.path()).unwrap()).unwrap()
+    };
+    let first = record();
+    let runner = first["heartbeat"]["runner"].as_str().expect("a heartbeat").to_string();
+    assert!(runner.ends_with(&format!(":{}", child.id())), "{first:#}");
+    // The heartbeat moves on while the import runs (renewed every third of the timeout).
+    let beat = |r: &serde_json::Value| r["heartbeat"]["unixMs"].as_u64().unwrap();
+    while beat(&record()) == beat(&first) {
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "the heartbeat was never renewed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // A second watcher while the first is alive: it leaves the run alone.
+    let r = watcher(&e, &["watch", "--once"], TAKEOVER).output().unwrap();
+    assert!(r.status.success() && r.stderr.is_empty(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(record()["heartbeat"]["runner"], runner.as_str(), "a live watcher's run was taken over");
+    child.kill().unwrap(); // SIGKILL, mid-import, holding the claim
     child.wait().unwrap();
+    let killed = std::time::Instant::now();
     // What a watcher killed while it writes its record leaves: a temporary file under its (dead) PID.
     let left = e.w.path(&format!("state/runs/.killed.json.barge-tmp-{}-0", child.id()));
     std::fs::write(&left, b"{\"half\":").unwrap();
-    // Restarted: once the dead watcher's lease lapses, the import runs again, once.
-    let start = std::time::Instant::now();
+    // Right after the kill the heartbeat is fresh: not taken over yet.
+    let r = watcher(&e, &["watch", "--once"], TAKEOVER).output().unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let rec = record();
+    assert_eq!(rec["properties"]["response"]["status"], "Running", "{rec:#}");
+    assert_eq!(rec["heartbeat"]["runner"], runner.as_str(), "taken over before the timeout");
+    // Once the heartbeat is older than the timeout, the next watcher takes it over, once.
     loop {
-        e.ok(&["watch", "--once"]);
+        let r = watcher(&e, &["watch", "--once"], TAKEOVER).output().unwrap();
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
         let runs = e.runs();
         assert_eq!(runs.len(), 1, "{runs:#?}");
         if runs[0]["properties"]["response"]["status"] == "Succeeded" {
+            assert!(killed.elapsed() >= std::time::Duration::from_secs(TAKEOVER - 1), "taken over too early");
             break;
         }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(90),
-            "the restarted watcher never finished: {:#}",
-            runs[0]
-        );
-        std::thread::sleep(std::time::Duration::from_secs(1));
+        assert!(killed.elapsed() < std::time::Duration::from_secs(90), "never taken over: {:#}", runs[0]);
+        std::thread::sleep(std::time::Duration::from_millis(500));
     }
+    let done = record();
+    assert!(done.get("heartbeat").is_none(), "{done:#}");
+    assert_ne!(done["properties"]["response"]["startTime"], first["properties"]["response"]["startTime"]);
     e.ok(&["watch", "--once"]);
     assert_eq!(e.runs().len(), 1);
-    assert!(dst.raw("big/img:v1").is_some());
+    assert_eq!(sha256_hex(&dst.raw("big/img:v1").unwrap()), d.digest.to_string().trim_start_matches("sha256:"));
     assert!(!left.exists(), "the restarted watcher left the killed one's temporary file");
 }
 

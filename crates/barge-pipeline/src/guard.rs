@@ -1,4 +1,4 @@
-//! `Guard`: what protects a run (the bundle's lease), kept alive while the run works, given back when dropped.
+//! `Guard`: what protects a run (the trigger's claim, see `claim.rs`), kept alive while the run works, given back when dropped.
 //!
 //! A guard renews what it holds in a task of its own. That task ends with
 //! the guard: dropping it (an early `?`, say) stops the renewal and gives the
@@ -12,12 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use barge_transfer::store::Lease;
 use tokio::sync::watch;
 
 use crate::PipelineError;
 
-/// Something a run holds while it works (a blob lease, a claim), that may need renewing.
+/// Something a run holds while it works (the trigger's claim), that may need renewing.
 #[async_trait]
 pub trait Hold: Send + Sync {
     /// How often [`Hold::renew`] must be called; `None` when it keeps itself.
@@ -28,35 +27,6 @@ pub trait Hold: Send + Sync {
 
     /// Give it back. Called once.
     async fn release(&self) -> Result<(), PipelineError>;
-}
-
-/// A blob lease of a `Container`, renewed as often as it asks (an Azure
-/// lease lapses unless renewed; a local lock lasts as long as its process).
-struct BlobLease {
-    every: Option<Duration>,
-    lease: tokio::sync::Mutex<Option<Box<dyn Lease>>>,
-}
-
-#[async_trait]
-impl Hold for BlobLease {
-    fn renew_every(&self) -> Option<Duration> {
-        self.every
-    }
-
-    async fn renew(&self) -> Result<(), PipelineError> {
-        match &*self.lease.lock().await {
-            Some(l) => Ok(l.renew().await?),
-            None => Ok(()),
-        }
-    }
-
-    async fn release(&self) -> Result<(), PipelineError> {
-        let lease = self.lease.lock().await.take();
-        match lease {
-            Some(l) => Ok(l.release().await?),
-            None => Ok(()),
-        }
-    }
 }
 
 /// Aborts its task when dropped (a `JoinHandle` dropped lets the task run on).
@@ -97,12 +67,6 @@ impl Guard {
         Guard { hold, renewer, lost, released: false }
     }
 
-    /// Guard a blob lease taken by `Container::lease`.
-    pub fn lease(lease: Box<dyn Lease>) -> Guard {
-        let every = lease.renew_every();
-        Guard::new(Box::new(BlobLease { every, lease: tokio::sync::Mutex::new(Some(lease)) }))
-    }
-
     /// Resolves when the hold is lost, with why; never while it is kept.
     pub async fn lost(&self) -> String {
         let mut rx = self.lost.clone();
@@ -118,7 +82,7 @@ impl Guard {
     pub async fn protect<T>(&self, work: impl Future<Output = T>) -> Result<T, PipelineError> {
         tokio::select! {
             biased;
-            why = self.lost() => Err(PipelineError::Lost(format!("stopped: the bundle's lease was lost ({why})"))),
+            why = self.lost() => Err(PipelineError::Lost(format!("stopped: the run's claim was lost ({why})"))),
             r = work => Ok(r),
         }
     }
@@ -170,7 +134,7 @@ pub(crate) mod tests {
         async fn renew(&self) -> Result<(), PipelineError> {
             let n = self.0.renewals.fetch_add(1, Ordering::SeqCst) + 1;
             match self.0.fail_at {
-                Some(f) if n >= f => Err(PipelineError::Conflict("the lease was broken".into())),
+                Some(f) if n >= f => Err(PipelineError::Conflict("the claim was taken over".into())),
                 _ => Ok(()),
             }
         }
@@ -241,8 +205,8 @@ pub(crate) mod tests {
             let r = g.protect(work).await;
             assert!(started.elapsed() < Duration::from_secs(5));
             match r {
-                Err(PipelineError::Lost(m)) => assert!(m.contains("the lease was broken"), "{m}"),
-                _ => panic!("the work went on without its lease"),
+                Err(PipelineError::Lost(m)) => assert!(m.contains("the claim was taken over"), "{m}"),
+                _ => panic!("the work went on without its claim"),
             }
             assert!(dropped.load(Ordering::SeqCst), "the work was not stopped");
             assert_eq!(f.renewals.load(Ordering::SeqCst), 2, "renewals went on after one failed");

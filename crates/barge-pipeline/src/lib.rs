@@ -4,6 +4,7 @@
 // Libraries report through return values and `Reporter`; only the CLI prints.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod claim;
 pub mod guard;
 pub mod pipelines;
 pub mod resource;
@@ -37,7 +38,7 @@ pub enum PipelineError {
     /// A run finished as Failed: its record says why, and of which kind.
     #[error("run {run} failed: {message}")]
     Failed { run: String, message: String, kind: ErrorKind },
-    /// What protected a run (the bundle's lease) was lost, so the run was stopped.
+    /// What protected a run (the trigger's claim on it) was lost, so the run was stopped.
     #[error("{0}")]
     Lost(String),
 }

@@ -2,18 +2,19 @@
 //!
 //! A run is claimed by a conditional write of its record before it does
 //! anything. While it works, a `RunContext` carries everything it needs,
-//! the guard that protects it (the bundle's lease, for the trigger)
+//! the guard that protects it (the trigger's claim, see `claim.rs`)
 //! included; the guard is released only after the final record is written.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use barge_transfer::store::{open_container, Container};
 use barge_transfer::{
     ArtifactOutcome, BlobStore, ConnectOptions, ExportOptions, ImportOptions, RegistryAddr, Reporter, Status,
 };
 
+use crate::claim::{Claim, Heartbeat, Stored};
 use crate::guard::Guard;
 use crate::resource::{
     ExportOption, ExportProperties, ImportOption, ImportProperties, Pipeline, PipelineRun, RunProperties, RunRequest,
@@ -35,9 +36,10 @@ pub struct Submit {
     pub force_update_tag: Option<String>,
     /// Set by the import trigger: when the bundle was seen.
     pub trigger_timestamp: Option<String>,
-    /// Run again a record left "Running" by a process that died (the trigger
-    /// knows, because it holds the bundle's lease).
-    pub rerun_stale: bool,
+    /// Set by the trigger: the take-over timeout. The run is claimed with a
+    /// heartbeat in its record, renewed under a [`Claim`] guard every third of
+    /// this; a record left "Running" whose heartbeat is older is run again.
+    pub claim: Option<Duration>,
 }
 
 /// How runs reach registries and storage: the options `barge export` and `barge import` take.
@@ -98,17 +100,28 @@ pub async fn submit(
     guard: Option<Guard>,
 ) -> Result<(PipelineRun, bool), PipelineError> {
     let (pipeline, request) = prepare(state, s).await?;
-    let existing = load_run(state, &s.name).await?;
-    if let Some((run, _)) = &existing {
-        let stale = s.rerun_stale && run.properties.response.status == RunStatus::Running;
+    let existing = crate::claim::load(state, &s.name).await?;
+    if let Some((stored, _)) = &existing {
+        let (run, stale) = (&stored.run, s.claim.is_some_and(|t| stored.abandoned(t)));
         if run.properties.request == request && run.properties.force_update_tag == s.force_update_tag && !stale {
             return Ok((run.clone(), false));
         }
     }
     let run = new_record(s, request);
     // Claim the run: only one process gets to write this version.
-    let version = state.put(Kind::Run, &s.name, &to_json(&run), existing.as_ref().map(|(_, v)| v)).await?;
-    let ctx = RunContext { state, submit: s, opts, pipeline, guard, progress: Arc::default(), run, version };
+    let first = Stored { run, heartbeat: s.claim.map(|_| Heartbeat::now()) };
+    let version = state.put(Kind::Run, &s.name, &first.to_json(), existing.as_ref().map(|(_, v)| v)).await?;
+    let version = Arc::new(tokio::sync::Mutex::new(version));
+    let guard = match (guard, s.claim) {
+        (None, Some(timeout)) => Some(Guard::new(Box::new(Claim {
+            state: state.shared(),
+            name: s.name.clone(),
+            version: version.clone(),
+            every: (timeout / 3).max(Duration::from_millis(100)),
+        }))),
+        (guard, _) => guard,
+    };
+    let ctx = RunContext { state, submit: s, opts, pipeline, guard, progress: Arc::default(), run: first.run, version };
     ctx.run_to_end().await
 }
 
@@ -154,7 +167,7 @@ fn new_record(s: &Submit, request: RunRequest) -> PipelineRun {
                 trigger: crate::resource::TriggerInfo {
                     source_trigger: s.trigger_timestamp.clone().map(|timestamp| TriggerTimestamp { timestamp }),
                 },
-                runner: Some(format!("{}:{}", hostname(), std::process::id())),
+                runner: Some(runner()),
                 ..Default::default()
             },
         },
@@ -172,8 +185,9 @@ struct RunContext<'a> {
     guard: Option<Guard>,
     progress: Arc<Tracker>,
     run: PipelineRun,
-    /// The record's version: every write is conditional on it.
-    version: Version,
+    /// The record's version: every write is conditional on it. Shared with
+    /// the claim, whose heartbeat writes over it too.
+    version: Arc<tokio::sync::Mutex<Version>>,
 }
 
 /// What a finished operation hands back to its run.
@@ -190,14 +204,13 @@ impl RunContext<'_> {
     async fn run_to_end(mut self) -> Result<(PipelineRun, bool), PipelineError> {
         let outcome = self.execute().await;
         if let Err(e @ PipelineError::Lost(_)) = outcome {
-            // Someone else may hold the bundle now: the record stays "Running",
-            // so that whoever next holds the lease runs it again.
+            // Another watcher holds the run now: the record is theirs to write.
             return Err(e);
         }
         let delete = self.record(outcome);
         self.write().await?;
         if let Some(g) = self.guard.take() {
-            // The record is final: a lease not given back lapses by itself.
+            // The record is final: nothing is left to renew.
             let _ = g.release().await;
         }
         if let Some((source, etag)) = delete {
@@ -229,9 +242,8 @@ impl RunContext<'_> {
                     let pct = progress.percentage();
                     if pct != run.properties.response.progress.percentage {
                         run.properties.response.progress.percentage = pct;
-                        if let Ok(v) = state.put(Kind::Run, &submit.name, &to_json(run), Some(version)).await {
-                            *version = v;
-                        }
+                        // A conflict here is the claim's to report (its renewal fails).
+                        let _ = write(*state, submit, run, version).await;
                     }
                 }
             }
@@ -275,19 +287,33 @@ impl RunContext<'_> {
 
     /// Write the record over the version this run last wrote.
     async fn write(&mut self) -> Result<(), PipelineError> {
-        self.version = self.state.put(Kind::Run, &self.submit.name, &to_json(&self.run), Some(&self.version)).await?;
-        Ok(())
+        write(self.state, self.submit, &self.run, &self.version).await
     }
+}
+
+/// Write `run` over `version`, with a fresh heartbeat while a claimed run is "Running".
+async fn write(
+    state: &dyn StateStore,
+    s: &Submit,
+    run: &PipelineRun,
+    version: &tokio::sync::Mutex<Version>,
+) -> Result<(), PipelineError> {
+    let mut v = version.lock().await;
+    let running = run.properties.response.status == RunStatus::Running;
+    let stored = Stored { run: run.clone(), heartbeat: (s.claim.is_some() && running).then(Heartbeat::now) };
+    *v = state.put(Kind::Run, &s.name, &stored.to_json(), Some(&v)).await?;
+    Ok(())
+}
+
+/// This process, as `host:pid`.
+pub fn runner() -> String {
+    format!("{}:{}", hostname(), std::process::id())
 }
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into())
-}
-
-pub fn to_json(run: &PipelineRun) -> Vec<u8> {
-    serde_json::to_vec_pretty(run).expect("a run serializes")
 }
 
 /// Bytes done of bytes expected, fed by the library's progress callbacks.
@@ -370,7 +396,7 @@ async fn import(
     let import_opts = ImportOptions {
         overwrite_tags: properties.options.contains(&ImportOption::OverwriteTags),
         continue_on_errors: properties.options.contains(&ImportOption::ContinueOnErrors),
-        // Deleted by the run, once its record is final and its lease given back.
+        // Deleted by the run, once its record is final and its claim given back.
         delete_source_on_success: false,
         catalog_digest,
         // The run record names the bundle it imported.
@@ -446,7 +472,7 @@ pub(crate) mod tests {
             name: name.into(),
             pipeline: "imp".into(),
             blob: "b.tar".into(),
-            rerun_stale: true,
+            claim: Some(Duration::from_millis(1)),
             ..Default::default()
         }
     }
@@ -460,7 +486,7 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
-    async fn a_lost_lease_stops_the_import_and_leaves_the_run_to_be_run_again() {
+    async fn a_lost_claim_stops_the_import_and_leaves_the_run_to_be_run_again() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let state = setup(d).await;
@@ -469,17 +495,17 @@ pub(crate) mod tests {
             let guard = Guard::new(Box::new(FakeHold(f.clone(), Duration::from_millis(1))));
             let name = format!("imp-lost-{round}");
             match submit(&state, &import(&name), &RunOptions::default(), Some(guard)).await {
-                Err(PipelineError::Lost(m)) => assert!(m.contains("lease was lost"), "{m}"),
-                other => panic!("round {round}: the import went on without its lease: {other:?}"),
+                Err(PipelineError::Lost(m)) => assert!(m.contains("claim was lost"), "{m}"),
+                other => panic!("round {round}: the import went on without its claim: {other:?}"),
             }
             assert!(!tagged(d), "round {round}: the stopped import wrote its tag");
             assert_eq!(status(&state, &name).await, RunStatus::Running, "round {round}");
             tokio::time::sleep(Duration::from_millis(50)).await;
             assert_eq!(f.renewals.load(Ordering::SeqCst), 1, "round {round}: renewals went on");
-            assert!(f.released.load(Ordering::SeqCst), "round {round}: the lease was not given back");
-            assert_eq!(Arc::strong_count(&f), 1, "round {round}: something still holds the lease");
+            assert!(f.released.load(Ordering::SeqCst), "round {round}: the claim was not given back");
+            assert_eq!(Arc::strong_count(&f), 1, "round {round}: something still holds the claim");
         }
-        // The next holder of the lease runs the stale record again, to the end.
+        // The next watcher takes the abandoned record over and runs it again, to the end.
         let (run, executed) = submit(&state, &import("imp-lost-0"), &RunOptions::default(), None).await.unwrap();
         assert!(executed && run.properties.response.status == RunStatus::Succeeded, "{run:?}");
         assert!(tagged(d));
@@ -522,12 +548,12 @@ pub(crate) mod tests {
         let (run, _) =
             submit(&state, &import("imp-ok"), &RunOptions::default(), Some(Guard::new(Box::new(hold)))).await.unwrap();
         assert_eq!(run.properties.response.status, RunStatus::Succeeded);
-        assert!(final_at_release.load(Ordering::SeqCst), "the lease was given back before the record was final");
+        assert!(final_at_release.load(Ordering::SeqCst), "the claim was given back before the record was final");
         assert!(renewals.load(Ordering::SeqCst) > 0, "the guard never renewed");
         let n = renewals.load(Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(renewals.load(Ordering::SeqCst), n, "a renewer outlived the run");
-        assert_eq!(Arc::strong_count(&renewals), 1, "something still holds the lease");
+        assert_eq!(Arc::strong_count(&renewals), 1, "something still holds the claim");
 
         // An early error (an export pipeline's run that names no artifacts) drops the guard: renewal stops there too.
         let f = Arc::new(Fake::default());

@@ -41,6 +41,9 @@ pub trait StateStore: Send + Sync {
 
     /// `false` when there was nothing to delete.
     async fn delete(&self, kind: Kind, name: &str) -> Result<bool, PipelineError>;
+
+    /// The same store, for a task that outlives this borrow (a claim's heartbeat).
+    fn shared(&self) -> std::sync::Arc<dyn StateStore>;
 }
 
 /// The default state directory: `$XDG_STATE_HOME/barge` or `~/.local/state/barge`.
@@ -56,13 +59,14 @@ pub fn default_dir() -> std::path::PathBuf {
 /// document (`pipelines/NAME.json`, `runs/NAME.json`); versions are ETags and
 /// every write is conditional (If-Match, or If-None-Match: * to create), an
 /// atomic rename under a lock in a directory.
+#[derive(Clone)]
 pub struct BlobState {
-    container: Box<dyn barge_transfer::store::Container>,
+    container: std::sync::Arc<dyn barge_transfer::store::Container>,
 }
 
 impl BlobState {
     pub fn new(container: Box<dyn barge_transfer::store::Container>) -> BlobState {
-        BlobState { container }
+        BlobState { container: container.into() }
     }
 
     fn blob(&self, kind: Kind, name: &str) -> Result<Box<dyn barge_transfer::BlobStore>, PipelineError> {
@@ -122,6 +126,10 @@ impl StateStore for BlobState {
         }
         blob.delete(None).await?;
         Ok(true)
+    }
+
+    fn shared(&self) -> std::sync::Arc<dyn StateStore> {
+        std::sync::Arc::new(self.clone())
     }
 }
 

@@ -1,10 +1,14 @@
 //! `watch`: the import trigger. Every new or changed bundle in an enabled import pipeline's container is imported exactly once.
 //!
 //! A run's name derives from (pipeline, blob, ETag), so the run records are
-//! the ledger: a blob version with a finished run is done. While importing, a
-//! watcher holds the blob's lease, so two watchers never import the same
-//! version at once; a record left "Running" by a watcher that died is run
-//! again by whoever next holds the lease.
+//! the ledger: a blob version with a finished run is done. A watcher claims
+//! a run by a conditional write of its record and keeps a heartbeat in it
+//! while importing (`claim.rs`), so two watchers never import the same
+//! version at once; a record left "Running" by a watcher that died is taken
+//! over, once its heartbeat is older than the timeout
+//! (`BARGE_WATCH_TAKEOVER_SECS`, 60 s by default), by the next watcher to
+//! see it. Nothing is written to the bundle's container (ACR's import SAS,
+//! `dlr`, is enough); only DeleteSourceBlobOnSuccess deletes the bundle.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -15,9 +19,8 @@ use barge_transfer::store::BlobStore;
 use sha2::Digest as _;
 use tokio::io::AsyncReadExt;
 
-use crate::guard::Guard;
 use crate::resource::{Pipeline, RunStatus, TriggerStatus};
-use crate::run::{load_pipeline, load_run, submit, RunOptions, Submit};
+use crate::run::{load_pipeline, submit, RunOptions, Submit};
 use crate::state::{Kind, StateStore};
 use crate::PipelineError;
 
@@ -37,19 +40,25 @@ pub fn run_name(pipeline: &str, blob: &str, etag: &str) -> String {
 }
 
 /// Does this blob start like a barge bundle (a tar whose first entry is `oci-layout`, or zstd)?
-async fn looks_like_bundle(blob: &dyn BlobStore, size: u64, etag: &str) -> bool {
+/// A blob that cannot be read (a SAS without `r`, say) is an error, not "no".
+async fn looks_like_bundle(blob: &dyn BlobStore, size: u64, etag: &str) -> Result<bool, PipelineError> {
     if size < 2 * BLOCK as u64 {
-        return false;
+        return Ok(false);
     }
-    let Ok(mut r) = blob.read_range(0, BLOCK as u64, etag).await else { return false };
+    let mut r = match blob.read_range(0, BLOCK as u64, etag).await {
+        Ok(r) => r,
+        // Replaced or deleted since it was listed: the next pass sees the new version.
+        Err(barge_transfer::TransferError::Changed(_)) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
     let mut head = [0u8; BLOCK];
     if r.read_exact(&mut head).await.is_err() {
-        return false;
+        return Ok(false);
     }
     if head.starts_with(&ZSTD_MAGIC) {
-        return true;
+        return Ok(true);
     }
-    matches!(Headers::default().feed(&head), Ok(Step::Entry(e)) if e.name == "oci-layout")
+    Ok(matches!(Headers::default().feed(&head), Ok(Step::Entry(e)) if e.name == "oci-layout"))
 }
 
 /// What happened to one blob in one pass.
@@ -68,6 +77,7 @@ pub async fn watch(
     report: &(dyn Fn(Event) + Sync),
 ) -> Result<(), PipelineError> {
     let mut reported = HashSet::new();
+    let timeout = crate::claim::timeout()?;
     loop {
         let names = if opts.pipelines.is_empty() { state.list(Kind::Pipeline).await? } else { opts.pipelines.clone() };
         for name in names {
@@ -83,7 +93,8 @@ pub async fn watch(
             if properties.trigger.source_trigger.status == TriggerStatus::Disabled {
                 continue;
             }
-            if let Err(e) = pass(state, &name, &properties.source, run_opts, &mut reported, report).await {
+            let source = &properties.source;
+            if let Err(e) = pass(state, &name, source, run_opts, timeout, &mut reported, report).await {
                 report(Event::PipelineError { pipeline: name.clone(), error: e.to_string() });
             }
         }
@@ -99,30 +110,24 @@ async fn pass(
     pipeline: &str,
     source: &crate::resource::StorageRef,
     run_opts: &RunOptions,
+    timeout: Duration,
     reported: &mut HashSet<(String, String)>,
     report: &(dyn Fn(Event) + Sync),
 ) -> Result<(), PipelineError> {
     let container = crate::run::container(source, run_opts.concurrency)?;
     for listed in container.list().await? {
         let name = run_name(pipeline, &listed.name, &listed.etag);
-        let finished = |r: &Option<(crate::resource::PipelineRun, _)>| {
-            r.as_ref().is_some_and(|(run, _)| run.properties.response.status != RunStatus::Running)
-        };
-        if finished(&load_run(state, &name).await?) {
-            continue;
+        // Done, or held by a live watcher: nothing to do here.
+        if let Some((stored, _)) = crate::claim::load(state, &name).await? {
+            if !stored.abandoned(timeout) {
+                continue;
+            }
         }
         let blob = container.blob(&listed.name)?;
-        if !looks_like_bundle(blob.as_ref(), listed.size, &listed.etag).await {
+        if !looks_like_bundle(blob.as_ref(), listed.size, &listed.etag).await? {
             if reported.insert((listed.name.clone(), listed.etag.clone())) {
                 report(Event::NotABundle { pipeline: pipeline.to_string(), blob: listed.name.clone() });
             }
-            continue;
-        }
-        let Some(lease) = container.lease(&listed.name, &listed.etag).await? else { continue };
-        let guard = Guard::lease(lease);
-        // Under the lease: another watcher may have finished it meanwhile.
-        if finished(&load_run(state, &name).await?) {
-            guard.release().await?;
             continue;
         }
         let s = Submit {
@@ -130,11 +135,14 @@ async fn pass(
             pipeline: pipeline.to_string(),
             blob: listed.name.clone(),
             trigger_timestamp: Some(crate::run::now()),
-            rerun_stale: true,
+            claim: Some(timeout),
             ..Default::default()
         };
-        match submit(state, &s, run_opts, Some(guard)).await {
-            Ok((run, _)) => report(Event::Imported {
+        // The claim is a conditional write of the record: one watcher wins it.
+        match submit(state, &s, run_opts, None).await {
+            // Claimed (and finished, or still held) by another watcher meanwhile.
+            Ok((_, false)) => {}
+            Ok((run, true)) => report(Event::Imported {
                 pipeline: pipeline.to_string(),
                 blob: listed.name.clone(),
                 run: name,
@@ -143,7 +151,7 @@ async fn pass(
             }),
             // Someone else claimed the record first: theirs to finish.
             Err(PipelineError::Conflict(_)) => {}
-            // Stopped without its lease: the next pass (or watcher) runs it again.
+            // Taken over by another watcher (this one stalled past the timeout): theirs now.
             Err(e @ PipelineError::Lost(_)) => {
                 report(Event::PipelineError { pipeline: pipeline.to_string(), error: format!("{}: {e}", listed.name) })
             }
@@ -160,7 +168,7 @@ mod tests {
 
     /// A bundle under a nested name (`a/b.tar`) in a local container is imported like any other.
     #[tokio::test]
-    async fn a_nested_blob_name_is_leased_and_imported() {
+    async fn a_nested_blob_name_is_claimed_and_imported() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let state = setup(d).await;

@@ -171,7 +171,9 @@ fn acr_walkthrough_export_copy_and_the_trigger_imports() {
     let mut e = e;
     let dl = sas(&e, DST, "dl");
     let dlr = std::mem::replace(&mut e.env[1].1, dl);
-    let r = e.ok(&["watch", "--once"]);
+    // One pass that failed is an error for `--once` (a script must see it).
+    let r = e.barge(&["watch", "--once"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("myblob") && r.stderr.contains("'r'"), "{}", r.stderr);
     assert!(!r.stderr.contains("sig="), "{}", r.stderr);
     assert!(e.runs().iter().all(|r| r["properties"]["request"]["pipelineResourceId"] != "imp1"));

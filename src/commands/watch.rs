@@ -33,8 +33,12 @@ pub async fn run(state: &dyn StateStore, args: &Args, quiet: bool, as_json: bool
         once: args.once,
     };
     let events = std::sync::Mutex::new(Vec::new());
+    let failed = std::sync::Mutex::new(None::<String>);
     let report = |e: Event| {
         let line = line(&e);
+        if let Event::PipelineError { .. } = &e {
+            failed.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| line.clone());
+        }
         if as_json {
             println!("{}", object(&e));
             let _ = std::io::Write::flush(&mut std::io::stdout());
@@ -44,6 +48,10 @@ pub async fn run(state: &dyn StateStore, args: &Args, quiet: bool, as_json: bool
         events.lock().unwrap_or_else(|p| p.into_inner()).push(line);
     };
     watch(state, &opts, &args.connect.run_options()?, &report).await?;
+    // One pass that could not look at a pipeline's container is a failure a script must see.
+    if let Some(first) = failed.into_inner().unwrap_or_else(|p| p.into_inner()).filter(|_| args.once) {
+        anyhow::bail!("a pass of the trigger failed: {first}");
+    }
     let events = events.into_inner().unwrap_or_else(|p| p.into_inner());
     Ok(Done::ok(String::new(), json!({ "events": events })))
 }

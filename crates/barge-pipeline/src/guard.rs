@@ -159,7 +159,7 @@ pub(crate) mod tests {
         assert!(f.released.load(Ordering::SeqCst), "the hold was never given back");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn dropping_the_guard_stops_its_renewal_and_gives_it_back() {
         for _ in 0..20 {
             let (f, g) = fake(None);
@@ -177,7 +177,7 @@ pub(crate) mod tests {
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn releasing_the_guard_stops_its_renewal() {
         let (f, g) = fake(None);
         tokio::time::sleep(Duration::from_millis(15)).await;
@@ -185,7 +185,7 @@ pub(crate) mod tests {
         renewals_have_stopped(&f).await;
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_failed_renewal_stops_the_work_it_protects() {
         for _ in 0..20 {
             let (f, g) = fake(Some(2));
@@ -215,7 +215,7 @@ pub(crate) mod tests {
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_kept_hold_lets_the_work_finish() {
         let (f, g) = fake(None);
         let r = g

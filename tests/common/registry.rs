@@ -422,9 +422,13 @@ fn serve(client: TcpStream, upstream: &str, rules: &Rules) -> std::io::Result<()
         let mut body = Vec::new();
         relay_body(&mut from_client, &mut body, &request.1)?;
         if path.contains("/blobs/sha256:") {
-            let n = log.lock().unwrap().len();
-            let status = refuse(n);
-            log.lock().unwrap().push((format!("{method} {path}"), status.unwrap_or(0)));
+            // One lock for the count, the decision and the record: requests come in parallel.
+            let status = {
+                let mut log = log.lock().unwrap();
+                let status = refuse(log.len());
+                log.push((format!("{method} {path}"), status.unwrap_or(0)));
+                status
+            };
             if let Some(code) = status {
                 write!(to_client, "HTTP/1.1 {code} Refused\r\nContent-Length: 0\r\nRetry-After: 0\r\n\r\n")?;
                 continue;

@@ -278,7 +278,7 @@ fn two_watchers_import_five_bundles_once_each() {
             let expected = if round == 0 { "Succeeded" } else { "Unchanged" };
             assert_eq!(resp["artifacts"][0]["status"], expected, "round {round}: {resp}");
             assert!(resp.get("runner").is_none() && r.get("heartbeat").is_none(), "round {round}: {r}");
-            let i: usize = r["properties"]["request"]["blob"].as_str().unwrap()[1..2].parse().unwrap();
+            let i: usize = r["properties"]["request"]["source"]["name"].as_str().unwrap()[1..2].parse().unwrap();
             assert_eq!(resp["artifacts"][0]["digest"], digests[i].as_str(), "round {round}: {resp}");
         }
         for (i, digest) in digests.iter().enumerate() {

@@ -52,6 +52,10 @@ impl Args {
 
 pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
     barge_transfer::parse_artifacts(&a.artifacts, a.max_artifacts)?;
+    if a.writes_stdout() && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        let why = "`--to -` writes the bundle to standard output, which is a terminal; redirect it or pipe it";
+        return Err(barge_transfer::TransferError::InvalidLocation(why.into()).into());
+    }
     let registry = RegistryAddr::parse(&a.registry)?.open(&a.connect.options()?).await?;
     let dest = g.store(&a.to, a.connect.concurrency)?;
     let opts = ExportOptions {

@@ -198,7 +198,9 @@ fn a_key_vault_secret_is_read_at_run_time_with_the_azure_sdk() {
     let log = kv.log();
     assert!(log.iter().any(|l| l == "POST /tenant1/oauth2/v2.0/token 200"), "{log:?}");
     // The SDK asks for the latest version as `/secrets/NAME/` (an empty version), as Key Vault accepts.
-    let get = |status: &str| log.iter().any(|l| l.starts_with("GET /secrets/acrexportsas/?api-version=") && l.ends_with(status));
+    let get = |status: &str| {
+        log.iter().any(|l| l.starts_with("GET /secrets/acrexportsas/?api-version=") && l.ends_with(status))
+    };
     assert!(get(" 401") && get(" 200"), "the challenge, then the secret: {log:?}");
 
     // A wrong client secret: refused by the token endpoint, exit 4, naming the vault and the secret.
@@ -206,13 +208,32 @@ fn a_key_vault_secret_is_read_at_run_time_with_the_azure_sdk() {
     let bad = s.barge(&["run", "apply", "-f", &s.file("run2.json", &run("run2"))]);
     assert_eq!(bad.code, 4, "{}", bad.stderr);
     assert!(bad.stderr.contains(&kv.url) && bad.stderr.contains("acrexportsas"), "{}", bad.stderr);
-    assert!(bad.stderr.contains("AZURE_CLIENT_SECRET"), "{}", bad.stderr);
+    assert!(bad.stderr.contains("AZURE_CLIENT_SECRET") && bad.stderr.contains("AADSTS7000215"), "{}", bad.stderr);
     assert!(az.get(SRC, "run2").is_none());
+
+    // A credential named that barge does not know: exit 4, naming those it does; nothing contacted.
+    s.env.push(("AZURE_TOKEN_CREDENTIALS".into(), "DefaultAzureCredential".into()));
+    let before = kv.log().len();
+    let unknown = s.barge(&["run", "apply", "-f", &s.file("run4.json", &run("run4"))]);
+    assert_eq!(unknown.code, 4, "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("AZURE_TOKEN_CREDENTIALS") && unknown.stderr.contains("ManagedIdentityCredential"),
+        "{}",
+        unknown.stderr
+    );
+    assert_eq!(kv.log().len(), before);
 
     // A secret the vault does not have: exit 4, naming it.
     s.env = good;
     let missing = json!({"keyVaultUri": format!("{}/secrets/nosuchsecret", kv.url)});
-    s.ok(&["pipeline", "apply", "-f", &s.file("exp.json", &az_export("exp1", &container, missing)), "--registry", &src.host]);
+    s.ok(&[
+        "pipeline",
+        "apply",
+        "-f",
+        &s.file("exp.json", &az_export("exp1", &container, missing)),
+        "--registry",
+        &src.host,
+    ]);
     let gone = s.barge(&["run", "apply", "-f", &s.file("run3.json", &run("run3"))]);
     assert_eq!(gone.code, 4, "{}", gone.stderr);
     assert!(gone.stderr.contains(&kv.url) && gone.stderr.contains("nosuchsecret"), "{}", gone.stderr);
@@ -220,7 +241,9 @@ fn a_key_vault_secret_is_read_at_run_time_with_the_azure_sdk() {
     // The SAS (its signature) is in no output and nowhere in barge's state.
     let sig = sas.split('&').find(|p| p.starts_with("sig=")).unwrap();
     let sig = &sig["sig=".len()..];
-    for out in [&shown.stdout, &shown.stderr, &r.stdout, &r.stderr, &bad.stdout, &bad.stderr, &gone.stdout, &gone.stderr] {
+    for out in
+        [&shown.stdout, &shown.stderr, &r.stdout, &r.stderr, &bad.stdout, &bad.stderr, &gone.stdout, &gone.stderr]
+    {
         assert!(!out.contains(sig) && !out.contains(vault::CLIENT_SECRET) && !out.contains(vault::TOKEN), "{out}");
     }
     for f in walk(std::path::Path::new(&s.state)) {
@@ -326,9 +349,17 @@ mod vault {
             let ok = body.split('&').any(|p| p == format!("client_secret={CLIENT_SECRET}"))
                 && body.split('&').any(|p| p == format!("client_id={CLIENT_ID}"));
             match ok {
-                true => (200, String::new(), json(serde_json::json!({"access_token": TOKEN, "expires_in": 3600, "token_type": "Bearer"}))),
-                false => (401, String::new(), json(serde_json::json!({"error": "invalid_client",
-                    "error_description": "AADSTS7000215: Invalid client secret provided."}))),
+                true => (
+                    200,
+                    String::new(),
+                    json(serde_json::json!({"access_token": TOKEN, "expires_in": 3600, "token_type": "Bearer"})),
+                ),
+                false => (
+                    401,
+                    String::new(),
+                    json(serde_json::json!({"error": "invalid_client",
+                    "error_description": "AADSTS7000215: Invalid client secret provided."})),
+                ),
             }
         } else if method == "GET" && path.starts_with("/secrets/") {
             let name = path["/secrets/".len()..].split('/').next().unwrap_or("");
@@ -338,10 +369,18 @@ mod vault {
                 );
                 (401, challenge, String::new())
             } else if name == "acrexportsas" {
-                (200, String::new(), json(serde_json::json!({"value": value, "id": format!("{url}/secrets/{name}/0123abcd")})))
+                (
+                    200,
+                    String::new(),
+                    json(serde_json::json!({"value": value, "id": format!("{url}/secrets/{name}/0123abcd")})),
+                )
             } else {
-                (404, String::new(), json(serde_json::json!({"error": {"code": "SecretNotFound",
-                    "message": format!("A secret with (name/id) {name} was not found in this key vault.")}})))
+                (
+                    404,
+                    String::new(),
+                    json(serde_json::json!({"error": {"code": "SecretNotFound",
+                    "message": format!("A secret with (name/id) {name} was not found in this key vault.")}})),
+                )
             }
         } else {
             (400, String::new(), String::new())
@@ -371,8 +410,21 @@ mod vault {
         .unwrap();
         openssl(&[&["req"][..], &ec, &["-keyout", "key.pem", "-out", "leaf.csr", "-subj", "/CN=127.0.0.1"]].concat());
         openssl(&[
-            "x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "cert.pem",
-            "-days", "2", "-extfile", "leaf.ext",
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
         ]);
         let certs = CertificateDer::pem_file_iter(d.join("cert.pem")).unwrap().map(|c| c.unwrap()).collect();
         let key = PrivateKeyDer::from_pem_file(d.join("key.pem")).unwrap();

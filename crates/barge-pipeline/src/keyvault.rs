@@ -86,8 +86,19 @@ fn refused(at: &str, which: &str, e: &azure_core::Error) -> String {
     }
 }
 
+/// The error and its causes, each cut to its first line, without repeats (the SDK wraps
+/// Entra's answer, e.g. `AADSTS7000215: Invalid client secret`, under generic words).
 fn first_line(e: &azure_core::Error) -> String {
-    e.to_string().lines().next().unwrap_or("").to_string()
+    let mut parts: Vec<String> = vec![];
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = cur {
+        let line = err.to_string().lines().next().unwrap_or("").trim().to_string();
+        if !line.is_empty() && !parts.iter().any(|p| p.contains(&line)) {
+            parts.push(line);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
 }
 
 fn env(name: &str) -> Option<String> {

@@ -170,7 +170,8 @@ fn a_pipeline_without_a_registry_needs_one_given() {
 /// An export pipeline whose secret is a `keyVaultUri`: barge reads the SAS with the Azure SDK
 /// (client-secret credential, Key Vault's 401 challenge, then the secret) from a local HTTPS
 /// stand-in, and the run succeeds on Azurite; the SAS is in no output and no record.
-/// A wrong client secret, and a secret the vault does not have, are exit 4 naming the vault.
+/// App Service's managed identity (IDENTITY_ENDPOINT) works the same way. A wrong client secret,
+/// an unknown AZURE_TOKEN_CREDENTIALS and a secret the vault does not have are exit 4 naming the vault.
 #[test]
 fn a_key_vault_secret_is_read_at_run_time_with_the_azure_sdk() {
     let mut s = State::new();
@@ -223,6 +224,16 @@ fn a_key_vault_secret_is_read_at_run_time_with_the_azure_sdk() {
     );
     assert_eq!(kv.log().len(), before);
 
+    // No client secret, App Service's managed identity in the environment: that credential, nothing probed.
+    s.env = vault::env(&kv, "");
+    s.env.retain(|(k, _)| !k.starts_with("AZURE_CLIENT") && k != "AZURE_TENANT_ID");
+    s.env.push(("IDENTITY_ENDPOINT".into(), format!("{}/msi/token", kv.url)));
+    s.env.push(("IDENTITY_HEADER".into(), vault::IDENTITY_HEADER.into()));
+    let mi = s.ok(&["run", "apply", "-f", &s.file("run5.json", &run("run5"))]);
+    assert!(az.get(SRC, "run5").is_some(), "the bundle was written with the SAS read by the managed identity");
+    let log = kv.log();
+    assert!(log.iter().any(|l| l.starts_with("GET /msi/token?") && l.ends_with(" 200")), "{log:?}");
+
     // A secret the vault does not have: exit 4, naming it.
     s.env = good;
     let missing = json!({"keyVaultUri": format!("{}/secrets/nosuchsecret", kv.url)});
@@ -241,10 +252,15 @@ fn a_key_vault_secret_is_read_at_run_time_with_the_azure_sdk() {
     // The SAS (its signature) is in no output and nowhere in barge's state.
     let sig = sas.split('&').find(|p| p.starts_with("sig=")).unwrap();
     let sig = &sig["sig=".len()..];
-    for out in
-        [&shown.stdout, &shown.stderr, &r.stdout, &r.stderr, &bad.stdout, &bad.stderr, &gone.stdout, &gone.stderr]
-    {
-        assert!(!out.contains(sig) && !out.contains(vault::CLIENT_SECRET) && !out.contains(vault::TOKEN), "{out}");
+    for run in [&shown, &r, &bad, &unknown, &mi, &gone] {
+        let out = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            !out.contains(sig)
+                && !out.contains(vault::CLIENT_SECRET)
+                && !out.contains(vault::TOKEN)
+                && !out.contains(vault::IDENTITY_HEADER),
+            "{out}"
+        );
     }
     for f in walk(std::path::Path::new(&s.state)) {
         let text = String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned();
@@ -277,6 +293,7 @@ mod vault {
     pub const CLIENT_ID: &str = "00000000-0000-0000-0000-0000000000c1";
     pub const CLIENT_SECRET: &str = "client-secret-planted-7f3a";
     pub const TOKEN: &str = "access-token-planted-91bd";
+    pub const IDENTITY_HEADER: &str = "identity-header-planted-5e2c";
 
     pub struct Vault {
         /// `https://127.0.0.1:PORT`: the vault and the authority host both.
@@ -360,6 +377,21 @@ mod vault {
                     json(serde_json::json!({"error": "invalid_client",
                     "error_description": "AADSTS7000215: Invalid client secret provided."})),
                 ),
+            }
+        } else if method == "GET" && path == "/msi/token" {
+            // App Service's managed identity endpoint (IDENTITY_ENDPOINT, IDENTITY_HEADER).
+            match header("x-identity-header").as_deref() == Some(IDENTITY_HEADER) {
+                true => {
+                    let exp =
+                        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 3600;
+                    (
+                        200,
+                        String::new(),
+                        json(serde_json::json!({"access_token": TOKEN, "expires_on": exp.to_string(),
+                        "token_type": "Bearer", "resource": "https://vault.azure.net"})),
+                    )
+                }
+                false => (401, String::new(), String::new()),
             }
         } else if method == "GET" && path.starts_with("/secrets/") {
             let name = path["/secrets/".len()..].split('/').next().unwrap_or("");

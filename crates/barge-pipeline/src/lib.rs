@@ -6,6 +6,7 @@
 
 pub mod claim;
 pub mod guard;
+mod keyvault;
 pub mod pipelines;
 pub mod resource;
 pub mod run;

@@ -11,18 +11,26 @@ pub enum SecretRef {
     Env(String),
     File(PathBuf),
     /// ACR's `keyVaultUri`: `https://VAULT.vault.azure.net/secrets/NAME[/VERSION]`.
-    /// Stored as a reference; not read yet (resolving it is an error that says so).
+    /// Stored as a reference; read with the Azure SDK each time it is resolved (keyvault.rs).
     KeyVault(String),
 }
 
-/// A Key Vault secret's URL: https, a `*.vault.*` host (any Azure cloud), `/secrets/NAME[/VERSION]`, no query.
+/// A Key Vault secret's URL: https, a `*.vault.*` host (any Azure cloud) or a loopback emulator
+/// (`127.0.0.1`/`localhost`, with a port), `/secrets/NAME[/VERSION]`, no query.
 fn key_vault(s: &str) -> bool {
     let Some(rest) = s.strip_prefix("https://") else { return false };
-    let Some((host, path)) = rest.split_once('/') else { return false };
+    let Some((authority, path)) = rest.split_once('/') else { return false };
     let part = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
     let segs: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-    host.split('.').nth(1) == Some("vault")
-        && host.split('.').all(part)
+    let (host, port) = match authority.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
+    let loopback = crate::keyvault::loopback(host) && port.is_some();
+    let azure = host.split('.').nth(1) == Some("vault") && host.split('.').all(part);
+    (azure || loopback)
+        && port_ok
         && matches!(segs.as_slice(), ["secrets", n] | ["secrets", n, _] if part(n))
         && segs.iter().all(|p| part(p))
 }
@@ -46,15 +54,15 @@ impl SecretRef {
         ))
     }
 
-    /// Read the secret now. A Key Vault secret is not read yet: that fails,
-    /// naming the references that work, and contacts nothing.
+    /// Read the secret now: from the environment, a file, or Key Vault (with the credential
+    /// the environment names; see keyvault.rs). Errors name where, never the value.
     pub fn resolve(&self) -> Result<Secret, PipelineError> {
         match self {
-            SecretRef::KeyVault(url) => Err(PipelineError::Secret(format!(
-                "the SAS is a Key Vault secret ({url}), and barge does not read Key Vault secrets yet; \
-                 put the SAS in an environment variable or a file (chmod 600) and name it beside keyVaultUri \
-                 as secretUri: env:NAME or file:PATH"
-            ))),
+            SecretRef::KeyVault(url) => {
+                let at = crate::keyvault::VaultSecret::split(url)
+                    .ok_or_else(|| PipelineError::Secret(format!("{url} is not a Key Vault secret's URL")))?;
+                crate::keyvault::read(&at).map(|v| Secret::new(v.trim())).map_err(PipelineError::Secret)
+            }
             SecretRef::Env(name) => std::env::var(name).map(|v| Secret::new(v.trim())).map_err(|_| {
                 PipelineError::Secret(format!("environment variable {name} (the pipeline's secret) is not set"))
             }),
@@ -91,17 +99,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn key_vault_urls_are_references_that_are_not_read_yet() {
+    fn key_vault_urls_are_references() {
         for good in [
             "https://myvault.vault.azure.net/secrets/acrexportsas",
             "https://myvault.vault.azure.net/secrets/acrexportsas/0123abcd",
             "https://kv-1.vault.usgovcloudapi.net/secrets/acrimportsas",
+            "https://127.0.0.1:8443/secrets/acrexportsas",
+            "https://localhost:8443/secrets/acrexportsas/v1",
         ] {
             let r = SecretRef::parse(good).unwrap_or_else(|e| panic!("{good}: {e}"));
             assert_eq!(r, SecretRef::KeyVault(good.into()));
             assert_eq!(r.to_string(), good);
-            let e = r.resolve().unwrap_err().to_string();
-            assert!(e.contains("Key Vault") && e.contains("env:NAME") && e.contains("file:PATH"), "{e}");
         }
         for bad in [
             "http://myvault.vault.azure.net/secrets/s",
@@ -110,6 +118,10 @@ mod tests {
             "https://myvault.example.com/secrets/s",
             "https://myvault.vault.azure.net/secrets/",
             "https://myvault.vault.azure.net/secrets/s/v/x",
+            "https://127.0.0.1/secrets/s",
+            "https://127.0.0.1:0/secrets/s",
+            "https://10.0.0.1:8443/secrets/s",
+            "https://myvault.vault.azure.net:x/secrets/s",
         ] {
             assert!(SecretRef::parse(bad).is_err(), "{bad}");
         }

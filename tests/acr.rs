@@ -78,10 +78,7 @@ impl State {
     }
 
     fn barge(&self, args: &[&str]) -> Run {
-        let mut full = vec!["--state", &self.state];
-        full.extend_from_slice(args);
-        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        barge_with(&full, &env, "")
+        barge_in(&self.state, &self.env, args)
     }
 
     fn ok(&self, args: &[&str]) -> Run {
@@ -283,10 +280,10 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// client-credentials token endpoint (`POST /TENANT/oauth2/v2.0/token`) and Key Vault's
 /// get-secret (`GET /secrets/NAME[/VERSION]`, the 401 challenge first, as Key Vault does).
 mod vault {
+    use crate::common::private_ca;
     use std::io::{BufReader, Read, Write};
     use std::net::TcpListener;
     use std::path::Path;
-    use std::process::Command;
     use std::sync::{Arc, Mutex};
 
     pub const TENANT: &str = "tenant1";
@@ -429,35 +426,7 @@ mod vault {
     /// A private CA and a leaf for 127.0.0.1, made with openssl; the server's rustls config.
     fn tls_config(d: &Path) -> rustls::ServerConfig {
         use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl").args(args).current_dir(d).output().expect("openssl must be installed");
-            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        };
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-        openssl(&[&["req", "-x509", "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=barge vault CA", "-days", "2"][..], &ec].concat());
-        std::fs::write(
-            d.join("leaf.ext"),
-            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        openssl(&[&["req"][..], &ec, &["-keyout", "key.pem", "-out", "leaf.csr", "-subj", "/CN=127.0.0.1"]].concat());
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "cert.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "leaf.ext",
-        ]);
+        private_ca(d);
         let certs = CertificateDer::pem_file_iter(d.join("cert.pem")).unwrap().map(|c| c.unwrap()).collect();
         let key = PrivateKeyDer::from_pem_file(d.join("key.pem")).unwrap();
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());

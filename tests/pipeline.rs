@@ -29,10 +29,7 @@ impl Env {
     }
 
     fn barge(&self, args: &[&str]) -> Run {
-        let mut full = vec!["--state", &self.state];
-        full.extend_from_slice(args);
-        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        barge_with(&full, &env, "")
+        barge_in(&self.state, &self.env, args)
     }
 
     fn ok(&self, args: &[&str]) -> Run {

@@ -167,3 +167,32 @@ pub fn read_head(r: &mut impl std::io::BufRead) -> std::io::Result<Option<Head>>
         headers.push(line);
     }
 }
+
+/// A private CA and a leaf certificate for 127.0.0.1 signed by it, made with
+/// openssl in `dir`: `ca.pem`, `cert.pem`, `key.pem` (P-256, two days).
+pub fn private_ca(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl must be installed (scripts/deps installs it)");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    let ca_subject = ["-subj", "/CN=barge test CA", "-days", "2"];
+    openssl(&[&["req", "-x509", "-keyout", "ca.key", "-out", "ca.pem"][..], &ec, &ca_subject].concat());
+    let ext = "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n";
+    std::fs::write(dir.join("leaf.ext"), ext).unwrap();
+    openssl(&[&["req"][..], &ec, &["-keyout", "key.pem", "-out", "leaf.csr", "-subj", "/CN=127.0.0.1"]].concat());
+    let sign = ["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"];
+    openssl(&[&sign[..], &["-out", "cert.pem", "-days", "2", "-extfile", "leaf.ext"]].concat());
+}
+
+/// Run barge with `--state STATE` and the environment `env` (pipelines and runs).
+pub fn barge_in(state: &str, env: &[(String, String)], args: &[&str]) -> Run {
+    let mut full = vec!["--state", state];
+    full.extend_from_slice(args);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    barge_with(&full, &env, "")
+}

@@ -31,40 +31,7 @@ impl TestRegistry {
     pub fn start_tls() -> (TestRegistry, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(d)
-                .output()
-                .expect("openssl must be installed (scripts/deps installs it)");
-            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        };
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-        let ca_subject = ["-subj", "/CN=barge test CA", "-days", "2"];
-        openssl(&[&["req", "-x509", "-keyout", "ca.key", "-out", "ca.pem"][..], &ec, &ca_subject].concat());
-        std::fs::write(
-            d.join("leaf.ext"),
-            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        openssl(&[&["req"][..], &ec, &["-keyout", "key.pem", "-out", "leaf.csr", "-subj", "/CN=127.0.0.1"]].concat());
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "cert.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "leaf.ext",
-        ]);
+        super::private_ca(d);
         let tls = format!(
             "  tls:\n    certificate: {}\n    key: {}\n",
             d.join("cert.pem").display(),

@@ -618,35 +618,15 @@ fn a_failed_run_exits_as_export_and_import_would_and_its_record_names_the_kind()
 
     // An export SAS without 'w' (ACR's least-privilege `alrw` minus `w`): 4, as `barge export` gives.
     e.env = vec![("EXPORT_SAS".into(), sas(&e, SRC, "ral")), ("IMPORT_SAS".into(), sas(&e, DST, "racwdl"))];
-    let r = e.barge(&[
-        "run",
-        "create",
-        "exp-ro",
-        "--pipeline",
-        "exp1",
-        "--blob",
-        "ro.tar",
-        "--artifacts",
-        "samples/hello-world:v1",
-    ]);
+    let run =
+        ["run", "create", "exp-ro", "--pipeline", "exp1", "--blob", "ro.tar", "--artifacts", "samples/hello-world:v1"];
+    let r = e.barge(&run);
     assert_eq!(r.code, 4, "{}", r.stderr);
     assert!(r.stderr.contains("lacks the 'w' permission") && !r.stderr.contains("sig="), "{}", r.stderr);
     let (kind, msg) = error_of(&e, "exp-ro");
     assert_eq!(kind, "auth", "{msg}");
     // The same as JSON: the error and the exit code.
-    let j = e.barge(&[
-        "--output",
-        "json",
-        "run",
-        "create",
-        "exp-ro",
-        "--pipeline",
-        "exp1",
-        "--blob",
-        "ro.tar",
-        "--artifacts",
-        "samples/hello-world:v1",
-    ]);
+    let j = e.barge(&[&["--output", "json"][..], &run].concat());
     assert_eq!(j.code, 4);
     assert_eq!(j.json()["exitCode"], 4);
 }

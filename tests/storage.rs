@@ -480,31 +480,6 @@ fn verify_reads_a_bundle_in_storage_and_never_shows_its_sas() {
     }
 }
 
-/// A lease broken by someone else is reported lost at its next renewal, so
-/// the guard of a run stops the work it protects (guard.rs shows that part).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broken_lease_is_lost_at_its_next_renewal() {
-    let w = Work::new();
-    let az = Azurite::start();
-    std::fs::write(w.path("b.tar"), b"a bundle").unwrap();
-    barge_ok(&["copy", &w.s("b.tar"), &az.url(SRC, "b.tar", "racwdl")], 0);
-    let url = az.url(SRC, "", "racwdl");
-    let (uri, sas) = url.split_once('?').unwrap();
-    let sas = barge_transfer::Secret::new(sas.to_string());
-    let container = barge_transfer::store::open_container(uri.trim_end_matches('/'), Some(sas.clone()), 1).unwrap();
-    let listed = container.list().await.unwrap();
-    let etag = &listed.iter().find(|l| l.name == "b.tar").unwrap().etag;
-    let lease = container.lease("b.tar", etag).await.unwrap().expect("the lease is ours");
-    assert!(lease.renew_every().is_some(), "an Azure lease lapses unless renewed");
-    lease.renew().await.expect("a kept lease renews");
-    az.break_lease(SRC, "b.tar");
-    let e = lease.renew().await.expect_err("a broken lease does not renew");
-    let text = e.to_string();
-    assert!(text.contains("lease") && text.contains("lost"), "{text}");
-    assert!(!text.contains(sas.expose()), "{text}");
-    lease.release().await.unwrap();
-}
-
 /// `-vv` shows what barge and its libraries do, and never a SAS or a password.
 #[test]
 fn verbose_logs_never_show_a_secret() {

@@ -81,14 +81,9 @@ impl Azurite {
     }
 
     fn raw_full(&self, method: &str, path: &str) -> (u16, String) {
-        self.raw_with(method, path, "")
-    }
-
-    /// A bodiless request with extra header lines (each ending in CRLF).
-    fn raw_with(&self, method: &str, path: &str, headers: &str) -> (u16, String) {
         let host = self.endpoint.trim_start_matches("http://");
         let mut s = TcpStream::connect(host).unwrap();
-        write!(s, "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nx-ms-version: 2021-08-06\r\n{headers}Connection: close\r\n\r\n").unwrap();
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nx-ms-version: 2021-08-06\r\nConnection: close\r\n\r\n").unwrap();
         let mut resp = String::new();
         let _ = s.read_to_string(&mut resp);
         (resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0), resp)
@@ -144,14 +139,6 @@ impl Azurite {
     pub fn url(&self, account: &str, blob: &str, permissions: &str) -> String {
         let sas = self.key(account).container_sas("bundles", permissions, Duration::from_secs(600));
         format!("{}/{account}/bundles/{blob}?{}", self.endpoint, sas.expose())
-    }
-
-    /// Break a blob's lease at once, as another party (an operator) would.
-    pub fn break_lease(&self, account: &str, blob: &str) {
-        let sas = self.key(account).container_sas("bundles", "racwdl", Duration::from_secs(600));
-        let path = format!("/{account}/bundles/{blob}?comp=lease&{}", sas.expose());
-        let (code, resp) = self.raw_with("PUT", &path, "x-ms-lease-action: break\r\nx-ms-lease-break-period: 0\r\n");
-        assert_eq!(code, 202, "breaking the lease: {resp}");
     }
 
     /// Kill the emulator now (SIGKILL), as a storage endpoint that dies.

@@ -51,7 +51,11 @@ pub async fn copy(
     reporter: &dyn Reporter,
 ) -> Result<CopyReport> {
     let info = src.info().await?.ok_or_else(|| TransferError::NotFound(src.display()))?;
-    if info.size == crate::store::UNKNOWN_SIZE || dst.display() == "-" {
+    let existing = dst.info().await?;
+    // A stream (`-`) has no size until its end: it is for export --to - and import -.
+    if info.size == crate::store::UNKNOWN_SIZE
+        || existing.as_ref().is_some_and(|e| e.size == crate::store::UNKNOWN_SIZE)
+    {
         return Err(TransferError::InvalidLocation(
             "copy moves a stored blob to another; a stream (`-`) is for export --to - and import -".into(),
         ));
@@ -65,7 +69,7 @@ pub async fn copy(
         verified: false,
         blocks: None,
     };
-    if let Some(existing) = dst.info().await? {
+    if let Some(existing) = existing {
         match opts.overwrite {
             Overwrite::False => return Err(TransferError::Exists(dst.display())),
             Overwrite::IfSourceNewer if (info.modified <= existing.modified) => {

@@ -979,7 +979,7 @@ fn network_failure(e: &azure_core::Error) -> Option<String> {
     None
 }
 
-/// A storage container: listing and leases.
+/// A storage container: listing.
 pub struct AzureContainer {
     url: BlobUrl,
     client: azure_storage_blob::BlobContainerClient,
@@ -996,41 +996,6 @@ impl AzureContainer {
         let client = azure_storage_blob::BlobContainerClient::new(u, None, Some(opts))
             .map_err(|_| TransferError::InvalidLocation(format!("{url}: not a usable container URL")))?;
         Ok(AzureContainer { url, client, concurrency })
-    }
-}
-
-/// A blob lease kept alive by a background renewal until released.
-struct AzureLease {
-    client: Arc<BlobClient>,
-    id: String,
-    /// The blob, to name in errors (never its SAS).
-    blob: BlobUrl,
-}
-
-/// Leases last this long unless renewed: a watcher that dies frees its blob this soon.
-const LEASE_SECONDS: i32 = 15;
-
-#[async_trait]
-impl super::container::Lease for AzureLease {
-    /// A third of the lease's life: two renewals may fail in passing before it lapses.
-    fn renew_every(&self) -> Option<std::time::Duration> {
-        Some(std::time::Duration::from_secs((LEASE_SECONDS / 3) as u64))
-    }
-
-    async fn renew(&self) -> Result<()> {
-        match self.client.renew_lease(self.id.clone(), None).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.http_status() == Some(StatusCode::Conflict) => Err(TransferError::Changed(format!(
-                "the lease on {} was lost (broken, or taken by another holder)",
-                self.blob
-            ))),
-            Err(e) => Err(map_err(&self.blob, "renewing the lease on", Need::Write, e)),
-        }
-    }
-
-    async fn release(self: Box<Self>) -> Result<()> {
-        let _ = self.client.release_lease(self.id.clone(), None).await;
-        Ok(())
     }
 }
 
@@ -1056,29 +1021,5 @@ impl super::container::Container for AzureContainer {
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
-    }
-
-    async fn lease(&self, name: &str, etag: &str) -> Result<Option<Box<dyn super::container::Lease>>> {
-        use azure_storage_blob::models::{BlobClientAcquireLeaseOptions, BlobClientAcquireLeaseResultHeaders};
-        let blob = self.url.sibling(name);
-        let u = Url::parse(&blob.expose()).map_err(|e| TransferError::InvalidLocation(format!("{blob}: {e}")))?;
-        let opts =
-            azure_storage_blob::BlobClientOptions { client_options: client_options(&blob)?, ..Default::default() };
-        let client = Arc::new(
-            BlobClient::new(u, None, Some(opts))
-                .map_err(|_| TransferError::InvalidLocation(format!("{blob}: not a usable URL")))?,
-        );
-        let opts = BlobClientAcquireLeaseOptions { if_match: Some(Etag::from(etag)), ..Default::default() };
-        let id = match client.acquire_lease(LEASE_SECONDS, Some(opts)).await {
-            Ok(r) => r.lease_id().ok().flatten().unwrap_or_default(),
-            // Leased by another watcher, or changed since it was listed: not ours now.
-            Err(e) if matches!(e.http_status(), Some(StatusCode::Conflict) | Some(StatusCode::PreconditionFailed)) => {
-                return Ok(None)
-            }
-            Err(e) if e.http_status() == Some(StatusCode::NotFound) => return Ok(None),
-            Err(e) => return Err(map_err(&blob, "leasing", Need::Write, e)),
-        };
-        // Renewed by whoever holds it (barge-pipeline's Guard), which learns when it is lost.
-        Ok(Some(Box::new(AzureLease { client, id, blob })))
     }
 }

@@ -1,4 +1,4 @@
-//! `Container`: a blob container (a storage container, or a local directory) that can be listed and whose blobs can be leased.
+//! `Container`: a blob container (a storage container, or a local directory) whose committed blobs can be listed.
 
 use std::path::PathBuf;
 
@@ -15,23 +15,6 @@ pub struct Listed {
     pub etag: String,
 }
 
-/// Exclusive use of one blob version for a while; gone when released or when its holder dies.
-#[async_trait]
-pub trait Lease: Send + Sync {
-    /// How often [`Lease::renew`] must be called to keep it; `None` when it
-    /// lasts as long as its holder.
-    fn renew_every(&self) -> Option<std::time::Duration> {
-        None
-    }
-
-    /// Keep it a while longer; an error means it is lost (broken, or taken by another).
-    async fn renew(&self) -> Result<()> {
-        Ok(())
-    }
-
-    async fn release(self: Box<Self>) -> Result<()>;
-}
-
 #[async_trait]
 pub trait Container: Send + Sync {
     /// How to show it: never a secret.
@@ -42,9 +25,6 @@ pub trait Container: Send + Sync {
 
     /// Every committed blob (blobs still being written do not show).
     async fn list(&self) -> Result<Vec<Listed>>;
-
-    /// Take a lease on `name` if it still has `etag` and nobody holds one: `None` otherwise.
-    async fn lease(&self, name: &str, etag: &str) -> Result<Option<Box<dyn Lease>>>;
 }
 
 /// Open a container from a pipeline's storage URI: a storage container URL
@@ -67,17 +47,6 @@ pub fn open_container(uri: &str, sas: Option<Secret>, concurrency: usize) -> Res
 
 struct LocalContainer {
     dir: PathBuf,
-}
-
-struct LocalLease {
-    _file: std::fs::File,
-}
-
-#[async_trait]
-impl Lease for LocalLease {
-    async fn release(self: Box<Self>) -> Result<()> {
-        Ok(()) // closing the file drops the lock
-    }
 }
 
 #[async_trait]
@@ -126,33 +95,5 @@ impl Container for LocalContainer {
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
-    }
-
-    async fn lease(&self, name: &str, etag: &str) -> Result<Option<Box<dyn Lease>>> {
-        // A plain relative name; the lock lies beside the blob, hidden (so
-        // `list` skips it): `a/b` locks `a/.b.barge-lease`.
-        self.blob(name)?;
-        let (dir, file) = match name.rsplit_once('/') {
-            Some((d, f)) => (self.dir.join(d), f),
-            None => (self.dir.clone(), name),
-        };
-        let lock = dir.join(format!(".{file}.barge-lease"));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock)
-            .map_err(|e| TransferError::io(format!("creating {}", lock.display()), e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(TransferError::io(format!("locking {}", lock.display()), e))
-            }
-        }
-        match self.blob(name)?.info().await? {
-            Some(i) if i.etag == etag => Ok(Some(Box::new(LocalLease { _file: file }))),
-            _ => Ok(None),
-        }
     }
 }

@@ -14,7 +14,7 @@ use barge_bundle::Digest;
 use tokio::io::AsyncWrite;
 
 pub use azure::AzureBlob;
-pub use container::{open_container, Container, Lease, Listed};
+pub use container::{open_container, Container, Listed};
 pub use local::LocalBlob;
 pub use stdio::{Stdio, UNKNOWN_SIZE};
 pub use url::{AccountKey, BlobUrl};

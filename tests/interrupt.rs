@@ -175,6 +175,7 @@ fn sparse_bundle(path: &Path) {
     let manifest_d = Digest::sha256_of(&manifest);
     let artifact = Artifact {
         request: "big/zeros:v1".into(),
+        registry: None,
         repository: "big/zeros".into(),
         tag: Some("v1".into()),
         digest: manifest_d.clone(),
@@ -182,6 +183,7 @@ fn sparse_bundle(path: &Path) {
         size: manifest.len() as u64,
         manifests: vec![manifest_d.clone()],
         blobs: vec![config_d.clone(), layer.clone()],
+        platforms: Vec::new(),
     };
     let blob = |digest: &Digest, size: u64, media_type: &str, kind| Blob {
         digest: digest.clone(),

@@ -37,6 +37,12 @@ pub struct Blob {
 pub struct Artifact {
     /// The artifact as the user wrote it.
     pub request: String,
+    /// The registry it was exported from (`docker.io`, `127.0.0.1:5000`);
+    /// absent in bundles written before barge recorded it per artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<String>,
+    /// The repository path within that registry; import writes the artifact
+    /// there (or where `--prefix`/`--map` place it).
     pub repository: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
@@ -48,6 +54,11 @@ pub struct Artifact {
     pub manifests: Vec<Digest>,
     /// Every config and layer its manifests name.
     pub blobs: Vec<Digest>,
+    /// The platforms selected from a multi-platform index (`os/arch[/variant]`);
+    /// empty means all. When set, the index travels unchanged but only the
+    /// children of these platforms (a sparse index).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
 }
 
 impl Artifact {

@@ -103,6 +103,7 @@ fn image_manifest(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
 fn artifact(repo: &str, tag: &str, root: &[u8], media_type: &str, manifests: &[&[u8]], blobs: &[&[u8]]) -> Artifact {
     Artifact {
         request: format!("{repo}:{tag}"),
+        registry: None,
         repository: repo.into(),
         tag: Some(tag.into()),
         digest: Digest::sha256_of(root),
@@ -110,6 +111,7 @@ fn artifact(repo: &str, tag: &str, root: &[u8], media_type: &str, manifests: &[&
         size: root.len() as u64,
         manifests: manifests.iter().map(|m| Digest::sha256_of(m)).collect(),
         blobs: blobs.iter().map(|b| Digest::sha256_of(b)).collect(),
+        platforms: Vec::new(),
     }
 }
 

@@ -485,6 +485,7 @@ async fn resolve(registry: &dyn Registry, request: &str, r: &Reference, look: Lo
     let created = annotation(&root.bytes, "org.opencontainers.image.created");
     let artifact = Artifact {
         request: request.to_string(),
+        registry: Some(registry.name()),
         repository: repo.to_string(),
         tag: r.tag().map(str::to_string),
         digest: root.digest.clone(),
@@ -492,6 +493,7 @@ async fn resolve(registry: &dyn Registry, request: &str, r: &Reference, look: Lo
         size: root.bytes.len() as u64,
         manifests: manifests.iter().map(|m| m.digest.clone()).collect(),
         blobs: blobs.iter().map(|(b, _)| b.digest.clone()).collect(),
+        platforms: Vec::new(),
     };
     let api_referrers = match look.referrers {
         true => {

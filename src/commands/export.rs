@@ -1,6 +1,9 @@
 //! `barge export`: artifacts from a registry into one bundle (ACR: an ExportPipeline run).
 
-use barge_transfer::{any_failed, Compression, ExportOptions, RegistryAddr, Status, DEFAULT_MAX_ARTIFACTS};
+use barge_transfer::{
+    any_failed, Compression, ExportOptions, ExportRequest, RegistryAddr, SetFile, Sources, Status, TransferError,
+    DEFAULT_MAX_ARTIFACTS,
+};
 use clap::ValueEnum;
 
 use super::{human, Connect, Done, Global};
@@ -8,9 +11,25 @@ use crate::progress::Bars;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Source registry: HOST[:PORT], or oci:PATH (a directory of OCI layouts, one per repository).
+    /// Source registry: HOST[:PORT], or oci:PATH (a directory of OCI layouts,
+    /// one per repository). Artifacts are then short names (repo:tag). Without
+    /// it, artifacts are full references (docker.io/library/alpine:3.20,
+    /// ghcr.io/org/app@sha256:..., alpine), from as many registries as named.
     #[arg(long)]
-    registry: String,
+    registry: Option<String>,
+    /// A transfer set: a YAML or JSON file listing artifacts by registry,
+    /// repository, tags, tag pattern, digests and platforms (see README).
+    #[arg(long = "file", short = 'f', value_name = "SET")]
+    set: Option<std::path::PathBuf>,
+    /// Keep only these platforms of multi-platform indexes (os/arch[/variant],
+    /// repeatable); a set entry's own `platforms` win. The index travels as it
+    /// is, with only the selected platforms' manifests (a sparse index).
+    #[arg(long = "platform", value_name = "OS/ARCH")]
+    platforms: Vec<String>,
+    /// Resolve the artifacts and print what the bundle would hold (artifacts,
+    /// blobs, bytes, shared blobs); write nothing.
+    #[arg(long)]
+    dry_run: bool,
     #[command(flatten)]
     connect: Connect,
     /// Leave out signatures, SBOMs and attestations that refer to the artifacts.
@@ -19,22 +38,24 @@ pub struct Args {
     /// Where to write the bundle: a file, a storage URL, or `-` (standard
     /// output, for a diode, a tape or an ssh pipe; the summary then goes to
     /// standard error).
-    #[arg(long)]
-    to: String,
+    #[arg(long, required_unless_present = "dry_run")]
+    to: Option<String>,
     /// Replace an existing bundle (ACR's OverwriteBlobs).
     #[arg(long)]
     overwrite: bool,
-    /// Export the artifacts that work when some fail (exit 6).
+    /// Export the artifacts that work when some fail (exit 6); a set entry
+    /// that matches nothing is skipped too.
     #[arg(long)]
     continue_on_errors: bool,
-    /// The most artifacts one export takes.
+    /// The most artifacts one export takes (counted after a set's patterns are expanded).
     #[arg(long, default_value_t = DEFAULT_MAX_ARTIFACTS)]
     max_artifacts: usize,
     /// Compress the whole bundle.
     #[arg(long, value_enum)]
     compress: Option<Compress>,
-    /// Artifacts: repo (means :latest), repo:tag, repo@sha256:...
-    #[arg(required = true)]
+    /// Artifacts: with --registry, repo (means :latest), repo:tag,
+    /// repo@sha256:...; without, full references.
+    #[arg(required_unless_present = "set")]
     artifacts: Vec<String>,
 }
 
@@ -46,18 +67,92 @@ enum Compress {
 impl Args {
     /// The bundle goes to standard output.
     pub fn writes_stdout(&self) -> bool {
-        self.to == "-"
+        self.to.as_deref() == Some("-")
+    }
+
+    /// The set file, if any, checked (pure; read once).
+    fn set_file(&self) -> anyhow::Result<Option<SetFile>> {
+        let Some(path) = &self.set else { return Ok(None) };
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| TransferError::io(format!("reading the set {shown}"), e))?;
+        Ok(Some(SetFile::parse(&bytes, &shown, self.registry.as_deref())?))
     }
 }
 
+/// Open every registry the requests (and the set) read from, each once, side by side.
+async fn open_sources(names: Vec<String>, connect: &barge_transfer::ConnectOptions) -> anyhow::Result<Sources> {
+    let opened = futures::future::join_all(names.iter().map(|n| async move {
+        let registry = RegistryAddr::parse(n)?.open(connect).await?;
+        Ok::<_, TransferError>((n.clone(), registry))
+    }))
+    .await;
+    let mut sources = Sources::new();
+    for r in opened {
+        let (name, registry) = r?;
+        sources.insert(&name, registry);
+    }
+    Ok(sources)
+}
+
+/// The requests of the command line and the set, the set's patterns expanded
+/// against its registries (tag lists read only where needed).
+async fn requests(
+    a: &Args,
+    sources: &Sources,
+    set: Option<&SetFile>,
+) -> anyhow::Result<(Vec<ExportRequest>, Vec<barge_transfer::ArtifactOutcome>)> {
+    let referrers = !a.no_referrers;
+    let mut requests = barge_transfer::requests_from_names(&a.artifacts, a.registry.as_deref(), referrers)?;
+    for r in &mut requests {
+        r.platforms = a.platforms.clone();
+    }
+    let mut skipped = Vec::new();
+    if let Some(set) = set {
+        let concurrency = a.connect.concurrency;
+        let (more, failed) =
+            barge_transfer::resolve_set(set, sources, &a.platforms, referrers, a.continue_on_errors, concurrency)
+                .await?;
+        requests.extend(more);
+        skipped = failed.into_iter().map(|(name, e)| barge_transfer::ArtifactOutcome::failed(&name, &e)).collect();
+    }
+    barge_transfer::check_limit(&requests, a.max_artifacts, set.is_some())?;
+    Ok((requests, skipped))
+}
+
 pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
-    barge_transfer::parse_artifacts(&a.artifacts, a.max_artifacts)?;
+    // Everything that can be checked without a network is checked first.
+    for p in &a.platforms {
+        barge_transfer::check_platform(p)
+            .map_err(|why| TransferError::InvalidArtifacts(vec![format!("--platform: {why}")]))?;
+    }
+    let named = barge_transfer::requests_from_names(&a.artifacts, a.registry.as_deref(), !a.no_referrers)?;
+    let set = a.set_file()?;
+    if set.is_none() {
+        barge_transfer::check_limit(&named, a.max_artifacts, false)?;
+    }
     if a.writes_stdout() && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         let why = "`--to -` writes the bundle to standard output, which is a terminal; redirect it or pipe it";
-        return Err(barge_transfer::TransferError::InvalidLocation(why.into()).into());
+        return Err(TransferError::InvalidLocation(why.into()).into());
     }
-    let registry = RegistryAddr::parse(&a.registry)?.open(&a.connect.options()?).await?;
-    let dest = g.store(&a.to, a.connect.concurrency)?;
+    let mut names: Vec<String> = named.iter().map(|r| r.registry.clone()).collect();
+    names.extend(set.iter().flat_map(|s| s.registries()));
+    names.sort();
+    names.dedup();
+    let connect = a.connect.options()?;
+    if connect.credentials.is_some() && names.len() > 1 {
+        let why = format!(
+            "--username logs in to one registry, and this export reads from {} ({}); keep per-registry credentials in a docker config file (auths) instead",
+            names.len(),
+            names.join(", ")
+        );
+        return Err(TransferError::InvalidArtifacts(vec![why]).into());
+    }
+    let dest = match &a.to {
+        Some(to) if !a.dry_run => Some(g.store(to, a.connect.concurrency)?),
+        _ => None,
+    };
+    let sources = open_sources(names, &connect).await?;
+    let (requests, skipped) = requests(a, &sources, set.as_ref()).await?;
     let opts = ExportOptions {
         max_artifacts: a.max_artifacts,
         continue_on_errors: a.continue_on_errors,
@@ -66,7 +161,13 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
         concurrency: a.connect.concurrency,
         referrers: !a.no_referrers,
     };
-    let r = barge_transfer::export(registry, &a.artifacts, dest.as_ref(), &opts, bars).await?;
+    let Some(dest) = dest else {
+        let mut plan = barge_transfer::dry_run(&sources, requests, &opts, bars).await?;
+        plan.failed.splice(0..0, skipped);
+        return Ok(dry_run_text(plan)?);
+    };
+    let mut r = barge_transfer::export(&sources, requests, dest.as_ref(), &opts, bars).await?;
+    r.artifacts.splice(0..0, skipped);
     let mut text = format!(
         "exported {}, {} blobs ({}), to {}\ncatalogDigest: {}\n",
         artifacts_exported(&r.artifacts),
@@ -80,6 +181,40 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
         text += &a.hint.as_ref().map(|h| format!("; {}\n", crate::hint::text(h))).unwrap_or_else(|| "\n".into());
     }
     Ok(Done { text, partial: any_failed(&r.artifacts), json: serde_json::to_value(&r)? })
+}
+
+/// What a dry run found, for people and (as JSON) for machines.
+fn dry_run_text(p: barge_transfer::ExportPlan) -> anyhow::Result<Done> {
+    let mut text = format!(
+        "would export {} artifact(s) from {}: {} blobs, {}",
+        p.artifacts.len(),
+        if p.source_registries.is_empty() { "-".to_string() } else { p.source_registries.join(", ") },
+        p.blobs,
+        human(p.blob_bytes)
+    );
+    if !p.shared_blobs.is_empty() {
+        text += &format!(
+            " ({} blobs, {}, shared between artifacts and stored once)",
+            p.shared_blobs.len(),
+            human(p.shared_bytes)
+        );
+    }
+    text += "\n";
+    let width = p.artifacts.iter().map(|a| a.request.len()).max().unwrap_or(0);
+    for a in &p.artifacts {
+        let platforms = if a.platforms.is_empty() { String::new() } else { format!("  [{}]", a.platforms.join(", ")) };
+        text +=
+            &format!("  {:width$}  {}  {:>3} blobs  {:>10}{platforms}\n", a.request, a.digest, a.blobs, human(a.bytes));
+    }
+    for b in &p.shared_blobs {
+        text += &format!("  shared {} ({}): {}\n", b.digest, human(b.size), b.used_by.join(", "));
+    }
+    for f in &p.failed {
+        text += &format!("failed: {}", f.error.as_deref().unwrap_or(&f.artifact));
+        text += &f.hint.as_ref().map(|h| format!("; {}\n", crate::hint::text(h))).unwrap_or_else(|| "\n".into());
+    }
+    let partial = !p.failed.is_empty();
+    Ok(Done { text, partial, json: serde_json::to_value(&p)? })
 }
 
 /// "N artifact(s)", and how many requests they answer when two spellings

@@ -28,6 +28,8 @@ pub use check::{BundleCheck, Meta, Role};
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error::{decode_error, BundleError};
 pub use reader::{Data, Next, Reader};
-pub use reference::{check_repository, check_tag, Reference, ReferenceError};
+pub use reference::{
+    check_registry, check_repository, check_tag, split_registry, FullReference, Reference, ReferenceError, DOCKER_HUB,
+};
 pub use verify::{verify_file, verify_reader, Verified, VerifyOptions};
 pub use zstd_frame::ZSTD_MAGIC;

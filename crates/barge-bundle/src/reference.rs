@@ -91,6 +91,106 @@ impl fmt::Display for Reference {
     }
 }
 
+/// An artifact named in full, as docker names it: `registry/repository[:tag][@digest]`.
+///
+/// Docker's normalisation applies: a first path component that holds a `.` or
+/// a `:`, or is `localhost`, is the registry; otherwise the registry is
+/// `docker.io`, and a one-component name gains `library/` (`alpine` means
+/// `docker.io/library/alpine:latest`). `index.docker.io` is `docker.io`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FullReference {
+    registry: String,
+    reference: Reference,
+}
+
+/// Docker Hub, as references name it.
+pub const DOCKER_HUB: &str = "docker.io";
+
+impl FullReference {
+    pub fn parse(s: &str) -> Result<FullReference, ReferenceError> {
+        let err = |why: String| ReferenceError { shown: s.chars().take(300).collect(), why };
+        let (registry, rest) = split_registry(s);
+        let registry = registry.map(str::to_string).unwrap_or_else(|| DOCKER_HUB.to_string());
+        check_registry(&registry).map_err(err)?;
+        let registry = if registry == "index.docker.io" { DOCKER_HUB.to_string() } else { registry };
+        let rest = match registry == DOCKER_HUB && !rest.split(['@', ':']).next().unwrap_or("").contains('/') {
+            true => format!("library/{rest}"),
+            false => rest.to_string(),
+        };
+        let reference = Reference::parse(&rest).map_err(|e| err(e.why))?;
+        Ok(FullReference { registry, reference })
+    }
+
+    pub fn new(registry: &str, reference: Reference) -> Result<FullReference, ReferenceError> {
+        check_registry(registry).map_err(|why| ReferenceError { shown: registry.to_string(), why })?;
+        Ok(FullReference { registry: registry.to_string(), reference })
+    }
+
+    /// `docker.io`, `ghcr.io`, `127.0.0.1:5000`.
+    pub fn registry(&self) -> &str {
+        &self.registry
+    }
+
+    pub fn reference(&self) -> &Reference {
+        &self.reference
+    }
+}
+
+impl fmt::Display for FullReference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.registry, self.reference)
+    }
+}
+
+/// Split `host[:port]/path…` into the registry and the rest by docker's rule;
+/// `None` when the name has no registry component (Docker Hub's).
+pub fn split_registry(s: &str) -> (Option<&str>, &str) {
+    match s.split_once('/') {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => (Some(first), rest),
+        _ => (None, s),
+    }
+}
+
+/// A registry host as references name it: `name[:port]` or `[ipv6][:port]`.
+pub fn check_registry(host: &str) -> Result<(), String> {
+    let bad = || format!("registry {host:?} must be HOST or HOST:PORT");
+    let (name, port) = match host.strip_prefix('[') {
+        Some(rest) => {
+            let (inside, after) = rest.split_once(']').ok_or_else(bad)?;
+            if inside.is_empty() || !inside.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.') {
+                return Err(bad());
+            }
+            let port = match after {
+                "" => None,
+                a => Some(a.strip_prefix(':').ok_or_else(bad)?),
+            };
+            (None, port)
+        }
+        None => match host.split_once(':') {
+            Some((n, p)) => (Some(n), Some(p)),
+            None => (Some(host), None),
+        },
+    };
+    if let Some(n) = name {
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if n.is_empty() || n.len() > 253 || !n.split('.').all(label_ok) {
+            return Err(bad());
+        }
+    }
+    if let Some(p) = port {
+        if !matches!(p.parse::<u32>(), Ok(1..=65535)) || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("registry {host:?}: port {p:?} is not a port number (1 to 65535)"));
+        }
+    }
+    Ok(())
+}
+
 /// The distribution grammar for repository names: lowercase components
 /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*` joined by `/`, at most 255 bytes.
 pub fn check_repository(name: &str) -> Result<(), String> {
@@ -164,6 +264,31 @@ mod tests {
         let r = Reference::parse(&format!("a/b:v2@{d}")).unwrap();
         assert_eq!(r.tag(), Some("v2"));
         assert!(r.digest().is_some());
+    }
+
+    #[test]
+    fn full_references_follow_dockers_normalisation() {
+        let d = format!("sha256:{}", "ab".repeat(32));
+        for (given, registry, shown) in [
+            ("alpine", "docker.io", "docker.io/library/alpine:latest"),
+            ("alpine:3.20", "docker.io", "docker.io/library/alpine:3.20"),
+            ("docker.io/library/alpine:3.20", "docker.io", "docker.io/library/alpine:3.20"),
+            ("index.docker.io/library/alpine", "docker.io", "docker.io/library/alpine:latest"),
+            ("docker.io/alpine", "docker.io", "docker.io/library/alpine:latest"),
+            ("bitnami/redis:7", "docker.io", "docker.io/bitnami/redis:7"),
+            ("ghcr.io/org/app:v1", "ghcr.io", "ghcr.io/org/app:v1"),
+            ("127.0.0.1:5000/team/x:1", "127.0.0.1:5000", "127.0.0.1:5000/team/x:1"),
+            ("localhost/x", "localhost", "localhost/x:latest"),
+            ("[::1]:5000/x:1", "[::1]:5000", "[::1]:5000/x:1"),
+        ] {
+            let r = FullReference::parse(given).unwrap();
+            assert_eq!((r.registry(), r.to_string().as_str()), (registry, shown), "{given}");
+        }
+        let r = FullReference::parse(&format!("ghcr.io/org/app@{d}")).unwrap();
+        assert_eq!((r.reference().repository(), r.reference().tag()), ("org/app", None));
+        for bad in ["", "ghcr.io/", "ghcr.io/Org/app", "bad_host.io/x", "h:99999/x", "h:/x", "-h.io/x", "Alpine"] {
+            assert!(FullReference::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
     }
 
     #[test]

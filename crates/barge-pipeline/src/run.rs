@@ -371,7 +371,9 @@ async fn export(
         concurrency: opts.concurrency,
         ..Default::default()
     };
-    let r = barge_transfer::export(registry, &s.artifacts, dest.as_ref(), &export_opts, progress).await?;
+    let requests = barge_transfer::requests_from_names(&s.artifacts, Some(&properties.registry), true)?;
+    let sources = barge_transfer::Sources::one(&properties.registry, registry);
+    let r = barge_transfer::export(&sources, requests, dest.as_ref(), &export_opts, progress).await?;
     Ok(Outcome {
         artifacts: r.artifacts,
         imported: Vec::new(),

@@ -52,8 +52,14 @@ pub enum TransferError {
     /// Every artifact name that does not parse, each with why.
     #[error("{}", .0.join("; "))]
     InvalidArtifacts(Vec<String>),
-    #[error("{given} artifacts given, more than the limit of {limit}")]
-    TooManyArtifacts { given: usize, limit: usize },
+    #[error("{given} artifacts {}, more than the limit of {limit}", if *.from_set { "resolved from the set" } else { "given" })]
+    TooManyArtifacts { given: usize, limit: usize, from_set: bool },
+    /// A transfer set (file) that cannot be used: the whole message, naming the entry and field.
+    #[error("{0}")]
+    InvalidSet(String),
+    /// Two artifacts of one export that would have one name in the bundle.
+    #[error("{first} and {second} would both be {name} in the bundle (its names carry no registry)")]
+    SameName { name: String, first: String, second: String },
     /// A `--registry` value: the whole message.
     #[error("{0}")]
     InvalidRegistryAddress(String),
@@ -166,6 +172,8 @@ impl TransferError {
             E::NoArtifacts
             | E::InvalidArtifacts(_)
             | E::TooManyArtifacts { .. }
+            | E::InvalidSet(_)
+            | E::SameName { .. }
             | E::InvalidRegistryAddress(_)
             | E::InvalidLocation(_)
             | E::InvalidRepository { .. }
@@ -295,9 +303,11 @@ mod tests {
             E::NoSpace(_) => 34,
             E::Io { .. } => 35,
             E::Internal(_) => 36,
+            E::InvalidSet(_) => 37,
+            E::SameName { .. } => 38,
         }
     }
-    const VARIANTS: usize = 37;
+    const VARIANTS: usize = 39;
 
     /// One error of every variant (two of the wrappers and of `Bundle`), its category and hint.
     fn every_variant() -> Vec<(TransferError, Category, Option<Hint>)> {
@@ -313,7 +323,10 @@ mod tests {
             (E::Bundle(BundleError::Io(std::io::Error::other("x"))), Other, None),
             (E::NoArtifacts, Usage, None),
             (E::InvalidArtifacts(vec![s("Bad/Name: lowercase"), s("x:: no")]), Usage, None),
-            (E::TooManyArtifacts { given: 51, limit: 50 }, Usage, Some(Hint::MaxArtifacts)),
+            (E::TooManyArtifacts { given: 51, limit: 50, from_set: false }, Usage, Some(Hint::MaxArtifacts)),
+            (E::TooManyArtifacts { given: 51, limit: 50, from_set: true }, Usage, Some(Hint::MaxArtifacts)),
+            (E::InvalidSet(s("set.yaml: artifacts[1].tagPattern: unclosed group")), Usage, None),
+            (E::SameName { name: s("a/b:1"), first: s("r1/a/b:1"), second: s("r2/a/b:1") }, Usage, None),
             (E::InvalidRegistryAddress(s("registry \"a/b\" is neither")), Usage, None),
             (E::InvalidLocation(s("https://x/c: no container")), Usage, None),
             (E::InvalidRepository { repo: s("A"), why: s("lowercase") }, Usage, None),

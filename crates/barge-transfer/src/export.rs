@@ -1,7 +1,6 @@
 //! `export`: resolve artifacts in a registry and stream them into one bundle blob.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::sync::Arc;
 
 use barge_bundle::catalog::Planned;
 use barge_bundle::oci::{self, Refs};
@@ -14,6 +13,7 @@ use tokio::io::AsyncReadExt;
 use crate::outcome::{ArtifactOutcome, Status};
 use crate::registry::{RawManifest, Registry, Target};
 use crate::report::Reporter;
+use crate::set::{ExportRequest, Sources};
 use crate::sink::{BundleWriter, Compression};
 use crate::store::{BlobStore, Expect};
 use crate::{Result, TransferError};
@@ -49,6 +49,45 @@ impl Default for ExportOptions {
     }
 }
 
+/// What an export would carry, without writing it (`--dry-run`).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportPlan {
+    /// Every artifact that resolved (referrers included), as the catalog lists them.
+    pub artifacts: Vec<PlannedArtifact>,
+    pub blobs: usize,
+    pub blob_bytes: u64,
+    /// Blobs that more than one artifact uses, stored once.
+    pub shared_blobs: Vec<SharedBlob>,
+    pub shared_bytes: u64,
+    pub source_registries: Vec<String>,
+    /// Requests that failed to resolve (skipped under ContinueOnErrors).
+    pub failed: Vec<ArtifactOutcome>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedArtifact {
+    pub request: String,
+    pub registry: Option<String>,
+    pub reference: String,
+    pub digest: Digest,
+    pub media_type: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
+    pub blobs: usize,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SharedBlob {
+    pub digest: Digest,
+    pub size: u64,
+    /// The artifacts (catalog names) that use it.
+    pub used_by: Vec<String>,
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExportReport {
@@ -63,6 +102,10 @@ pub struct ExportReport {
 /// One artifact resolved to everything it needs.
 struct Resolved {
     request: String,
+    /// The key of the registry it is read from, in [`Sources`].
+    registry: String,
+    /// Whether to look for what refers to it.
+    referrers: bool,
     artifact: Artifact,
     manifests: Vec<RawManifest>,
     /// Configs and layers with the repository to read each from.
@@ -78,7 +121,7 @@ pub fn parse_artifacts(artifacts: &[String], max: usize) -> Result<Vec<Reference
         return Err(TransferError::NoArtifacts);
     }
     if artifacts.len() > max {
-        return Err(TransferError::TooManyArtifacts { given: artifacts.len(), limit: max });
+        return Err(TransferError::TooManyArtifacts { given: artifacts.len(), limit: max, from_set: false });
     }
     let mut bad = Vec::new();
     let mut refs = Vec::new();
@@ -94,30 +137,37 @@ pub fn parse_artifacts(artifacts: &[String], max: usize) -> Result<Vec<Reference
     Ok(refs)
 }
 
+/// The limit of one export (ACR's per-run limit unless raised), applied to
+/// the requests as resolved: a set's patterns expanded, referrers not counted.
+pub fn check_limit(requests: &[ExportRequest], max: usize, from_set: bool) -> Result<()> {
+    if requests.is_empty() {
+        return Err(TransferError::NoArtifacts);
+    }
+    if requests.len() > max {
+        return Err(TransferError::TooManyArtifacts { given: requests.len(), limit: max, from_set });
+    }
+    Ok(())
+}
+
 /// Export in three phases: resolve (the artifacts and what refers to them),
 /// plan (the catalog, every blob once), write (the planned entries, streamed
 /// into the destination, committed at the end).
 pub async fn export(
-    registry: Arc<dyn Registry>,
-    artifacts: &[String],
+    sources: &Sources,
+    requests: Vec<ExportRequest>,
     dest: &dyn BlobStore,
     opts: &ExportOptions,
     reporter: &dyn Reporter,
 ) -> Result<ExportReport> {
-    let refs = parse_artifacts(artifacts, opts.max_artifacts)?;
+    check_limit(&requests, opts.max_artifacts, false)?;
     // A stream (`-`) holds no earlier bundle to protect.
     let existing = dest.info().await?.filter(|i| i.size != crate::store::UNKNOWN_SIZE);
     if !opts.overwrite && existing.is_some() {
         return Err(TransferError::Exists(dest.display()));
     }
-    let requests: Vec<(String, Reference)> = artifacts.iter().cloned().zip(refs).collect();
-    reporter.start("resolving artifacts", None);
-    let results = resolve_phase(registry.as_ref(), requests, opts).await;
-    reporter.finish();
-    let (resolved, mut outcomes) = keep_resolved(results, opts.continue_on_errors, reporter)?;
-    let plan = Plan::new(&registry.name(), resolved);
+    let (plan, mut outcomes) = resolve_and_plan(sources, requests, opts, reporter).await?;
     outcomes.extend(plan.succeeded.iter().cloned());
-    let (catalog_digest, size) = write_phase(registry, &plan, dest, opts, reporter).await?;
+    let (catalog_digest, size) = write_phase(sources, &plan, dest, opts, reporter).await?;
     Ok(ExportReport {
         catalog_digest,
         bundle: dest.display(),
@@ -128,19 +178,60 @@ pub async fn export(
     })
 }
 
-/// Resolve the requested artifacts and, unless told not to, what refers to
-/// them; the tag listings (for cosign's tags and the tag schema) go on while
-/// the artifacts resolve.
+/// What an export of `requests` would carry, resolved and planned, nothing written.
+pub async fn dry_run(
+    sources: &Sources,
+    requests: Vec<ExportRequest>,
+    opts: &ExportOptions,
+    reporter: &dyn Reporter,
+) -> Result<ExportPlan> {
+    check_limit(&requests, opts.max_artifacts, false)?;
+    let (plan, failed) = resolve_and_plan(sources, requests, opts, reporter).await?;
+    Ok(plan.summary(failed))
+}
+
+/// Resolve every request (each registry's at once, side by side) and plan
+/// the bundle; the failures that ContinueOnErrors skipped come back as outcomes.
+async fn resolve_and_plan(
+    sources: &Sources,
+    requests: Vec<ExportRequest>,
+    opts: &ExportOptions,
+    reporter: &dyn Reporter,
+) -> Result<(Plan, Vec<ArtifactOutcome>)> {
+    let mut by_registry: BTreeMap<String, Vec<ExportRequest>> = BTreeMap::new();
+    for r in requests {
+        by_registry.entry(r.registry.clone()).or_default().push(r);
+    }
+    reporter.start("resolving artifacts", None);
+    let groups = by_registry.into_iter().map(|(key, reqs)| async move {
+        let registry = sources.get(&key)?;
+        Ok::<_, TransferError>(resolve_phase(registry.as_ref(), &key, reqs, opts).await)
+    });
+    let mut results = Vec::new();
+    for group in futures::future::join_all(groups).await {
+        results.extend(group?);
+    }
+    reporter.finish();
+    let (resolved, outcomes) = keep_resolved(results, opts.continue_on_errors, reporter)?;
+    Ok((Plan::new(resolved)?, outcomes))
+}
+
+/// Resolve the requested artifacts of one registry and, where asked, what
+/// refers to them; the tag listings (for cosign's tags and the tag schema)
+/// go on while the artifacts resolve.
 async fn resolve_phase(
     registry: &dyn Registry,
-    requests: Vec<(String, Reference)>,
+    key: &str,
+    requests: Vec<ExportRequest>,
     opts: &ExportOptions,
 ) -> Vec<(String, Result<Resolved>)> {
     let look =
         Look { concurrency: opts.concurrency.max(1), check_blobs: opts.continue_on_errors, referrers: opts.referrers };
-    let repos: BTreeSet<String> = requests.iter().map(|(_, r)| r.repository().to_string()).collect();
+    let any_referrers = opts.referrers && requests.iter().any(|r| r.referrers);
+    let repos: BTreeSet<String> =
+        requests.iter().filter(|r| r.referrers).map(|r| r.reference.repository().to_string()).collect();
     let tag_lists = async {
-        if !opts.referrers {
+        if !any_referrers {
             return HashMap::new();
         }
         stream::iter(repos)
@@ -152,9 +243,9 @@ async fn resolve_phase(
             .collect::<HashMap<String, HashSet<String>>>()
             .await
     };
-    let (mut results, tags) = tokio::join!(resolve_all(registry, requests, look), tag_lists);
-    if opts.referrers {
-        let found = find_referrers(registry, &results, &tags, look).await;
+    let (mut results, tags) = tokio::join!(resolve_all(registry, key, requests, look), tag_lists);
+    if any_referrers {
+        let found = find_referrers(registry, key, &results, &tags, look).await;
         results.extend(found);
     }
     results
@@ -196,16 +287,34 @@ fn keep_resolved(
 struct Plan {
     catalog: Catalog,
     manifests: BTreeMap<Digest, RawManifest>,
-    sources: BTreeMap<Digest, String>,
+    /// Where to read each config and layer: the registry's key and the repository.
+    sources: BTreeMap<Digest, (String, String)>,
     succeeded: Vec<ArtifactOutcome>,
 }
 
 impl Plan {
     /// Gather every blob once, remembering where to read it and what it is.
-    fn new(registry_name: &str, resolved: Vec<Resolved>) -> Plan {
+    /// Two artifacts that would share a name in the bundle but differ are refused.
+    fn new(resolved: Vec<Resolved>) -> Result<Plan> {
+        let mut names: BTreeMap<String, &Resolved> = BTreeMap::new();
+        for r in &resolved {
+            let name = r.artifact.ref_name();
+            if let Some(first) = names.get(&name) {
+                if first.artifact.digest != r.artifact.digest {
+                    return Err(TransferError::SameName {
+                        name,
+                        first: first.request.clone(),
+                        second: r.request.clone(),
+                    });
+                }
+            }
+            names.entry(name).or_insert(r);
+        }
         let mut manifests: BTreeMap<Digest, RawManifest> = BTreeMap::new();
-        let mut sources: BTreeMap<Digest, String> = BTreeMap::new();
+        let mut sources: BTreeMap<Digest, (String, String)> = BTreeMap::new();
         let mut blobs = Vec::new();
+        let registries: BTreeSet<&str> = resolved.iter().map(|r| r.registry.as_str()).collect();
+        let source_registry = registries.into_iter().collect::<Vec<_>>().join(", ");
         for r in &resolved {
             for m in &r.manifests {
                 blobs.push(Blob {
@@ -218,7 +327,7 @@ impl Plan {
             }
             for (b, repo) in &r.blobs {
                 blobs.push(b.clone());
-                sources.entry(b.digest.clone()).or_insert_with(|| repo.clone());
+                sources.entry(b.digest.clone()).or_insert_with(|| (r.registry.clone(), repo.clone()));
             }
         }
         let created =
@@ -230,28 +339,83 @@ impl Plan {
         let catalog = Catalog::new(
             concat!("barge ", env!("CARGO_PKG_VERSION")),
             &created,
-            registry_name,
+            &source_registry,
             resolved.into_iter().map(|r| r.artifact).collect(),
             blobs,
         );
-        Plan { catalog, manifests, sources, succeeded }
+        Ok(Plan { catalog, manifests, sources, succeeded })
     }
 
     /// The blobs to download, in bundle order: all but the manifests.
-    fn downloads(&self) -> Vec<(String, Digest, u64)> {
+    fn downloads(&self) -> Vec<Download> {
         self.catalog
             .blobs
             .iter()
             .filter(|b| !self.manifests.contains_key(&b.digest))
-            .map(|b| (self.sources[&b.digest].clone(), b.digest.clone(), b.size))
+            .map(|b| {
+                let (registry, repo) = self.sources[&b.digest].clone();
+                Download { registry, repo, digest: b.digest.clone(), size: b.size }
+            })
             .collect()
     }
+
+    /// What the bundle would hold, for a dry run.
+    fn summary(&self, failed: Vec<ArtifactOutcome>) -> ExportPlan {
+        let c = &self.catalog;
+        let sizes: BTreeMap<&Digest, u64> = c.blobs.iter().map(|b| (&b.digest, b.size)).collect();
+        let mut users: BTreeMap<&Digest, Vec<String>> = BTreeMap::new();
+        let artifacts = c
+            .artifacts
+            .iter()
+            .map(|a| {
+                let mine: BTreeSet<&Digest> = a.manifests.iter().chain(&a.blobs).collect();
+                for d in &mine {
+                    users.entry(d).or_default().push(a.ref_name());
+                }
+                PlannedArtifact {
+                    request: a.request.clone(),
+                    registry: a.registry.clone(),
+                    reference: a.ref_name(),
+                    digest: a.digest.clone(),
+                    media_type: a.media_type.clone(),
+                    platforms: a.platforms.clone(),
+                    blobs: mine.len(),
+                    bytes: mine.iter().map(|d| sizes[d]).sum(),
+                }
+            })
+            .collect();
+        let shared_blobs: Vec<SharedBlob> = users
+            .into_iter()
+            .filter(|(_, u)| u.len() > 1)
+            .map(|(d, used_by)| SharedBlob { digest: d.clone(), size: sizes[d], used_by })
+            .collect();
+        let mut source_registries: Vec<String> = c.artifacts.iter().filter_map(|a| a.registry.clone()).collect();
+        source_registries.sort();
+        source_registries.dedup();
+        ExportPlan {
+            artifacts,
+            blobs: c.blobs.len(),
+            blob_bytes: c.blob_bytes(),
+            shared_bytes: shared_blobs.iter().map(|b| b.size).sum(),
+            shared_blobs,
+            source_registries,
+            failed,
+        }
+    }
+}
+
+/// One config or layer to fetch: from which registry and repository.
+struct Download {
+    registry: String,
+    repo: String,
+    digest: Digest,
+    size: u64,
 }
 
 /// Stream the planned entries into `dest` and commit it: nothing is visible
 /// under the destination's name until then. Returns the catalogDigest and the size.
 async fn write_phase(
-    registry: Arc<dyn Registry>,
+    sources: &Sources,
     plan: &Plan,
     dest: &dyn BlobStore,
     opts: &ExportOptions,
@@ -260,8 +424,7 @@ async fn write_phase(
     let catalog = &plan.catalog;
     let sink = dest.create(opts.overwrite, catalog.blob_bytes()).await?;
     let mut out = BundleWriter::new(sink, opts.compression, dest.display());
-    let registry_name = registry.name();
-    let mut prefetch = Prefetch::new(registry, plan.downloads(), opts.concurrency.max(1));
+    let mut prefetch = Prefetch::new(sources.clone(), plan.downloads(), opts.concurrency.max(1));
     reporter.start("exporting", Some(catalog.blob_bytes()));
     for entry in catalog.plan() {
         match entry {
@@ -280,8 +443,8 @@ async fn write_phase(
                         reporter.advance(b.size);
                     }
                     None => {
-                        let from = (registry_name.as_str(), plan.sources[&b.digest].as_str());
-                        write_blob(&mut out, &mut prefetch, b, from, reporter).await?
+                        let (registry, repo) = &plan.sources[&b.digest];
+                        write_blob(&mut out, &mut prefetch, b, (registry, repo), reporter).await?
                     }
                 }
                 out.write(&vec![0u8; padding(b.size)]).await?;
@@ -335,13 +498,14 @@ struct Look {
 
 async fn resolve_all(
     registry: &dyn Registry,
-    requests: Vec<(String, Reference)>,
+    key: &str,
+    requests: Vec<ExportRequest>,
     look: Look,
 ) -> Vec<(String, Result<Resolved>)> {
     stream::iter(requests)
-        .map(|(request, r)| async move {
-            let res = resolve(registry, &request, &r, look).await;
-            (request, res)
+        .map(|r| async move {
+            let res = resolve(registry, key, &r, look).await;
+            (r.request, res)
         })
         .buffered(look.concurrency)
         .collect()
@@ -355,12 +519,25 @@ async fn resolve_all(
 /// them. Best effort: a registry that will not list is skipped.
 async fn find_referrers(
     registry: &dyn Registry,
+    key: &str,
     resolved: &[(String, Result<Resolved>)],
     tags: &HashMap<String, HashSet<String>>,
     look: Look,
 ) -> Vec<(String, Result<Resolved>)> {
-    let ok: Vec<&Resolved> = resolved.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
-    let mut known: HashSet<Digest> = ok.iter().flat_map(|r| r.artifact.manifests.iter().cloned()).collect();
+    let all: Vec<&Resolved> = resolved.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
+    let mut known: HashSet<Digest> = all.iter().flat_map(|r| r.artifact.manifests.iter().cloned()).collect();
+    let ok: Vec<&Resolved> = all.into_iter().filter(|r| r.referrers).collect();
+    // A referrer is named as its subject was: in full when the subject was.
+    let request = |parent: &Resolved, reference: Reference| ExportRequest {
+        request: match parent.request.starts_with(&format!("{key}/")) {
+            true => format!("{key}/{reference}"),
+            false => reference.to_string(),
+        },
+        registry: key.to_string(),
+        reference,
+        platforms: Vec::new(),
+        referrers: false,
+    };
     let mut wanted = HashSet::new();
     let (mut by_tag, mut by_api) = (Vec::new(), Vec::new());
     let none = HashSet::new();
@@ -373,7 +550,7 @@ async fn find_referrers(
                 let tag = format!("{base}{suffix}");
                 if repo_tags.contains(&tag) && wanted.insert(format!("{repo}:{tag}")) {
                     if let Ok(reference) = Reference::from_parts(repo, Some(&tag), None) {
-                        by_tag.push((reference.to_string(), reference));
+                        by_tag.push(request(r, reference));
                     }
                 }
             }
@@ -386,14 +563,15 @@ async fn find_referrers(
             for desc in descs {
                 if known.insert(desc.digest.clone()) {
                     if let Ok(reference) = Reference::from_parts(repo, None, Some(desc.digest.clone())) {
-                        by_api.push((reference.to_string(), reference));
+                        by_api.push(request(r, reference));
                     }
                 }
             }
         }
     }
     let look = Look { referrers: false, ..look };
-    let (mut found, api) = tokio::join!(resolve_all(registry, by_tag, look), resolve_all(registry, by_api, look));
+    let (mut found, api) =
+        tokio::join!(resolve_all(registry, key, by_tag, look), resolve_all(registry, key, by_api, look));
     found.extend(api);
     found
 }
@@ -402,8 +580,8 @@ async fn find_referrers(
 /// `window` at once, each buffering at most a few chunks, so memory stays
 /// bounded whatever the blob sizes.
 struct Prefetch {
-    registry: Arc<dyn Registry>,
-    jobs: VecDeque<(String, Digest, u64)>,
+    sources: Sources,
+    jobs: VecDeque<Download>,
     running: VecDeque<futures::channel::mpsc::Receiver<std::io::Result<Bytes>>>,
     window: usize,
 }
@@ -411,20 +589,24 @@ struct Prefetch {
 const PREFETCH_CHUNK: usize = 256 * 1024;
 
 impl Prefetch {
-    fn new(registry: Arc<dyn Registry>, jobs: Vec<(String, Digest, u64)>, window: usize) -> Prefetch {
-        let mut p = Prefetch { registry, jobs: jobs.into(), running: VecDeque::new(), window };
+    fn new(sources: Sources, jobs: Vec<Download>, window: usize) -> Prefetch {
+        let mut p = Prefetch { sources, jobs: jobs.into(), running: VecDeque::new(), window };
         p.fill();
         p
     }
 
     fn fill(&mut self) {
         while self.running.len() < self.window {
-            let Some((repo, digest, size)) = self.jobs.pop_front() else { return };
+            let Some(Download { registry, repo, digest, size }) = self.jobs.pop_front() else { return };
             let (mut tx, rx) = futures::channel::mpsc::channel(4);
-            let registry = self.registry.clone();
+            let registry = self.sources.get(&registry).cloned();
             tokio::spawn(async move {
                 use futures::SinkExt;
-                let mut r = match registry.open_blob(&repo, &digest, size).await {
+                let opened = match registry {
+                    Ok(registry) => registry.open_blob(&repo, &digest, size).await,
+                    Err(e) => Err(e),
+                };
+                let mut r = match opened {
                     Ok(r) => r,
                     Err(e) => {
                         let _ = tx.send(Err(e.into_io())).await;
@@ -466,7 +648,8 @@ impl Prefetch {
 /// Resolve one artifact. With `check_blobs`, every blob is confirmed present
 /// (HEAD) so that a broken artifact fails here, where ContinueOnErrors can
 /// skip it, rather than in the middle of writing the bundle.
-async fn resolve(registry: &dyn Registry, request: &str, r: &Reference, look: Look) -> Result<Resolved> {
+async fn resolve(registry: &dyn Registry, key: &str, req: &ExportRequest, look: Look) -> Result<Resolved> {
+    let (request, r) = (req.request.as_str(), &req.reference);
     let repo = r.repository();
     let root = registry.manifest(repo, Target::of(r)).await?;
     let mut manifests = Vec::new();
@@ -485,7 +668,7 @@ async fn resolve(registry: &dyn Registry, request: &str, r: &Reference, look: Lo
     let created = annotation(&root.bytes, "org.opencontainers.image.created");
     let artifact = Artifact {
         request: request.to_string(),
-        registry: Some(registry.name()),
+        registry: Some(key.to_string()),
         repository: repo.to_string(),
         tag: r.tag().map(str::to_string),
         digest: root.digest.clone(),
@@ -495,7 +678,7 @@ async fn resolve(registry: &dyn Registry, request: &str, r: &Reference, look: Lo
         blobs: blobs.iter().map(|(b, _)| b.digest.clone()).collect(),
         platforms: Vec::new(),
     };
-    let api_referrers = match look.referrers {
+    let api_referrers = match look.referrers && req.referrers {
         true => {
             stream::iter(&artifact.manifests)
                 .map(|d| async move { (d.clone(), registry.referrers(repo, d).await.unwrap_or_default()) })
@@ -505,7 +688,16 @@ async fn resolve(registry: &dyn Registry, request: &str, r: &Reference, look: Lo
         }
         false => Vec::new(),
     };
-    Ok(Resolved { request: request.to_string(), artifact, manifests, blobs, created, api_referrers })
+    Ok(Resolved {
+        request: request.to_string(),
+        registry: key.to_string(),
+        referrers: req.referrers,
+        artifact,
+        manifests,
+        blobs,
+        created,
+        api_referrers,
+    })
 }
 
 /// Post-order walk: children are pushed before the index that lists them.

@@ -17,6 +17,7 @@ mod outcome;
 pub mod registry;
 mod report;
 mod secret;
+mod set;
 mod sink;
 pub mod store;
 pub mod temp;
@@ -24,12 +25,16 @@ mod verify;
 
 pub use copy::{copy, CopyOptions, CopyReport, Overwrite};
 pub use error::{Category, Hint, Result, TransferError};
-pub use export::{export, parse_artifacts, ExportOptions, ExportReport, DEFAULT_MAX_ARTIFACTS};
+pub use export::{
+    check_limit, dry_run, export, parse_artifacts, ExportOptions, ExportPlan, ExportReport, PlannedArtifact,
+    SharedBlob, DEFAULT_MAX_ARTIFACTS,
+};
 pub use import::{import, ImportOptions, ImportReport};
 pub use outcome::{any_failed, ArtifactOutcome, Status};
 pub use registry::{ConnectOptions, Credentials, RawManifest, Registry, RegistryAddr, Target};
 pub use report::{Reporter, Silent};
 pub use secret::Secret;
+pub use set::{check_platform, requests_from_names, resolve as resolve_set, Entry, ExportRequest, SetFile, Sources};
 pub use sink::Compression;
 pub use store::{BlobInfo, BlobSink, BlobStore, BlobUrl, Expect, Location, StoreOptions};
 pub use verify::verify;

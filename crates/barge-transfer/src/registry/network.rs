@@ -69,7 +69,9 @@ impl NetworkRegistry {
         // only used when the server does not speak TLS at all.
         let plain_allowed = is_loopback(host) || opts.insecure.iter().any(|h| h == host);
         let probe = probe_client(extra.first().map(|c| c.data.as_slice()))?;
-        let (plain, challenge) = choose_protocol(&probe, host, plain_allowed).await?;
+        // Docker Hub's API is not on `docker.io` itself (oci-client knows this for its own requests).
+        let api = if host == barge_bundle::DOCKER_HUB { "registry-1.docker.io" } else { host };
+        let (plain, challenge) = choose_protocol(&probe, api, plain_allowed).await?;
         let config = || config_for(plain);
         let login = match &opts.credentials {
             Some(c) => Some(Login::Password(c.clone())),
@@ -83,9 +85,9 @@ impl NetworkRegistry {
                 // whether that realm may have them.
                 let challenge = match challenge {
                     Some(c) => c,
-                    None => fetch_challenge(&probe, if plain { "http" } else { "https" }, host).await?,
+                    None => fetch_challenge(&probe, if plain { "http" } else { "https" }, api).await?,
                 };
-                check_realm(host, plain_allowed, challenge.as_deref(), &opts.insecure)?;
+                check_realm(api, plain_allowed, challenge.as_deref(), &opts.insecure)?;
                 match login {
                     Login::Password(c) => RegistryAuth::Basic(c.username, c.password.expose().to_string()),
                     Login::IdentityToken(refresh) => {

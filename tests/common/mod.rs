@@ -196,3 +196,9 @@ pub fn barge_in(state: &str, env: &[(String, String)], args: &[&str]) -> Run {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     barge_with(&full, &env, "")
 }
+
+/// Standard base64, for docker config `auth` entries.
+pub fn base64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}

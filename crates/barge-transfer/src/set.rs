@@ -55,6 +55,12 @@ impl Sources {
     }
 }
 
+/// The name a registry is known by in requests and the catalog: `--registry`
+/// as given, without `docker://` or a trailing `/`.
+pub fn registry_key(given: &str) -> String {
+    given.strip_prefix("docker://").unwrap_or(given).trim_end_matches('/').to_string()
+}
+
 /// Requests from artifact names: short names (`repo:tag`) of `registry` when
 /// one is given, else full references (`ghcr.io/org/app:v1`, `alpine`).
 pub fn requests_from_names(names: &[String], registry: Option<&str>, referrers: bool) -> Result<Vec<ExportRequest>> {
@@ -62,7 +68,7 @@ pub fn requests_from_names(names: &[String], registry: Option<&str>, referrers: 
     let mut out = Vec::new();
     for n in names {
         let parsed = match registry {
-            Some(r) => Reference::parse(n).map(|reference| (r.to_string(), reference)),
+            Some(r) => Reference::parse(n).map(|reference| (registry_key(r), reference)),
             None => FullReference::parse(n).map(|f| (f.registry().to_string(), f.reference().clone())),
         };
         match parsed {
@@ -167,9 +173,9 @@ impl Entry {
     fn check(e: RawEntry, i: usize, default_registry: Option<&str>) -> std::result::Result<Entry, String> {
         let (registry, repository) = match (e.registry.as_deref(), default_registry) {
             (Some(r), _) | (None, Some(r)) => {
-                let r = r.trim_end_matches('/');
                 crate::registry::RegistryAddr::parse(r).map_err(|err| format!(".registry: {err}"))?;
-                let r = if r == "index.docker.io" { DOCKER_HUB } else { r };
+                let r = registry_key(r);
+                let r = if r == "index.docker.io" { DOCKER_HUB } else { r.as_str() };
                 let repo = match r == DOCKER_HUB && !e.repository.contains('/') {
                     true => format!("library/{}", e.repository),
                     false => e.repository.clone(),

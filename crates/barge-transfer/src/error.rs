@@ -62,6 +62,9 @@ pub enum TransferError {
     InvalidLocation(String),
     #[error("repository {repo:?}: {why}")]
     InvalidRepository { repo: String, why: String },
+    /// Where import would place an artifact (a map, a prefix, or the name they give): the whole message.
+    #[error("{0}")]
+    InvalidPlacement(String),
     /// A CA certificate file that is not PEM.
     #[error("{path} is not a PEM file of certificates: {why}")]
     InvalidCaFile { path: String, why: String },
@@ -169,6 +172,7 @@ impl TransferError {
             | E::InvalidRegistryAddress(_)
             | E::InvalidLocation(_)
             | E::InvalidRepository { .. }
+            | E::InvalidPlacement(_)
             | E::InvalidCaFile { .. }
             | E::InvalidDockerConfig(_)
             | E::InvalidAccountKey(_)
@@ -295,9 +299,10 @@ mod tests {
             E::NoSpace(_) => 34,
             E::Io { .. } => 35,
             E::Internal(_) => 36,
+            E::InvalidPlacement(_) => 37,
         }
     }
-    const VARIANTS: usize = 37;
+    const VARIANTS: usize = 38;
 
     /// One error of every variant (two of the wrappers and of `Bundle`), its category and hint.
     fn every_variant() -> Vec<(TransferError, Category, Option<Hint>)> {
@@ -317,6 +322,7 @@ mod tests {
             (E::InvalidRegistryAddress(s("registry \"a/b\" is neither")), Usage, None),
             (E::InvalidLocation(s("https://x/c: no container")), Usage, None),
             (E::InvalidRepository { repo: s("A"), why: s("lowercase") }, Usage, None),
+            (E::InvalidPlacement(s("map \"a=B\": the destination \"B\": lowercase")), Usage, None),
             (E::InvalidCaFile { path: s("/ca.pem"), why: s("no PEM") }, Usage, None),
             (E::InvalidDockerConfig(s("config.json is not a valid docker config")), Usage, None),
             (E::InvalidAccountKey(s("the key is not base64")), Usage, None),

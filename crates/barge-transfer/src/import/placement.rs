@@ -261,11 +261,13 @@ mod tests {
     }
 
     /// (registry, repository, maps, prefix) -> the target repository, or an error containing the text given.
+    type Row<'a> = (Option<&'a str>, &'a str, Vec<&'a str>, Option<&'a str>, std::result::Result<&'a str, &'a str>);
+
     #[test]
     fn where_an_artifact_lands() {
         let hub = Some("docker.io");
         let long = "a".repeat(250);
-        let table: Vec<(Option<&str>, &str, Vec<&str>, Option<&str>, std::result::Result<&str, &str>)> = vec![
+        let table: Vec<Row> = vec![
             (hub, "library/alpine", vec![], None, Ok("library/alpine")),
             (hub, "library/alpine", vec![], Some("mirror"), Ok("mirror/library/alpine")),
             (hub, "library/alpine", vec![], Some("a/b"), Ok("a/b/library/alpine")),

@@ -182,12 +182,11 @@ pub fn check_placement(
         .enumerate()
         .map(|(i, m)| barge_transfer::Map::parse(m).map_err(|e| invalid(format!("{map_field}[{i}]: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
-    let field = if prefix.is_some_and(|p| barge_transfer::Placement::new(Some(p), vec![]).is_err()) {
-        prefix_field
-    } else {
-        map_field
-    };
-    barge_transfer::Placement::new(prefix, maps).map_err(|e| invalid(format!("{field}: {e}")))
+    if let Some(p) = prefix {
+        barge_transfer::Placement::new(Some(p), vec![]).map_err(|e| invalid(format!("{prefix_field}: {e}")))?;
+    }
+    // What is left to refuse: two maps of one SRC.
+    barge_transfer::Placement::new(prefix, maps).map_err(|e| invalid(format!("{map_field}: {e}")))
 }
 
 fn enabled() -> Trigger {

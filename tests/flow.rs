@@ -444,3 +444,75 @@ fn progress_without_a_terminal_is_a_status_line() {
     assert_eq!(q.code, 0, "{}", q.stderr);
     assert!(!q.stderr.contains("barge: importing"), "{}", q.stderr);
 }
+
+/// `--prefix` and `--map` place the artifacts where asked: skopeo finds each at its new path with its digest,
+/// `--output json` names it as `target`; a placement that gives a bad name, or two artifacts one tag, writes nothing.
+#[test]
+fn prefix_and_map_place_the_artifacts() {
+    let w = Work::new();
+    export(&w, "store-a/bundle", &[]);
+    let bundle = w.s("store-a/bundle");
+    let import = |dst: &str, extra: &[&str], code: i32| {
+        let reg = w.reg(dst);
+        let mut args = vec!["import", "--output", "json", &bundle, "--registry", &reg];
+        args.extend_from_slice(extra);
+        barge_ok(&args, code)
+    };
+    let placed = [
+        (
+            "dst-prefix",
+            &["--prefix", "mirror/team"][..],
+            [
+                "mirror/team/samples/hello-world:v1",
+                "mirror/team/samples/multiarch:v1",
+                "mirror/team/library/tools:latest",
+            ],
+        ),
+        (
+            "dst-map",
+            &["--map", "samples=apps", "--map", "samples/multiarch=multi", "--map", "library=", "--prefix", "p"][..],
+            ["p/apps/hello-world:v1", "p/multi:v1", "p/tools:latest"],
+        ),
+    ];
+    for (dst, extra, targets) in placed {
+        let j = import(dst, extra, 0).json();
+        let artifacts = j["artifacts"].as_array().unwrap();
+        for (source, target) in
+            ["samples/hello-world:v1", "samples/multiarch:v1", "library/tools:latest"].iter().zip(targets)
+        {
+            let a = artifacts.iter().find(|a| a["artifact"] == *source).unwrap_or_else(|| panic!("{source}: {j}"));
+            assert_eq!(a["target"], target, "{j}");
+            let raw = skopeo_raw(&format!("oci:{}/{target}", w.s(dst)));
+            assert_eq!(raw, skopeo_raw(&format!("oci:{}/{source}", w.s("src"))), "{extra:?}: {target}");
+            assert_eq!(a["digest"], format!("sha256:{}", sha256_hex(&raw)), "{j}");
+        }
+        assert!(!w.path(dst).join("samples").exists(), "{extra:?}: something was written under the bundle's names");
+    }
+    // The text output says where each went; a re-import finds them there.
+    let r = barge_ok(&["import", &bundle, "--registry", &w.reg("dst-prefix"), "--prefix", "mirror/team"], 0);
+    assert!(r.stdout.contains("unchanged samples/multiarch:v1 -> mirror/team/samples/multiarch:v1"), "{}", r.stdout);
+    // Without a placement, `target` is the bundle's own name and the text is as it was.
+    let r = barge_ok(&["import", &bundle, "--registry", &w.reg("dst-plain")], 0);
+    assert!(r.stdout.contains("imported  samples/hello-world:v1 sha256:") && !r.stdout.contains("->"), "{}", r.stdout);
+
+    // Refused before any write, exit 2, naming the artifact, the name and the map.
+    for (extra, wants) in [
+        (
+            &["--map", "samples/hello-world="][..],
+            &["samples/hello-world:v1", "samples/hello-world=", "empty repository name"][..],
+        ),
+        (
+            &["--map", "samples/hello-world=x", "--map", "samples/multiarch=x"][..],
+            &["x:v1", "samples/hello-world=x", "samples/multiarch=x", "different digests"][..],
+        ),
+        (&["--map", "samples=Apps"][..], &["samples=Apps", "lowercase"][..]),
+        (&["--prefix", "/abs"][..], &["prefix", "/abs"][..]),
+    ] {
+        let r = import("dst-refused", extra, 2);
+        let error = r.json()["error"].as_str().unwrap_or_default().to_string();
+        for want in wants {
+            assert!(error.contains(want) && !error.contains('\n'), "{extra:?}: {want}: {}", r.stdout);
+        }
+        assert!(snapshot(&w.path("dst-refused")).is_empty(), "{extra:?}: a refused import wrote something");
+    }
+}

@@ -690,3 +690,72 @@ fn a_pipeline_reaches_a_registry_with_a_private_ca() {
     assert_eq!(watched.len(), 1, "{watched:#?}");
     assert_eq!(watched[0]["properties"]["response"]["status"], "Succeeded", "{:#}", watched[0]);
 }
+
+/// An import pipeline's repositoryPrefix and repositoryMap (az's flat shape, stored nested): the trigger's run
+/// places the artifact there, and its record names where. Bad values and an export pipeline that has them are
+/// refused, naming the field; `pipeline import create` takes them as --prefix and --map.
+#[test]
+fn an_import_pipeline_places_artifacts_under_its_prefix_and_maps() {
+    let w = Work::new();
+    let state = w.s("state");
+    let ok = |args: &[&str]| {
+        let r = barge_in(&state, &[], args);
+        assert_eq!(r.code, 0, "barge {args:?}\nstdout: {}\nstderr: {}", r.stdout, r.stderr);
+        r
+    };
+    std::fs::create_dir_all(w.path("bundles")).unwrap();
+    barge_ok(&["export", "--registry", &w.reg("src"), "--to", &w.s("bundles/b.tar"), "samples/hello-world:v1"], 0);
+    let doc = |kind: &str, placement: serde_json::Value| {
+        let mut d = serde_json::json!({"type": kind, "name": "imp", "registry": w.reg("dst"),
+            "source": {"type": "AzureStorageBlobContainer", "uri": w.s("bundles")},
+            "target": {"type": "AzureStorageBlobContainer", "uri": w.s("bundles")}});
+        d.as_object_mut().unwrap().extend(placement.as_object().unwrap().clone());
+        std::fs::write(w.path("p.json"), d.to_string()).unwrap();
+        barge_in(&state, &[], &["pipeline", "apply", "-f", &w.s("p.json")])
+    };
+    for (kind, placement, field) in [
+        ("importPipelines", serde_json::json!({"repositoryMap": ["samples=Apps"]}), "properties.repositoryMap[0]"),
+        ("importPipelines", serde_json::json!({"repositoryMap": "samples=apps"}), "properties.repositoryMap"),
+        ("importPipelines", serde_json::json!({"repositoryPrefix": "/x"}), "properties.repositoryPrefix"),
+        ("exportPipelines", serde_json::json!({"repositoryPrefix": "mirror"}), "properties.repositoryPrefix"),
+    ] {
+        let r = doc(kind, placement.clone());
+        assert_eq!(r.code, 2, "{placement}: {}", r.stderr);
+        assert!(r.stderr.contains(field), "{placement}: {}", r.stderr);
+    }
+    let r = barge_in(&state, &[], &["pipeline", "list"]);
+    assert!(!r.stdout.contains("imp"), "a refused pipeline was stored: {}", r.stdout);
+    let r =
+        doc("importPipelines", serde_json::json!({"repositoryPrefix": "mirror", "repositoryMap": ["samples=apps"]}));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let shown = ok(&["--output", "json", "pipeline", "show", "imp"]).json();
+    assert_eq!(shown["properties"]["repositoryPrefix"], "mirror", "{shown}");
+    assert_eq!(shown["properties"]["repositoryMap"], serde_json::json!(["samples=apps"]), "{shown}");
+
+    ok(&["watch", "--once"]);
+    let target = "mirror/apps/hello-world:v1";
+    let raw = skopeo_raw(&format!("oci:{}/{target}", w.s("dst")));
+    assert_eq!(raw, skopeo_raw(&format!("oci:{}/samples/hello-world:v1", w.s("src"))));
+    assert!(!w.path("dst/samples").exists());
+    let runs = ok(&["--output", "json", "run", "list"]).json();
+    let resp = &runs["runs"][0]["properties"]["response"];
+    assert_eq!(resp["status"], "Succeeded", "{runs}");
+    assert_eq!(resp["importedArtifacts"], serde_json::json!([target]), "{resp}");
+    assert_eq!(resp["artifacts"][0]["artifact"], "samples/hello-world:v1", "{resp}");
+    assert_eq!(resp["artifacts"][0]["target"], target, "{resp}");
+
+    // The command line: the same checks, the same fields.
+    let create = |extra: &[&str]| {
+        let (reg, uri) = (w.reg("dst2"), w.s("bundles"));
+        let mut args =
+            vec!["pipeline", "import", "create", "imp2", "--registry", &reg, "--storage-container-uri", &uri];
+        args.extend_from_slice(extra);
+        barge_in(&state, &[], &args)
+    };
+    let r = create(&["--map", "samples"]);
+    assert!(r.code == 2 && r.stderr.contains("--map") && r.stderr.contains("SRC=DST"), "{}", r.stderr);
+    assert_eq!(create(&["--prefix", "m", "--map", "a=b", "--map", "c="]).code, 0);
+    let shown = ok(&["--output", "json", "pipeline", "show", "imp2"]).json();
+    assert_eq!(shown["properties"]["repositoryPrefix"], "m", "{shown}");
+    assert_eq!(shown["properties"]["repositoryMap"], serde_json::json!(["a=b", "c="]), "{shown}");
+}

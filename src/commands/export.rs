@@ -245,7 +245,14 @@ mod tests {
     use barge_transfer::ArtifactOutcome;
 
     fn ok(artifact: &str) -> ArtifactOutcome {
-        ArtifactOutcome { artifact: artifact.into(), digest: None, status: Status::Succeeded, error: None, hint: None }
+        ArtifactOutcome {
+            artifact: artifact.into(),
+            digest: None,
+            target: None,
+            status: Status::Succeeded,
+            error: None,
+            hint: None,
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `barge import`: a bundle into a registry, every digest verified (ACR: an ImportPipeline run).
 
 use barge_bundle::Digest;
-use barge_transfer::{any_failed, ImportOptions, ImportReport, RegistryAddr, Status};
+use barge_transfer::{any_failed, ImportOptions, ImportReport, Map, Placement, RegistryAddr, Status};
 
 use super::{human, parse_digest, Connect, Done, Global};
 use crate::progress::Bars;
@@ -28,6 +28,18 @@ pub struct Args {
     /// Refuse the bundle unless its sha256 is this.
     #[arg(long, value_parser = parse_digest)]
     catalog_digest: Option<Digest>,
+    /// Put every artifact under this repository path (`mirror` makes `library/alpine` `mirror/library/alpine`).
+    #[arg(long, value_name = "PATH")]
+    prefix: Option<String>,
+    /// Rewrite repository paths that start with SRC (whole components) to start with DST; repeatable, the longest
+    /// match wins. A SRC that starts with a registry host (`docker.io/library=hub`) matches only artifacts exported
+    /// from that registry. Applied before --prefix.
+    #[arg(long = "map", value_name = "SRC=DST", value_parser = parse_map)]
+    maps: Vec<Map>,
+}
+
+fn parse_map(s: &str) -> Result<Map, String> {
+    Map::parse(s).map_err(|e| e.to_string())
 }
 
 pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
@@ -35,6 +47,7 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
         let why = "standard input (`-`) cannot be deleted; drop --delete-source-blob-on-success";
         return Err(barge_transfer::TransferError::InvalidLocation(why.into()).into());
     }
+    let placement = Placement::new(a.prefix.as_deref(), a.maps.clone())?;
     let registry = RegistryAddr::parse(&a.registry)?.open_for_writing(&a.connect.options()?).await?;
     let src = g.store(&a.source, a.connect.concurrency)?;
     let opts = ImportOptions {
@@ -45,6 +58,7 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
         // A local bundle is hashed whole only for --catalog-digest; a stream always is.
         report_catalog_digest: false,
         concurrency: a.connect.concurrency,
+        placement,
     };
     let r = barge_transfer::import(src.into(), registry, &opts, bars).await?;
     Ok(Done { text: text(&r), partial: any_failed(&r.artifacts), json: serde_json::to_value(&r)? })
@@ -59,6 +73,9 @@ fn text(r: &ImportReport) -> String {
             Status::Failed => "failed   ",
         };
         text += &format!("{status} {}", a.artifact);
+        if let Some(t) = a.target.as_ref().filter(|t| **t != a.artifact) {
+            text += &format!(" -> {t}");
+        }
         if let Some(e) = &a.error {
             text += &format!(": {e}");
         } else if let Some(d) = &a.digest {

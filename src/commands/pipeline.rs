@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use barge_pipeline::pipelines::{delete_pipeline, list_pipelines, load_document, save_document, save_pipeline};
 use barge_pipeline::resource::{
-    parse_options, ExportOption, ExportProperties, ImportOption, ImportProperties, SourceTrigger, StorageRef, Trigger,
-    TriggerStatus, EXPORT_OPTIONS, IMPORT_OPTIONS,
+    check_placement, parse_options, ExportOption, ExportProperties, ImportOption, ImportProperties, SourceTrigger,
+    StorageRef, Trigger, TriggerStatus, EXPORT_OPTIONS, IMPORT_OPTIONS,
 };
 use barge_pipeline::{Pipeline, PipelineError, StateStore};
 use clap::{Args, Subcommand, ValueEnum};
@@ -90,7 +90,20 @@ pub enum CreateImport {
         /// OverwriteTags, DeleteSourceBlobOnSuccess, ContinueOnErrors.
         #[arg(long, num_args = 1..)]
         options: Vec<String>,
+        #[command(flatten)]
+        placement: PlacementArgs,
     },
+}
+
+/// Where an import pipeline's runs write the artifacts (properties.repositoryPrefix and repositoryMap).
+#[derive(Args)]
+pub struct PlacementArgs {
+    /// Put every artifact under this repository path, as `barge import --prefix`.
+    #[arg(long, value_name = "PATH")]
+    prefix: Option<String>,
+    /// Rewrite repository paths starting with SRC to start with DST, as `barge import --map`; repeatable.
+    #[arg(long = "map", value_name = "SRC=DST")]
+    maps: Vec<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -113,8 +126,14 @@ fn export_pipeline(common: &Common, options: &[String]) -> anyhow::Result<Pipeli
     Ok(Pipeline::Export { name: common.name.clone(), properties })
 }
 
-fn import_pipeline(common: &Common, trigger: Trig, options: &[String]) -> anyhow::Result<Pipeline> {
+fn import_pipeline(
+    common: &Common,
+    trigger: Trig,
+    options: &[String],
+    placement: &PlacementArgs,
+) -> anyhow::Result<Pipeline> {
     let options = parse_options::<ImportOption>("import", IMPORT_OPTIONS, "--options", options)?;
+    check_placement(placement.prefix.as_deref(), &placement.maps, "--prefix", "--map")?;
     let status = match trigger {
         Trig::Enabled => TriggerStatus::Enabled,
         Trig::Disabled => TriggerStatus::Disabled,
@@ -124,6 +143,8 @@ fn import_pipeline(common: &Common, trigger: Trig, options: &[String]) -> anyhow
         source: storage(common),
         trigger: Trigger { source_trigger: SourceTrigger { status } },
         options,
+        repository_prefix: placement.prefix.clone(),
+        repository_map: placement.maps.clone(),
     };
     Ok(Pipeline::Import { name: common.name.clone(), properties })
 }
@@ -177,8 +198,8 @@ pub async fn run(state: &dyn StateStore, cmd: &PipelineCmd) -> anyhow::Result<Do
         PipelineCmd::Export { cmd: CreateExport::Create { common, options } } => {
             save(state, export_pipeline(common, options)?).await
         }
-        PipelineCmd::Import { cmd: CreateImport::Create { common, source_trigger, options } } => {
-            save(state, import_pipeline(common, *source_trigger, options)?).await
+        PipelineCmd::Import { cmd: CreateImport::Create { common, source_trigger, options, placement } } => {
+            save(state, import_pipeline(common, *source_trigger, options, placement)?).await
         }
         PipelineCmd::Apply { file, registry } => apply(state, file, registry.as_deref()).await,
         PipelineCmd::List => list(state).await,

@@ -151,6 +151,42 @@ pub struct ImportProperties {
     pub trigger: Trigger,
     #[serde(default)]
     pub options: Vec<ImportOption>,
+    /// barge's: every artifact is written under this repository path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_prefix: Option<String>,
+    /// barge's: repository path rewrites, `SRC=DST` each, as `barge import --map` takes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repository_map: Vec<String>,
+}
+
+impl ImportProperties {
+    /// Where the run places the artifacts, parsed as the pipeline was checked.
+    pub fn placement(&self) -> Result<barge_transfer::Placement, PipelineError> {
+        check_placement(self.repository_prefix.as_deref(), &self.repository_map, PREFIX_FIELD, MAP_FIELD)
+    }
+}
+
+const PREFIX_FIELD: &str = "properties.repositoryPrefix";
+const MAP_FIELD: &str = "properties.repositoryMap";
+
+/// An import pipeline's prefix and maps, parsed; an error names the field
+/// (`prefix_field`, `map_field[i]`) and the value (these are never secrets).
+pub fn check_placement(
+    prefix: Option<&str>,
+    maps: &[String],
+    prefix_field: &str,
+    map_field: &str,
+) -> Result<barge_transfer::Placement, PipelineError> {
+    let maps = maps
+        .iter()
+        .enumerate()
+        .map(|(i, m)| barge_transfer::Map::parse(m).map_err(|e| invalid(format!("{map_field}[{i}]: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(p) = prefix {
+        barge_transfer::Placement::new(Some(p), vec![]).map_err(|e| invalid(format!("{prefix_field}: {e}")))?;
+    }
+    // What is left to refuse: two maps of one SRC.
+    barge_transfer::Placement::new(prefix, maps).map_err(|e| invalid(format!("{map_field}: {e}")))
 }
 
 fn enabled() -> Trigger {
@@ -212,7 +248,19 @@ impl Pipeline {
             _ => return Err(field_error("type", &format!("\"{EXPORT_TYPE}\" or \"{IMPORT_TYPE}\""))),
         };
         v["type"] = Value::from(if kind == "export" { EXPORT_TYPE } else { IMPORT_TYPE });
-        nest(&mut v, &["registry", "target", "source", "trigger", "options", "provisioningState"]);
+        nest(
+            &mut v,
+            &[
+                "registry",
+                "target",
+                "source",
+                "trigger",
+                "options",
+                "provisioningState",
+                "repositoryPrefix",
+                "repositoryMap",
+            ],
+        );
         // An ARM template names a child resource REG/NAME.
         if let Some((_, name)) = v.get("name").and_then(Value::as_str).and_then(|n| n.split_once('/')) {
             v["name"] = Value::from(name);
@@ -236,6 +284,9 @@ impl Pipeline {
             Pipeline::Import { properties, .. } => (&properties.registry, &properties.source, "properties.source"),
         };
         check_registry(registry)?;
+        if let Pipeline::Import { properties, .. } = self {
+            properties.placement()?;
+        }
         if storage.uri.contains('?') {
             return Err(invalid(format!(
                 "{field}.uri must not carry a SAS; give a secret reference (secretUri: env:NAME or file:PATH, \
@@ -433,6 +484,7 @@ fn check_shape(v: &Value, kind: &str) -> Result<(), PipelineError> {
         }
         Some(_) => return Err(field_error("properties.options", "a list of option names")),
     }
+    check_placement_shape(props, kind)?;
     if kind == "import" {
         if let Some(t) = props.get("trigger") {
             let t = object(Some(t), "properties.trigger")?;
@@ -441,6 +493,32 @@ fn check_shape(v: &Value, kind: &str) -> Result<(), PipelineError> {
                 return Err(field_error("properties.trigger.sourceTrigger.status", "\"Enabled\" or \"Disabled\""));
             }
         }
+    }
+    Ok(())
+}
+
+/// An import pipeline's `repositoryPrefix` (a string) and `repositoryMap` (a
+/// list of strings); an export pipeline has neither.
+fn check_placement_shape(props: &serde_json::Map<String, Value>, kind: &str) -> Result<(), PipelineError> {
+    for field in ["repositoryPrefix", "repositoryMap"] {
+        if kind == "export" && props.contains_key(field) {
+            return Err(invalid(format!(
+                "properties.{field} belongs to an import pipeline: an export takes artifacts where they are"
+            )));
+        }
+    }
+    match props.get("repositoryPrefix") {
+        None | Some(Value::String(_)) => {}
+        Some(_) => return Err(field_error(PREFIX_FIELD, "a string (a repository path)")),
+    }
+    match props.get("repositoryMap") {
+        None => {}
+        Some(Value::Array(a)) => {
+            if let Some(i) = a.iter().position(|m| !m.is_string()) {
+                return Err(field_error(&format!("{MAP_FIELD}[{i}]"), "a string (SRC=DST)"));
+            }
+        }
+        Some(_) => return Err(field_error(MAP_FIELD, "a list of SRC=DST strings")),
     }
     Ok(())
 }

@@ -404,10 +404,17 @@ async fn import(
         // The run record names the bundle it imported.
         report_catalog_digest: true,
         concurrency: opts.concurrency,
+        placement: properties.placement()?,
     };
     let r = barge_transfer::import(source.clone(), registry, &import_opts, progress).await?;
     let delete = properties.options.contains(&ImportOption::DeleteSourceBlobOnSuccess).then_some((source, info.etag));
-    let imported = r.artifacts.iter().filter(|a| a.status != Status::Failed).map(|a| a.artifact.clone()).collect();
+    // Named as they are in the target (where a prefix or a map placed them).
+    let imported = r
+        .artifacts
+        .iter()
+        .filter(|a| a.status != Status::Failed)
+        .map(|a| a.target.clone().unwrap_or_else(|| a.artifact.clone()))
+        .collect();
     Ok(Outcome { artifacts: r.artifacts, imported, catalog_digest: r.catalog_digest.map(|d| d.to_string()), delete })
 }
 
@@ -453,6 +460,8 @@ pub(crate) mod tests {
                 source: local(&d.join("bundles")),
                 trigger,
                 options: vec![],
+                repository_prefix: None,
+                repository_map: vec![],
             },
         };
         crate::pipelines::save_pipeline(&state, &exp).await.unwrap();

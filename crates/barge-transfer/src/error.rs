@@ -68,6 +68,9 @@ pub enum TransferError {
     InvalidLocation(String),
     #[error("repository {repo:?}: {why}")]
     InvalidRepository { repo: String, why: String },
+    /// Where import would place an artifact (a map, a prefix, or the name they give): the whole message.
+    #[error("{0}")]
+    InvalidPlacement(String),
     /// A CA certificate file that is not PEM.
     #[error("{path} is not a PEM file of certificates: {why}")]
     InvalidCaFile { path: String, why: String },
@@ -177,6 +180,7 @@ impl TransferError {
             | E::InvalidRegistryAddress(_)
             | E::InvalidLocation(_)
             | E::InvalidRepository { .. }
+            | E::InvalidPlacement(_)
             | E::InvalidCaFile { .. }
             | E::InvalidDockerConfig(_)
             | E::InvalidAccountKey(_)
@@ -305,9 +309,10 @@ mod tests {
             E::Internal(_) => 36,
             E::InvalidSet(_) => 37,
             E::SameName { .. } => 38,
+            E::InvalidPlacement(_) => 39,
         }
     }
-    const VARIANTS: usize = 39;
+    const VARIANTS: usize = 40;
 
     /// One error of every variant (two of the wrappers and of `Bundle`), its category and hint.
     fn every_variant() -> Vec<(TransferError, Category, Option<Hint>)> {
@@ -330,6 +335,7 @@ mod tests {
             (E::InvalidRegistryAddress(s("registry \"a/b\" is neither")), Usage, None),
             (E::InvalidLocation(s("https://x/c: no container")), Usage, None),
             (E::InvalidRepository { repo: s("A"), why: s("lowercase") }, Usage, None),
+            (E::InvalidPlacement(s("map \"a=B\": the destination \"B\": lowercase")), Usage, None),
             (E::InvalidCaFile { path: s("/ca.pem"), why: s("no PEM") }, Usage, None),
             (E::InvalidDockerConfig(s("config.json is not a valid docker config")), Usage, None),
             (E::InvalidAccountKey(s("the key is not base64")), Usage, None),

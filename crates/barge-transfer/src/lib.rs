@@ -29,7 +29,7 @@ pub use export::{
     check_limit, dry_run, export, parse_artifacts, ExportOptions, ExportPlan, ExportReport, PlannedArtifact,
     SharedBlob, DEFAULT_MAX_ARTIFACTS,
 };
-pub use import::{import, ImportOptions, ImportReport};
+pub use import::{import, ImportOptions, ImportReport, Map, Placement};
 pub use outcome::{any_failed, ArtifactOutcome, Status};
 pub use registry::{ConnectOptions, Credentials, RawManifest, Registry, RegistryAddr, Target};
 pub use report::{Reporter, Silent};

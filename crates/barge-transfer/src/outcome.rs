@@ -19,6 +19,10 @@ pub struct ArtifactOutcome {
     pub artifact: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<Digest>,
+    /// Import: where it was written in the target, `repository:tag` or
+    /// `repository@digest` (another name than `artifact` under a prefix or a map).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     pub status: Status,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -30,13 +34,14 @@ pub struct ArtifactOutcome {
 impl ArtifactOutcome {
     /// A transfer that worked (`Succeeded`) or had nothing to do (`Unchanged`).
     pub fn done(artifact: String, digest: Digest, status: Status) -> ArtifactOutcome {
-        ArtifactOutcome { artifact, digest: Some(digest), status, error: None, hint: None }
+        ArtifactOutcome { artifact, digest: Some(digest), target: None, status, error: None, hint: None }
     }
 
     pub fn failed(artifact: &str, error: &crate::TransferError) -> ArtifactOutcome {
         ArtifactOutcome {
             artifact: artifact.to_string(),
             digest: None,
+            target: None,
             status: Status::Failed,
             error: Some(error.to_string()),
             hint: error.hint(),

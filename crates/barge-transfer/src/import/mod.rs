@@ -7,12 +7,14 @@
 //! `verify` applies: every manifest and every artifact's closure is checked
 //! before the first config or layer is written.
 //!
-//! The phases, one file each: `preflight` (what is there, what may move; no
+//! The phases, one file each: `placement` (where each artifact goes in the
+//! target, decided once from the catalog), `preflight` (what is there, what may move; no
 //! writes), `pass` (the one sequential pass and its uploader), `publish`
 //! (manifests, children first, tags last); `source` is the stream the pass
 //! reads. Clean-up (DeleteSourceBlobOnSuccess) ends [`import`].
 
 mod pass;
+mod placement;
 mod preflight;
 mod publish;
 mod source;
@@ -28,6 +30,7 @@ use crate::report::Reporter;
 use crate::store::{BlobInfo, BlobStore};
 use crate::{Result, TransferError};
 use pass::{Pass, Passed};
+pub use placement::{Map, Placement};
 use publish::publish;
 use source::Source;
 
@@ -42,6 +45,8 @@ pub struct ImportOptions {
     /// hashed as it passes anyway; a re-readable bundle is then hashed whole first.
     pub report_catalog_digest: bool,
     pub concurrency: usize,
+    /// Where the artifacts go in the target: a prefix and repository maps.
+    pub placement: Placement,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -84,7 +89,14 @@ pub async fn import(
     }
     report.catalog_digest = hashed_first.or(digest);
     report.blobs_present = plan.present;
+    let targets = plan.target_names(&catalog);
     publish(registry.as_ref(), &catalog, plan, &manifests, opts, &mut report).await?;
+    if report.artifacts.len() != targets.len() {
+        return Err(TransferError::Internal("an import reported another number of artifacts than its catalog has"));
+    }
+    for (outcome, target) in report.artifacts.iter_mut().zip(targets) {
+        outcome.target = Some(target);
+    }
     if opts.delete_source_on_success && !any_failed(&report.artifacts) {
         match source.delete(Some(&info.etag)).await {
             Ok(()) => report.source_deleted = true,

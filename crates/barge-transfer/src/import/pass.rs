@@ -168,7 +168,9 @@ impl<'a> Pass<'a> {
         match what {
             Data::Meta(Meta::Catalog) => {
                 let catalog = self.reader.catalog().ok_or_else(|| corrupt("a catalog that did not parse"))?;
-                self.plan = Some(preflight(self.registry.as_ref(), catalog, self.opts).await?);
+                // Where each artifact goes, decided once, before the pre-flight reads the target.
+                let targets = self.opts.placement.targets(catalog)?;
+                self.plan = Some(preflight(self.registry.as_ref(), catalog, targets, self.opts).await?);
             }
             Data::Manifest(i) => {
                 let b = self.reader.blob(i).ok_or_else(|| corrupt("a manifest the catalog lacks"))?;

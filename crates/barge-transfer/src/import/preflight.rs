@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use barge_bundle::{Catalog, Digest};
 use futures::stream::{self, StreamExt};
 
+use super::placement::target_name;
 use super::ImportOptions;
 use crate::outcome::{ArtifactOutcome, Status};
 use crate::registry::Registry;
@@ -12,6 +13,8 @@ use crate::{Result, TransferError};
 
 /// What the pre-flight decided, before any write.
 pub(super) struct Plan {
+    /// Per catalog artifact: the repository it is written to in the target.
+    pub(super) targets: Vec<String>,
     /// Per catalog artifact: `None` to import, `Some(status)` when settled already.
     pub(super) settled: Vec<Option<Status>>,
     pub(super) outcomes: BTreeMap<usize, ArtifactOutcome>,
@@ -20,18 +23,24 @@ pub(super) struct Plan {
     pub(super) present: usize,
 }
 
-pub(super) async fn preflight(registry: &dyn Registry, catalog: &Catalog, opts: &ImportOptions) -> Result<Plan> {
+pub(super) async fn preflight(
+    registry: &dyn Registry,
+    catalog: &Catalog,
+    targets: Vec<String>,
+    opts: &ImportOptions,
+) -> Result<Plan> {
     let mut plan = Plan {
+        targets,
         settled: vec![None; catalog.artifacts.len()],
         outcomes: BTreeMap::new(),
         need: BTreeMap::new(),
         present: 0,
     };
-    let currents: Vec<Result<Option<Digest>>> = stream::iter(&catalog.artifacts)
-        .map(|a| async move {
+    let currents: Vec<Result<Option<Digest>>> = stream::iter(catalog.artifacts.iter().zip(&plan.targets))
+        .map(|(a, repo)| async move {
             match &a.tag {
-                Some(t) => registry.resolve_tag(&a.repository, t).await,
-                None => Ok(registry.has_manifest(&a.repository, &a.digest).await?.then(|| a.digest.clone())),
+                Some(t) => registry.resolve_tag(repo, t).await,
+                None => Ok(registry.has_manifest(repo, &a.digest).await?.then(|| a.digest.clone())),
             }
         })
         .buffered(opts.concurrency.max(1))
@@ -44,7 +53,8 @@ pub(super) async fn preflight(registry: &dyn Registry, catalog: &Catalog, opts: 
                 plan.outcomes.insert(i, ArtifactOutcome::done(a.ref_name(), d, Status::Unchanged));
             }
             Some(existing) if !opts.overwrite_tags => {
-                let e = TransferError::TagExists { reference: a.ref_name(), existing, wanted: a.digest.clone() };
+                let reference = target_name(&plan.targets[i], a);
+                let e = TransferError::TagExists { reference, existing, wanted: a.digest.clone() };
                 if !opts.continue_on_errors {
                     return Err(e);
                 }
@@ -57,9 +67,9 @@ pub(super) async fn preflight(registry: &dyn Registry, catalog: &Catalog, opts: 
     let pairs: BTreeSet<(Digest, String)> = catalog
         .artifacts
         .iter()
-        .zip(&plan.settled)
-        .filter(|(_, s)| s.is_none())
-        .flat_map(|(a, _)| a.blobs.iter().map(|d| (d.clone(), a.repository.clone())))
+        .zip(plan.settled.iter().zip(&plan.targets))
+        .filter(|(_, (s, _))| s.is_none())
+        .flat_map(|(a, (_, repo))| a.blobs.iter().map(|d| (d.clone(), repo.clone())))
         .collect();
     let checks: Vec<(Digest, String, Result<bool>)> = stream::iter(pairs)
         .map(|(d, repo)| async move {
@@ -80,4 +90,11 @@ pub(super) async fn preflight(registry: &dyn Registry, catalog: &Catalog, opts: 
         repos.sort();
     }
     Ok(plan)
+}
+
+impl Plan {
+    /// Per catalog artifact, its reference in the target (`repository:tag` or `repository@digest`).
+    pub(super) fn target_names(&self, catalog: &Catalog) -> Vec<String> {
+        catalog.artifacts.iter().zip(&self.targets).map(|(a, repo)| target_name(repo, a)).collect()
+    }
 }

@@ -24,8 +24,9 @@ pub(super) async fn publish(
     let mut outcomes = plan.outcomes;
     let pending: Vec<(usize, &barge_bundle::Artifact)> =
         catalog.artifacts.iter().enumerate().filter(|(i, _)| plan.settled[*i].is_none()).collect();
+    let targets = &plan.targets;
     let published: Vec<(usize, &barge_bundle::Artifact, Result<usize>)> = stream::iter(pending)
-        .map(|(i, a)| async move { (i, a, publish_one(registry, a, manifests, opts).await) })
+        .map(|(i, a)| async move { (i, a, publish_one(registry, a, &targets[i], manifests, opts).await) })
         .buffer_unordered(opts.concurrency.max(1))
         .collect()
         .await;
@@ -45,11 +46,13 @@ pub(super) async fn publish(
     Ok(())
 }
 
-/// One artifact's manifests, children first, then its tag. The reader has
-/// checked that the catalog's list is exactly what the manifests name.
+/// One artifact's manifests, children first, then its tag, in the target
+/// repository `repo`. The reader has checked that the catalog's list is
+/// exactly what the manifests name.
 async fn publish_one(
     registry: &dyn Registry,
     a: &barge_bundle::Artifact,
+    repo: &str,
     manifests: &BTreeMap<Digest, RawManifest>,
     opts: &ImportOptions,
 ) -> Result<usize> {
@@ -58,8 +61,8 @@ async fn publish_one(
         return Err(corrupt("an artifact without manifests"));
     };
     for d in children {
-        registry.push_manifest(&a.repository, get(d)?).await?;
+        registry.push_manifest(repo, get(d)?).await?;
     }
-    registry.set_tag(&a.repository, a.tag.as_deref(), get(root)?, opts.overwrite_tags).await?;
+    registry.set_tag(repo, a.tag.as_deref(), get(root)?, opts.overwrite_tags).await?;
     Ok(a.manifests.len())
 }

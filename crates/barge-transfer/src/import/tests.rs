@@ -136,3 +136,28 @@ async fn overwrite_tags_moves_the_conflicting_tag() {
     import(store, dst.clone(), &o, &Silent).await.unwrap();
     assert_eq!(dst.resolve_tag("a/two", "v1").await.unwrap(), wanted);
 }
+
+/// Under a placement every write (uploads, mounts, manifests, tags) goes to the target repository, and the
+/// pre-flight reads the target there: a second import finds everything and writes nothing.
+#[tokio::test]
+async fn a_placement_is_used_for_every_read_and_write_of_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let dst = Arc::new(MemoryRegistry::new());
+    let placement = crate::Placement::parse(Some("mirror"), &["a=apps".into(), "m/idx=idx".into()]).unwrap();
+    let o = ImportOptions { placement, ..opts() };
+    let r = import(bundle(source().await, dir.path()).await, dst.clone(), &o, &Silent).await.unwrap();
+    let targets: Vec<_> = r.artifacts.iter().map(|a| (a.artifact.as_str(), a.target.as_deref().unwrap())).collect();
+    assert_eq!(
+        targets,
+        [("a/one:v1", "mirror/apps/one:v1"), ("a/two:v1", "mirror/apps/two:v1"), ("m/idx:v1", "mirror/idx:v1")]
+    );
+    for w in dst.writes() {
+        let (Write::Blob(repo, _) | Write::Mount(repo, _) | Write::Manifest(repo, _) | Write::Tag(repo, ..)) = &w;
+        assert!(["mirror/apps/one", "mirror/apps/two", "mirror/idx"].contains(&repo.as_str()), "{w:?}");
+    }
+    assert!(dst.resolve_tag("mirror/idx", "v1").await.unwrap().is_some());
+    let before = dst.writes().len();
+    let r = import(bundle(source().await, dir.path()).await, dst.clone(), &o, &Silent).await.unwrap();
+    assert!(r.artifacts.iter().all(|a| a.status == Status::Unchanged), "{:?}", r.artifacts);
+    assert_eq!(dst.writes().len(), before, "a re-import wrote {:?}", &dst.writes()[before..]);
+}

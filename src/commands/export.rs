@@ -33,6 +33,11 @@ pub struct Args {
     /// Compress the whole bundle.
     #[arg(long, value_enum)]
     compress: Option<Compress>,
+    /// Take only this platform of a multi-platform index, os/arch[/variant]
+    /// (repeatable): the index travels unchanged with only these platforms'
+    /// manifests and blobs. A single-platform image travels as it is.
+    #[arg(long = "platform", value_name = "OS/ARCH[/VARIANT]")]
+    platforms: Vec<barge_bundle::Platform>,
     /// Artifacts: repo (means :latest), repo:tag, repo@sha256:...
     #[arg(required = true)]
     artifacts: Vec<String>,
@@ -65,6 +70,7 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
         compression: if a.compress.is_some() { Compression::Zstd } else { Compression::None },
         concurrency: a.connect.concurrency,
         referrers: !a.no_referrers,
+        platforms: a.platforms.clone(),
     };
     let r = barge_transfer::export(registry, &a.artifacts, dest.as_ref(), &opts, bars).await?;
     let mut text = format!(
@@ -110,7 +116,14 @@ mod tests {
     use barge_transfer::ArtifactOutcome;
 
     fn ok(artifact: &str) -> ArtifactOutcome {
-        ArtifactOutcome { artifact: artifact.into(), digest: None, status: Status::Succeeded, error: None, hint: None }
+        ArtifactOutcome {
+            artifact: artifact.into(),
+            digest: None,
+            status: Status::Succeeded,
+            rewritten_from: None,
+            error: None,
+            hint: None,
+        }
     }
 
     #[test]

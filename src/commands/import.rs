@@ -1,7 +1,7 @@
 //! `barge import`: a bundle into a registry, every digest verified (ACR: an ImportPipeline run).
 
 use barge_bundle::Digest;
-use barge_transfer::{any_failed, ImportOptions, ImportReport, RegistryAddr, Status};
+use barge_transfer::{any_failed, ImportOptions, ImportReport, PlatformIndex, RegistryAddr, Status};
 
 use super::{human, parse_digest, Connect, Done, Global};
 use crate::progress::Bars;
@@ -28,6 +28,17 @@ pub struct Args {
     /// Refuse the bundle unless its sha256 is this.
     #[arg(long, value_parser = parse_digest)]
     catalog_digest: Option<Digest>,
+    /// How to write an index of which the bundle carries only some platforms:
+    /// as it is (`sparse`: its digest and signatures stay valid), or as a new
+    /// index of just those platforms (`rewrite`: a new digest, reported).
+    #[arg(long, value_enum, default_value = "sparse")]
+    platform_index: IndexMode,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum IndexMode {
+    Sparse,
+    Rewrite,
 }
 
 pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
@@ -45,6 +56,10 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
         // A local bundle is hashed whole only for --catalog-digest; a stream always is.
         report_catalog_digest: false,
         concurrency: a.connect.concurrency,
+        platform_index: match a.platform_index {
+            IndexMode::Sparse => PlatformIndex::Sparse,
+            IndexMode::Rewrite => PlatformIndex::Rewrite,
+        },
     };
     let r = barge_transfer::import(src.into(), registry, &opts, bars).await?;
     Ok(Done { text: text(&r), partial: any_failed(&r.artifacts), json: serde_json::to_value(&r)? })
@@ -61,6 +76,8 @@ fn text(r: &ImportReport) -> String {
         text += &format!("{status} {}", a.artifact);
         if let Some(e) = &a.error {
             text += &format!(": {e}");
+        } else if let (Some(d), Some(was)) = (&a.digest, &a.rewritten_from) {
+            text += &format!(" rewritten index {d} (was {was})");
         } else if let Some(d) = &a.digest {
             text += &format!(" {d}");
         }

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use barge_bundle::catalog::Planned;
 use barge_bundle::oci::{self, Refs};
+use barge_bundle::platform::{select_children, unmatched};
 use barge_bundle::tar::{encode_header, end_of_archive, padding, Kind};
-use barge_bundle::{Artifact, Blob, BlobKind, Catalog, Digest, Reference};
+use barge_bundle::{Artifact, Blob, BlobKind, Catalog, Digest, Platform, Reference};
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use tokio::io::AsyncReadExt;
@@ -34,6 +35,10 @@ pub struct ExportOptions {
     pub concurrency: usize,
     /// Bring signatures, SBOMs and attestations that refer to the artifacts.
     pub referrers: bool,
+    /// The platforms to take from a multi-platform index (empty: all). The
+    /// index travels unchanged with only these children (a sparse index); a
+    /// single image manifest travels whatever the selection.
+    pub platforms: Vec<Platform>,
 }
 
 impl Default for ExportOptions {
@@ -45,6 +50,7 @@ impl Default for ExportOptions {
             compression: Compression::None,
             concurrency: 8,
             referrers: true,
+            platforms: Vec::new(),
         }
     }
 }
@@ -152,7 +158,7 @@ async fn resolve_phase(
             .collect::<HashMap<String, HashSet<String>>>()
             .await
     };
-    let (mut results, tags) = tokio::join!(resolve_all(registry, requests, look), tag_lists);
+    let (mut results, tags) = tokio::join!(resolve_all(registry, requests, look, &opts.platforms), tag_lists);
     if opts.referrers {
         let found = find_referrers(registry, &results, &tags, look).await;
         results.extend(found);
@@ -337,10 +343,11 @@ async fn resolve_all(
     registry: &dyn Registry,
     requests: Vec<(String, Reference)>,
     look: Look,
+    platforms: &[Platform],
 ) -> Vec<(String, Result<Resolved>)> {
     stream::iter(requests)
         .map(|(request, r)| async move {
-            let res = resolve(registry, &request, &r, look).await;
+            let res = resolve(registry, &request, &r, look, platforms).await;
             (request, res)
         })
         .buffered(look.concurrency)
@@ -393,7 +400,9 @@ async fn find_referrers(
         }
     }
     let look = Look { referrers: false, ..look };
-    let (mut found, api) = tokio::join!(resolve_all(registry, by_tag, look), resolve_all(registry, by_api, look));
+    // Referrers travel whole: an index among them lists referrers, not platforms.
+    let (mut found, api) =
+        tokio::join!(resolve_all(registry, by_tag, look, &[]), resolve_all(registry, by_api, look, &[]));
     found.extend(api);
     found
 }
@@ -462,17 +471,25 @@ impl Prefetch {
     }
 }
 
-/// Fetch an artifact's manifests (an index with every child) and list its blobs.
-/// Resolve one artifact. With `check_blobs`, every blob is confirmed present
-/// (HEAD) so that a broken artifact fails here, where ContinueOnErrors can
-/// skip it, rather than in the middle of writing the bundle.
-async fn resolve(registry: &dyn Registry, request: &str, r: &Reference, look: Look) -> Result<Resolved> {
+/// Resolve one artifact: fetch its manifests (an index with every child the
+/// platform selection keeps) and list its blobs. With `check_blobs`, every
+/// blob is confirmed present (HEAD) so that a broken artifact fails here,
+/// where ContinueOnErrors can skip it, rather than in the middle of writing
+/// the bundle.
+async fn resolve(
+    registry: &dyn Registry,
+    request: &str,
+    r: &Reference,
+    look: Look,
+    platforms: &[Platform],
+) -> Result<Resolved> {
     let repo = r.repository();
     let root = registry.manifest(repo, Target::of(r)).await?;
     let mut manifests = Vec::new();
     let mut blobs: Vec<(Blob, String)> = Vec::new();
     let mut seen = HashSet::new();
-    walk(registry, repo, root.clone(), 0, &mut manifests, &mut blobs, &mut seen).await?;
+    let walked = Walked { manifests: &mut manifests, blobs: &mut blobs, seen: &mut seen };
+    walk(registry, repo, root.clone(), 0, platforms, walked).await?;
     let present: Vec<Result<bool>> = match look.check_blobs {
         true => stream::iter(&blobs).map(|(b, _)| registry.has_blob(repo, &b.digest)).buffered(8).collect().await,
         false => Vec::new(),
@@ -493,7 +510,11 @@ async fn resolve(registry: &dyn Registry, request: &str, r: &Reference, look: Lo
         size: root.bytes.len() as u64,
         manifests: manifests.iter().map(|m| m.digest.clone()).collect(),
         blobs: blobs.iter().map(|(b, _)| b.digest.clone()).collect(),
-        platforms: Vec::new(),
+        // A sparse index says which platforms it carries; an image is whole whatever the selection.
+        platforms: match oci::is_index_type(&root.media_type) {
+            true => platforms.iter().map(Platform::to_string).collect(),
+            false => Vec::new(),
+        },
     };
     let api_referrers = match look.referrers {
         true => {
@@ -508,17 +529,27 @@ async fn resolve(registry: &dyn Registry, request: &str, r: &Reference, look: Lo
     Ok(Resolved { request: request.to_string(), artifact, manifests, blobs, created, api_referrers })
 }
 
-/// Post-order walk: children are pushed before the index that lists them.
+/// What a walk gathers: the manifests in push order, the configs and layers
+/// (with the repository to read each from), the manifests seen.
+struct Walked<'a> {
+    manifests: &'a mut Vec<RawManifest>,
+    blobs: &'a mut Vec<(Blob, String)>,
+    seen: &'a mut HashSet<Digest>,
+}
+
+/// Post-order walk: children are pushed before the index that lists them. At
+/// every index only the children `platforms` selects are walked; a selection
+/// that keeps none of an index's platforms is an error naming those it has.
 fn walk<'a>(
     registry: &'a dyn Registry,
     repo: &'a str,
     m: RawManifest,
     depth: usize,
-    manifests: &'a mut Vec<RawManifest>,
-    blobs: &'a mut Vec<(Blob, String)>,
-    seen: &'a mut HashSet<Digest>,
+    platforms: &'a [Platform],
+    out: Walked<'a>,
 ) -> futures::future::BoxFuture<'a, Result<()>> {
     Box::pin(async move {
+        let Walked { manifests, blobs, seen } = out;
         if !seen.insert(m.digest.clone()) {
             return Ok(());
         }
@@ -548,7 +579,14 @@ fn walk<'a>(
                         limit: MAX_DEPTH,
                     });
                 }
-                for c in children {
+                if let Some(has) = unmatched(&children, platforms) {
+                    return Err(TransferError::NoPlatform {
+                        index: format!("{} in {repo}", m.digest),
+                        wanted: platforms.iter().map(Platform::to_string).collect::<Vec<_>>().join(", "),
+                        has: has.join(", "),
+                    });
+                }
+                for c in select_children(&children, platforms) {
                     let child = registry.manifest(repo, Target::Digest(&c.digest)).await?;
                     if child.bytes.len() as u64 != c.size {
                         return Err(TransferError::WrongSize {
@@ -557,7 +595,8 @@ fn walk<'a>(
                             actual: child.bytes.len() as u64,
                         });
                     }
-                    walk(registry, repo, child, depth + 1, manifests, blobs, seen).await?;
+                    let walked = Walked { manifests: &mut *manifests, blobs: &mut *blobs, seen: &mut *seen };
+                    walk(registry, repo, child, depth + 1, platforms, walked).await?;
                 }
             }
         }

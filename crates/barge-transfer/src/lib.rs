@@ -25,7 +25,7 @@ mod verify;
 pub use copy::{copy, CopyOptions, CopyReport, Overwrite};
 pub use error::{Category, Hint, Result, TransferError};
 pub use export::{export, parse_artifacts, ExportOptions, ExportReport, DEFAULT_MAX_ARTIFACTS};
-pub use import::{import, ImportOptions, ImportReport};
+pub use import::{import, ImportOptions, ImportReport, PlatformIndex};
 pub use outcome::{any_failed, ArtifactOutcome, Status};
 pub use registry::{ConnectOptions, Credentials, RawManifest, Registry, RegistryAddr, Target};
 pub use report::{Reporter, Silent};

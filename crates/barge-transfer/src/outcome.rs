@@ -20,6 +20,10 @@ pub struct ArtifactOutcome {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<Digest>,
     pub status: Status,
+    /// The index in the bundle, when import wrote a new one of just the
+    /// carried platforms (`digest` is then the new index's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewritten_from: Option<Digest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// What the user can do about the failure, for the CLI to word.
@@ -30,7 +34,7 @@ pub struct ArtifactOutcome {
 impl ArtifactOutcome {
     /// A transfer that worked (`Succeeded`) or had nothing to do (`Unchanged`).
     pub fn done(artifact: String, digest: Digest, status: Status) -> ArtifactOutcome {
-        ArtifactOutcome { artifact, digest: Some(digest), status, error: None, hint: None }
+        ArtifactOutcome { artifact, digest: Some(digest), status, rewritten_from: None, error: None, hint: None }
     }
 
     pub fn failed(artifact: &str, error: &crate::TransferError) -> ArtifactOutcome {
@@ -38,6 +42,7 @@ impl ArtifactOutcome {
             artifact: artifact.to_string(),
             digest: None,
             status: Status::Failed,
+            rewritten_from: None,
             error: Some(error.to_string()),
             hint: error.hint(),
         }

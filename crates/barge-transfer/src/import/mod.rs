@@ -29,6 +29,7 @@ use crate::store::{BlobInfo, BlobStore};
 use crate::{Result, TransferError};
 use pass::{Pass, Passed};
 use publish::publish;
+pub use publish::PlatformIndex;
 use source::Source;
 
 #[derive(Debug, Clone, Default)]
@@ -42,6 +43,8 @@ pub struct ImportOptions {
     /// hashed as it passes anyway; a re-readable bundle is then hashed whole first.
     pub report_catalog_digest: bool,
     pub concurrency: usize,
+    /// How an artifact that carries only some platforms of its index is written.
+    pub platform_index: PlatformIndex,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use barge_bundle::{Catalog, Digest};
 use futures::stream::{self, StreamExt};
 
-use super::ImportOptions;
+use super::{ImportOptions, PlatformIndex};
 use crate::outcome::{ArtifactOutcome, Status};
 use crate::registry::Registry;
 use crate::{Result, TransferError};
@@ -38,6 +38,12 @@ pub(super) async fn preflight(registry: &dyn Registry, catalog: &Catalog, opts: 
         .collect()
         .await;
     for (i, (a, current)) in catalog.artifacts.iter().zip(currents).enumerate() {
+        // A rewritten index's digest is known only once its manifests are
+        // read: its tag is decided at the write (`set_tag`, same rule).
+        if opts.platform_index == PlatformIndex::Rewrite && !a.platforms.is_empty() {
+            current?;
+            continue;
+        }
         match current? {
             Some(d) if d == a.digest => {
                 plan.settled[i] = Some(Status::Unchanged);

@@ -149,3 +149,75 @@ fn rewrite<'a>(a: &Artifact, get: &dyn Fn(&Digest) -> Result<&'a RawManifest>) -
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use barge_bundle::oci::{OCI_INDEX, OCI_MANIFEST};
+    use serde_json::json;
+
+    fn raw(media_type: &str, v: serde_json::Value) -> RawManifest {
+        let bytes = serde_json::to_vec(&v).unwrap();
+        RawManifest { media_type: media_type.into(), digest: Digest::sha256_of(&bytes), bytes }
+    }
+
+    fn desc(m: &RawManifest, platform: Option<serde_json::Value>) -> serde_json::Value {
+        let mut d = json!({"mediaType": m.media_type, "digest": m.digest, "size": m.bytes.len()});
+        if let Some(p) = platform {
+            d["platform"] = p;
+        }
+        d
+    }
+
+    /// A nested index is rewritten first and its parent names the new one;
+    /// what the selection keeps, and every other field, stays as it was.
+    #[test]
+    fn rewrite_filters_every_index_children_first() {
+        let image = |arch: &str| raw(OCI_MANIFEST, json!({"mediaType": OCI_MANIFEST, "arch": arch}));
+        let (amd, arm, plain) = (image("amd64"), image("arm64"), image("none"));
+        let index = |children: Vec<serde_json::Value>| {
+            raw(
+                OCI_INDEX,
+                json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children, "annotations": {"k": "v"}}),
+            )
+        };
+        let inner = index(vec![
+            desc(&amd, Some(json!({"os": "linux", "architecture": "amd64"}))),
+            desc(&arm, Some(json!({"os": "linux", "architecture": "arm64"}))),
+        ]);
+        let outer = index(vec![desc(&inner, None), desc(&plain, None)]);
+        let all: BTreeMap<Digest, RawManifest> =
+            [&amd, &arm, &plain, &inner, &outer].into_iter().map(|m| (m.digest.clone(), m.clone())).collect();
+        let a = Artifact {
+            request: "m/idx:v1".into(),
+            registry: None,
+            repository: "m/idx".into(),
+            tag: Some("v1".into()),
+            digest: outer.digest.clone(),
+            media_type: OCI_INDEX.into(),
+            size: outer.bytes.len() as u64,
+            manifests: [&arm, &inner, &plain, &outer].iter().map(|m| m.digest.clone()).collect(),
+            blobs: Vec::new(),
+            platforms: vec!["linux/arm64".into()],
+        };
+        let get = |d: &Digest| all.get(d).ok_or_else(|| corrupt("unknown"));
+        let out = rewrite(&a, &get).unwrap();
+        assert_eq!(out.len(), 4);
+        assert_eq!((&out[0], &out[2]), (&arm, &plain), "images are pushed as they are");
+        let doc = |m: &RawManifest| serde_json::from_slice::<serde_json::Value>(&m.bytes).unwrap();
+        let new_inner = doc(&out[1]);
+        assert_eq!(new_inner["manifests"], json!([desc(&arm, Some(json!({"os": "linux", "architecture": "arm64"})))]));
+        assert_eq!(new_inner["annotations"], json!({"k": "v"}));
+        assert_eq!(out[1].digest, Digest::sha256_of(&out[1].bytes));
+        assert_eq!(doc(&out[3])["manifests"], json!([desc(&out[1], None), desc(&plain, None)]));
+        assert_ne!(out[3].digest, outer.digest);
+
+        // Nothing left out: nothing rewritten.
+        let whole = Artifact { platforms: vec!["linux/amd64".into(), "linux/arm64".into()], ..a.clone() };
+        let mut with_amd = whole.manifests.clone();
+        with_amd.insert(0, amd.digest.clone());
+        let whole = Artifact { manifests: with_amd, ..whole };
+        let out = rewrite(&whole, &get).unwrap();
+        assert_eq!(out.last(), Some(&outer));
+    }
+}

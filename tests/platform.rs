@@ -125,7 +125,7 @@ fn a_sparse_index_travels_into_layouts_and_is_refused_or_rewritten_by_distributi
         .iter()
         .map(|m| m["digest"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(listed, [arm.clone()]);
+    assert_eq!(listed, std::slice::from_ref(&arm));
     let remote = format!("docker://{}/{MULTI}", dst.host);
     assert_eq!(copy_platform(&w, &remote, "arm64", "copied-from-registry"), Ok(arm.clone()));
 

@@ -193,7 +193,7 @@ pub fn multi(platforms: &[&str]) -> Forged {
     }))
     .unwrap();
     let all = platforms.is_empty();
-    let with_amd = all || platforms.iter().any(|p| *p == "linux/amd64");
+    let with_amd = all || platforms.contains(&"linux/amd64");
     let with_arm = all || platforms.iter().any(|p| p.starts_with("linux/arm64"));
     let (mut manifests, mut used): (Vec<&[u8]>, Vec<&[u8]>) = (Vec::new(), Vec::new());
     let mut blobs = vec![blob(&idx, BlobKind::Manifest, OCI_INDEX)];

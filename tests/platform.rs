@@ -54,11 +54,20 @@ fn a_sparse_index_travels_into_layouts_and_is_refused_or_rewritten_by_distributi
         barge(&["export", "--registry", &src.host, "--to", &to, "--platform", platform, MULTI, HELLO])
     };
 
-    // (e) A selection the index does not have: the error names what it has; nothing is written.
+    // (e) A selection the index does not have: the error names what it has; nothing is written
+    // (with ContinueOnErrors the other artifact goes alone, exit 6).
     let r = export("store-a/none", "linux/s390x");
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("has no manifest for linux/s390x; it has linux/amd64, linux/arm64"), "{}", r.stderr);
     assert!(!w.path("store-a/none").exists());
+    let to = w.s("store-a/skipped");
+    let args = ["export", "--output", "json", "--continue-on-errors", "--registry", &src.host, "--to", &to];
+    let r = barge(&[&args[..], &["--platform", "linux/s390x", MULTI, HELLO]].concat());
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    let j = r.json();
+    let failed = j["artifacts"].as_array().unwrap().iter().find(|a| a["status"] == "Failed").unwrap();
+    assert!(failed["error"].as_str().unwrap().contains("has no manifest for linux/s390x"), "{j}");
+    assert_eq!(catalog_of(&std::fs::read(w.path("store-a/skipped")).unwrap()).artifacts.len(), 1);
     let r = export("store-a/none", "linux");
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("\"linux\" is not of the form os/arch[/variant]"), "{}", r.stderr);

@@ -143,3 +143,35 @@ fn a_sparse_index_travels_into_layouts_and_is_refused_or_rewritten_by_distributi
     assert!(r.stdout.contains(&format!("rewritten index {new_digest} (was {index_digest})")), "{}", r.stdout);
     assert_eq!(dst.raw(MULTI), Some(rewritten));
 }
+
+/// An import pipeline with RewritePlatformIndex: the run record names the rewritten index and the original.
+#[test]
+fn an_import_run_records_the_rewritten_index() {
+    let w = Work::new();
+    let az = common::azurite::Azurite::start();
+    let (src, dst) = (TestRegistry::start(), TestRegistry::start());
+    src.push(&w.path("src"), "samples/multiarch", "v1");
+    let index_digest = digest_of(&src.raw(MULTI).unwrap());
+    let dst_account = common::azurite::DST;
+    let to = az.url(dst_account, "arm.tar", "racwdl");
+    barge_ok(&["export", "--registry", &src.host, "--to", &to, "--platform", "linux/arm64", MULTI], 0);
+    let sas = format!("?{}", az.url(dst_account, "x", "dlr").split_once('?').unwrap().1);
+    let env = vec![("IMPORT_SAS".to_string(), sas)];
+    let state = w.s("state");
+    let run = |args: &[&str]| {
+        let r = barge_in(&state, &env, args);
+        assert_eq!(r.code, 0, "barge {args:?}\nstdout: {}\nstderr: {}", r.stdout, r.stderr);
+        r
+    };
+    let container = format!("{}/{dst_account}/bundles", az.endpoint);
+    run(&["pipeline", "import", "create", "imp1", "--registry", &dst.host, "--storage-container-uri", &container]
+        .into_iter()
+        .chain(["--secret", "env:IMPORT_SAS", "--options", "RewritePlatformIndex"])
+        .collect::<Vec<_>>());
+    run(&["run", "create", "r1", "--pipeline", "imp1", "--blob", "arm.tar"]);
+    let rec = run(&["--output", "json", "run", "show", "r1"]).json();
+    let artifacts = rec["properties"]["response"]["artifacts"].as_array().unwrap_or_else(|| panic!("{rec}")).clone();
+    let multi = artifacts.iter().find(|a| a["artifact"] == MULTI).unwrap();
+    assert_eq!(multi["rewrittenFrom"], index_digest.as_str(), "{rec}");
+    assert_eq!(multi["digest"], digest_of(&dst.raw(MULTI).unwrap()).as_str(), "{rec}");
+}

@@ -20,6 +20,7 @@ pub fn text(h: &Hint) -> String {
         }
         Hint::InsecureRealm(host) => format!("if that network is trusted, pass --insecure-registry {host}"),
         Hint::Sas => "add one to the URL, AZURE_STORAGE_SAS_TOKEN or --sas-file".into(),
+        Hint::PlatformIndexRewrite => "import with --platform-index rewrite".into(),
     }
 }
 
@@ -67,6 +68,7 @@ mod tests {
             ),
             (Hint::InsecureRealm(h("auth:80")), h("if that network is trusted, pass --insecure-registry auth:80")),
             (Hint::Sas, h("add one to the URL, AZURE_STORAGE_SAS_TOKEN or --sas-file")),
+            (Hint::PlatformIndexRewrite, h("import with --platform-index rewrite")),
         ] {
             assert_eq!(text(&hint), words);
         }

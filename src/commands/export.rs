@@ -24,8 +24,8 @@ pub struct Args {
     /// Keep only these platforms of multi-platform indexes (os/arch[/variant],
     /// repeatable); a set entry's own `platforms` win. The index travels as it
     /// is, with only the selected platforms' manifests (a sparse index).
-    #[arg(long = "platform", value_name = "OS/ARCH")]
-    platforms: Vec<String>,
+    #[arg(long = "platform", value_name = "OS/ARCH[/VARIANT]")]
+    platforms: Vec<barge_bundle::Platform>,
     /// Resolve the artifacts and print what the bundle would hold (artifacts,
     /// blobs, bytes, shared blobs); write nothing.
     #[arg(long)]
@@ -121,10 +121,6 @@ async fn requests(
 
 pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
     // Everything that can be checked without a network is checked first.
-    for p in &a.platforms {
-        barge_transfer::check_platform(p)
-            .map_err(|why| TransferError::InvalidArtifacts(vec![format!("--platform: {why}")]))?;
-    }
     let named = barge_transfer::requests_from_names(&a.artifacts, a.registry.as_deref(), !a.no_referrers)?;
     let set = a.set_file()?;
     if set.is_none() {
@@ -250,6 +246,7 @@ mod tests {
             digest: None,
             target: None,
             status: Status::Succeeded,
+            rewritten_from: None,
             error: None,
             hint: None,
         }

@@ -1,7 +1,7 @@
 //! `barge import`: a bundle into a registry, every digest verified (ACR: an ImportPipeline run).
 
 use barge_bundle::Digest;
-use barge_transfer::{any_failed, ImportOptions, ImportReport, Map, Placement, RegistryAddr, Status};
+use barge_transfer::{any_failed, ImportOptions, ImportReport, Map, Placement, PlatformIndex, RegistryAddr, Status};
 
 use super::{human, parse_digest, Connect, Done, Global};
 use crate::progress::Bars;
@@ -36,6 +36,17 @@ pub struct Args {
     /// from that registry. Applied before --prefix.
     #[arg(long = "map", value_name = "SRC=DST", value_parser = parse_map)]
     maps: Vec<Map>,
+    /// How to write an index of which the bundle carries only some platforms:
+    /// as it is (`sparse`: its digest and signatures stay valid), or as a new
+    /// index of just those platforms (`rewrite`: a new digest, reported).
+    #[arg(long, value_enum, default_value = "sparse")]
+    platform_index: IndexMode,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum IndexMode {
+    Sparse,
+    Rewrite,
 }
 
 fn parse_map(s: &str) -> Result<Map, String> {
@@ -59,6 +70,10 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
         report_catalog_digest: false,
         concurrency: a.connect.concurrency,
         placement,
+        platform_index: match a.platform_index {
+            IndexMode::Sparse => PlatformIndex::Sparse,
+            IndexMode::Rewrite => PlatformIndex::Rewrite,
+        },
     };
     let r = barge_transfer::import(src.into(), registry, &opts, bars).await?;
     Ok(Done { text: text(&r), partial: any_failed(&r.artifacts), json: serde_json::to_value(&r)? })
@@ -78,6 +93,8 @@ fn text(r: &ImportReport) -> String {
         }
         if let Some(e) = &a.error {
             text += &format!(": {e}");
+        } else if let (Some(d), Some(was)) = (&a.digest, &a.rewritten_from) {
+            text += &format!(" rewritten index {d} (was {was})");
         } else if let Some(d) = &a.digest {
             text += &format!(" {d}");
         }

@@ -87,7 +87,7 @@ pub enum CreateImport {
         /// Whether `barge watch` imports what lands in the container (ACR's source trigger).
         #[arg(long, value_enum, default_value_t = Trig::Enabled)]
         source_trigger: Trig,
-        /// OverwriteTags, DeleteSourceBlobOnSuccess, ContinueOnErrors.
+        /// OverwriteTags, DeleteSourceBlobOnSuccess, ContinueOnErrors, RewritePlatformIndex.
         #[arg(long, num_args = 1..)]
         options: Vec<String>,
         #[command(flatten)]

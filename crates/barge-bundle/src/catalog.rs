@@ -5,13 +5,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::oci::{Descriptor, Index, REF_NAME};
-use crate::{BundleError, Digest};
+use crate::{BundleError, Digest, Platform};
 
 pub const CATALOG_NAME: &str = "barge-catalog.json";
 pub const OCI_LAYOUT_NAME: &str = "oci-layout";
 pub const INDEX_NAME: &str = "index.json";
 pub const OCI_LAYOUT_JSON: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest catalog version this barge reads and writes: 2 when some
+/// artifact is a sparse index (it lists `platforms`), else 1, so that bundles
+/// of whole artifacts stay readable by a barge that knows only version 1.
+pub const FORMAT_VERSION: u32 = 2;
+/// The version of a catalog whose artifacts are all whole.
+pub const FORMAT_VERSION_WHOLE: u32 = 1;
 
 /// What a blob is to the artifacts that use it; it decides the blob's place in the bundle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -98,7 +103,9 @@ pub enum Planned {
 
 impl Catalog {
     /// Build a catalog in canonical form: artifacts sorted by name (deduplicated),
-    /// blobs deduplicated and ordered manifests, configs, layers, each by digest.
+    /// each one's platforms sorted and deduplicated (written as [`Platform`]
+    /// displays them), blobs deduplicated and ordered manifests, configs,
+    /// layers, each by digest; version 2 only when some artifact lists platforms.
     pub fn new(
         tool: &str,
         created: &str,
@@ -108,6 +115,16 @@ impl Catalog {
     ) -> Catalog {
         artifacts.sort_by_key(|a| a.ref_name());
         artifacts.dedup_by_key(|a| a.ref_name());
+        for a in &mut artifacts {
+            for p in &mut a.platforms {
+                if let Ok(parsed) = p.parse::<Platform>() {
+                    *p = parsed.to_string();
+                }
+            }
+            a.platforms.sort();
+            a.platforms.dedup();
+        }
+        let sparse = artifacts.iter().any(|a| !a.platforms.is_empty());
         let mut by_digest: BTreeMap<Digest, Blob> = BTreeMap::new();
         for b in blobs {
             by_digest
@@ -122,7 +139,7 @@ impl Catalog {
         let mut blobs: Vec<Blob> = by_digest.into_values().collect();
         blobs.sort_by(|a, b| (a.kind, &a.digest).cmp(&(b.kind, &b.digest)));
         Catalog {
-            format_version: FORMAT_VERSION,
+            format_version: if sparse { FORMAT_VERSION } else { FORMAT_VERSION_WHOLE },
             tool: tool.to_string(),
             created: created.to_string(),
             source_registry: source_registry.to_string(),
@@ -171,6 +188,7 @@ impl Catalog {
             if let Some(t) = &a.tag {
                 crate::reference::check_tag(t).map_err(|e| BundleError::Corrupt(format!("{CATALOG_NAME}: {e}")))?;
             }
+            check_platforms(a, c.format_version)?;
             if a.manifests.last() != Some(&a.digest) {
                 return Err(BundleError::Corrupt(format!(
                     "{CATALOG_NAME}: artifact {} does not end its manifest list with its own digest",
@@ -245,6 +263,22 @@ impl Catalog {
     }
 }
 
+/// An artifact's platforms parse, and only a version-2 catalog lists them
+/// (an older reader would take the sparse index for a whole one).
+fn check_platforms(a: &Artifact, format_version: u32) -> Result<(), BundleError> {
+    if !a.platforms.is_empty() && format_version < FORMAT_VERSION {
+        return Err(BundleError::Corrupt(format!(
+            "{CATALOG_NAME}: artifact {} lists platforms, which formatVersion {format_version} does not have",
+            a.ref_name()
+        )));
+    }
+    for p in &a.platforms {
+        p.parse::<Platform>()
+            .map_err(|e| BundleError::Corrupt(format!("{CATALOG_NAME}: artifact {}: {e}", a.ref_name())))?;
+    }
+    Ok(())
+}
+
 /// Compare what a blob hashed to with what it should be.
 pub fn expect_digest(expected: &Digest, actual: Digest) -> Result<(), BundleError> {
     if &actual != expected {
@@ -266,7 +300,20 @@ mod tests {
         let good: Value = serde_json::from_slice(&forge::index().catalog.to_json()).unwrap();
         type Break = Box<dyn Fn(&mut Value)>;
         let cases: Vec<(&str, Break, &str)> = vec![
-            ("newer version", Box::new(|c| c["formatVersion"] = json!(2)), "newer than this barge understands"),
+            ("newer version", Box::new(|c| c["formatVersion"] = json!(3)), "newer than this barge understands (2)"),
+            (
+                "platforms in version 1",
+                Box::new(|c| c["artifacts"][1]["platforms"] = json!(["linux/amd64"])),
+                "lists platforms, which formatVersion 1 does not have",
+            ),
+            (
+                "bad platform",
+                Box::new(|c| {
+                    c["formatVersion"] = json!(2);
+                    c["artifacts"][1]["platforms"] = json!(["linux"]);
+                }),
+                "artifact m/idx:v1: platform \"linux\" is not of the form os/arch[/variant]",
+            ),
             (
                 "blob twice",
                 Box::new(|c| {
@@ -330,5 +377,14 @@ mod tests {
         let again = Catalog::new("test", "1970-01-01T00:00:00Z", "oci:x", artifacts, blobs);
         assert_eq!(again, f.catalog, "sorting and deduplication give the same catalog");
         assert_eq!(Catalog::parse(&again.to_json()).unwrap(), again);
+        assert_eq!(again.format_version, 1, "whole artifacts only: version 1, which older barge reads");
+
+        // Platforms sorted, deduplicated; any platform makes it version 2.
+        let mut artifacts = f.catalog.artifacts.clone();
+        artifacts[1].platforms = vec!["linux/arm64".into(), "linux/amd64".into(), "linux/arm64".into()];
+        let sparse = Catalog::new("test", "1970-01-01T00:00:00Z", "oci:x", artifacts, f.catalog.blobs.clone());
+        assert_eq!(sparse.artifacts[1].platforms, ["linux/amd64", "linux/arm64"]);
+        assert_eq!(sparse.format_version, 2);
+        assert_eq!(Catalog::parse(&sparse.to_json()).unwrap(), sparse);
     }
 }

@@ -3,12 +3,17 @@
 //! Pure. [`check`] runs once every manifest of the bundle has been read and
 //! hashed (manifests come first in a bundle), before any config or layer, so a
 //! catalog that lies about an artifact is refused before an importer writes.
+//!
+//! An artifact that lists platforms (a sparse index) is walked through
+//! [`select_children`] at every index: the children it leaves out are neither
+//! required nor allowed among the artifact's manifests.
 
 use std::collections::{BTreeSet, HashMap};
 
 use crate::catalog::{Artifact, Blob, BlobKind, Catalog};
 use crate::oci::{Descriptor, Refs};
-use crate::{BundleError, Digest};
+use crate::platform::select_children;
+use crate::{BundleError, Digest, Platform};
 
 /// How deep indexes may nest (an index of indexes of manifests is 2).
 const MAX_DEPTH: usize = 8;
@@ -43,8 +48,14 @@ pub(crate) fn check(catalog: &Catalog, refs: &HashMap<Digest, Refs>) -> Result<(
                 root.size
             )));
         }
+        let selected = a
+            .platforms
+            .iter()
+            .map(|p| p.parse::<Platform>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| corrupt(format!("artifact {}: {e}", a.ref_name())))?;
         let mut d = Derived::default();
-        walker.walk(&a.digest, 0, &mut d)?;
+        walker.walk(&a.digest, 0, &selected, &mut d)?;
         compare(a, &d)?;
         for m in &d.manifests {
             used.insert(m, BlobKind::Manifest);
@@ -120,7 +131,13 @@ impl<'a> Walker<'a> {
         Ok(b)
     }
 
-    fn walk(&self, m: &'a Digest, depth: usize, out: &mut Derived<'a>) -> Result<(), BundleError> {
+    fn walk(
+        &self,
+        m: &'a Digest,
+        depth: usize,
+        selected: &[Platform],
+        out: &mut Derived<'a>,
+    ) -> Result<(), BundleError> {
         if out.manifests.contains(&m) {
             return Ok(());
         }
@@ -132,10 +149,10 @@ impl<'a> Walker<'a> {
         };
         match refs {
             Refs::Index { manifests } => {
-                for child in manifests {
+                for child in select_children(manifests, selected) {
                     let b = self.described(child, m, true)?;
                     out.children.push((m, &b.digest));
-                    self.walk(&b.digest, depth + 1, out)?;
+                    self.walk(&b.digest, depth + 1, selected, out)?;
                 }
             }
             Refs::Image { config, layers } => {
@@ -189,4 +206,75 @@ fn kind_name(k: BlobKind) -> &'static str {
 
 fn corrupt(s: String) -> BundleError {
     BundleError::Corrupt(s)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The closure rule for sparse indexes, each case a forged bundle read by the one reader.
+
+    use crate::forge::{self, Forged};
+    use crate::reader::{walk, Sequential};
+    use crate::Catalog;
+
+    fn read(f: &Forged) -> Result<Catalog, crate::BundleError> {
+        walk(&mut Sequential::new(f.bundle(&[]).as_slice(), &|_| {}))
+    }
+
+    #[test]
+    fn a_sparse_index_brings_exactly_its_selected_children() {
+        for selection in
+            [&[][..], &["linux/amd64"], &["linux/arm64"], &["linux/arm64/v8"], &["linux/amd64", "linux/arm64"]]
+        {
+            let f = forge::multi(selection);
+            let c = read(&f).unwrap_or_else(|e| panic!("{selection:?}: {e}"));
+            assert_eq!(c.format_version, if selection.is_empty() { 1 } else { 2 }, "{selection:?}");
+        }
+        let full = forge::multi(&[]);
+        let arm = forge::multi(&["linux/arm64"]);
+        type Lie = Box<dyn Fn(&mut Forged)>;
+        let cases: Vec<(&str, Forged, Lie, &str)> = vec![
+            (
+                "carries an omitted child",
+                full.clone(),
+                Box::new(|f| f.catalog = relabel(&f.catalog, &["linux/arm64"])),
+                "the catalog adds",
+            ),
+            (
+                "omits a selected child",
+                arm.clone(),
+                Box::new(|f| f.catalog = relabel(&f.catalog, &["linux/amd64"])),
+                "which the bundle does not contain",
+            ),
+            (
+                "selects more than it carries",
+                arm.clone(),
+                Box::new(|f| f.catalog = relabel(&f.catalog, &["linux/amd64", "linux/arm64"])),
+                "which the bundle does not contain",
+            ),
+            (
+                "claims to be whole",
+                arm.clone(),
+                Box::new(|f| f.catalog = relabel(&f.catalog, &[])),
+                "which the bundle does not contain",
+            ),
+            (
+                "a variant it does not have",
+                arm.clone(),
+                Box::new(|f| f.catalog = relabel(&f.catalog, &["linux/arm64/v7"])),
+                "the catalog adds",
+            ),
+        ];
+        for (name, mut f, lie, needle) in cases {
+            lie(&mut f);
+            let err = read(&f).expect_err(name).to_string();
+            assert!(err.contains(needle), "{name}: {err:?} does not say {needle:?}");
+        }
+    }
+
+    /// The catalog rebuilt (so its version follows) with other platforms.
+    fn relabel(c: &Catalog, platforms: &[&str]) -> Catalog {
+        let mut artifacts = c.artifacts.clone();
+        artifacts[0].platforms = platforms.iter().map(|p| p.to_string()).collect();
+        Catalog::new(&c.tool, &c.created, &c.source_registry, artifacts, c.blobs.clone())
+    }
 }

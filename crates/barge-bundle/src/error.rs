@@ -20,7 +20,7 @@ pub enum BundleError {
     MissingBlob { what: &'static str, owner: String, missing: Digest },
     #[error("bundle digest is {actual}, but the catalogDigest given is {expected}")]
     CatalogDigestMismatch { expected: Digest, actual: Digest },
-    #[error("bundle format version {0} is newer than this barge understands (1); upgrade barge")]
+    #[error("bundle format version {0} is newer than this barge understands ({max}); upgrade barge", max = crate::catalog::FORMAT_VERSION)]
     UnsupportedVersion(u32),
     #[error("corrupt bundle: {0}")]
     Corrupt(String),

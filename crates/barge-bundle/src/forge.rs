@@ -165,3 +165,58 @@ pub fn index() -> Forged {
     f.blobs.extend([idx, m1, m2, c1, c2, amd, arm].into_iter().map(|d| (Digest::sha256_of(&d), d)));
     f
 }
+
+/// One artifact, `m/multi:v1`: an index of a linux/amd64 image, a
+/// linux/arm64/v8 image and BuildKit's attestation manifest of the amd64 one.
+/// With `platforms`, a sparse export of it: the catalog lists those platforms
+/// and only the children they keep (written out here, not derived by the rule
+/// under test), each with its blobs.
+pub fn multi(platforms: &[&str]) -> Forged {
+    let (c_amd, c_arm) =
+        (br#"{"architecture":"amd64","os":"linux"}"#.to_vec(), br#"{"architecture":"arm64"}"#.to_vec());
+    let (l_amd, l_arm) = (b"multi amd64 layer".to_vec(), b"multi arm64 layer".to_vec());
+    let (c_att, l_att) = (br#"{"architecture":"unknown","os":"unknown"}"#.to_vec(), b"in-toto statement".to_vec());
+    let (amd, arm, att) =
+        (image_manifest(&c_amd, &[&l_amd]), image_manifest(&c_arm, &[&l_arm]), image_manifest(&c_att, &[&l_att]));
+    let child = |m: &[u8], platform: serde_json::Value| json!({"mediaType": OCI_MANIFEST, "digest": Digest::sha256_of(m), "size": m.len(), "platform": platform});
+    let mut att_child = child(&att, json!({"os": "unknown", "architecture": "unknown"}));
+    att_child["annotations"] = json!({
+        "vnd.docker.reference.type": "attestation-manifest",
+        "vnd.docker.reference.digest": Digest::sha256_of(&amd),
+    });
+    let idx = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+            child(&amd, json!({"os": "linux", "architecture": "amd64"})),
+            child(&arm, json!({"os": "linux", "architecture": "arm64", "variant": "v8"})),
+            att_child,
+        ],
+    }))
+    .unwrap();
+    let all = platforms.is_empty();
+    let with_amd = all || platforms.contains(&"linux/amd64");
+    let with_arm = all || platforms.iter().any(|p| p.starts_with("linux/arm64"));
+    let (mut manifests, mut used): (Vec<&[u8]>, Vec<&[u8]>) = (Vec::new(), Vec::new());
+    let mut blobs = vec![blob(&idx, BlobKind::Manifest, OCI_INDEX)];
+    let mut keep = |parts: [&Vec<u8>; 3]| {
+        blobs.push(blob(parts[0], BlobKind::Manifest, OCI_MANIFEST));
+        blobs.push(blob(parts[1], BlobKind::Config, OCI_CONFIG));
+        blobs.push(blob(parts[2], BlobKind::Layer, OCI_LAYER_TAR));
+    };
+    if with_amd {
+        keep([&amd, &c_amd, &l_amd]);
+        keep([&att, &c_att, &l_att]);
+        manifests.extend([amd.as_slice(), att.as_slice()]);
+        used.extend([c_amd.as_slice(), l_amd.as_slice(), c_att.as_slice(), l_att.as_slice()]);
+    }
+    if with_arm {
+        keep([&arm, &c_arm, &l_arm]);
+        manifests.push(&arm);
+        used.extend([c_arm.as_slice(), l_arm.as_slice()]);
+    }
+    manifests.push(&idx);
+    let mut a = artifact("m/multi", "v1", &idx, OCI_INDEX, &manifests, &used);
+    a.platforms = platforms.iter().map(|p| p.to_string()).collect();
+    let catalog = Catalog::new("test", "1970-01-01T00:00:00Z", "oci:x", vec![a], blobs);
+    let contents = [idx.clone(), amd.clone(), arm.clone(), att.clone(), c_amd, c_arm, c_att, l_amd, l_arm, l_att];
+    Forged { catalog, blobs: contents.into_iter().map(|d| (Digest::sha256_of(&d), d)).collect() }
+}

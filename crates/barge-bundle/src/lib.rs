@@ -17,6 +17,7 @@ mod error;
 #[cfg(any(test, feature = "forge"))]
 pub mod forge;
 pub mod oci;
+pub mod platform;
 pub mod reader;
 mod reference;
 pub mod tar;
@@ -27,6 +28,7 @@ pub use catalog::{Artifact, Blob, BlobKind, Catalog};
 pub use check::{BundleCheck, Meta, Role};
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error::{decode_error, BundleError};
+pub use platform::{Platform, PlatformError};
 pub use reader::{Data, Next, Reader};
 pub use reference::{
     check_registry, check_repository, check_tag, split_registry, FullReference, Reference, ReferenceError, DOCKER_HUB,

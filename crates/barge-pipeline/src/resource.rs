@@ -31,10 +31,14 @@ pub enum ImportOption {
     OverwriteTags,
     DeleteSourceBlobOnSuccess,
     ContinueOnErrors,
+    /// barge's own: write a new index of just the carried platforms where the
+    /// bundle has only some of an index's platforms (`--platform-index rewrite`).
+    RewritePlatformIndex,
 }
 
 /// Every option name of either kind: the only option values an error may quote.
-const ALL_OPTIONS: [&str; 4] = ["OverwriteBlobs", "ContinueOnErrors", "OverwriteTags", "DeleteSourceBlobOnSuccess"];
+const ALL_OPTIONS: [&str; 5] =
+    ["OverwriteBlobs", "ContinueOnErrors", "OverwriteTags", "DeleteSourceBlobOnSuccess", "RewritePlatformIndex"];
 
 /// Parse ACR option names for a pipeline of `kind`, given in `field` (`--options`,
 /// `properties.options`). An option of the other kind is named in the error;
@@ -542,7 +546,7 @@ fn valueless(e: &serde_json::Error) -> String {
 }
 
 pub const EXPORT_OPTIONS: &str = "OverwriteBlobs, ContinueOnErrors";
-pub const IMPORT_OPTIONS: &str = "OverwriteTags, DeleteSourceBlobOnSuccess, ContinueOnErrors";
+pub const IMPORT_OPTIONS: &str = "OverwriteTags, DeleteSourceBlobOnSuccess, ContinueOnErrors, RewritePlatformIndex";
 
 /// What a run asks for. Written as ACR does: the blob is `target.name` for
 /// an export (a run that names artifacts), `source.name` for an import.

@@ -405,6 +405,10 @@ async fn import(
         report_catalog_digest: true,
         concurrency: opts.concurrency,
         placement: properties.placement()?,
+        platform_index: match properties.options.contains(&ImportOption::RewritePlatformIndex) {
+            true => barge_transfer::PlatformIndex::Rewrite,
+            false => barge_transfer::PlatformIndex::Sparse,
+        },
     };
     let r = barge_transfer::import(source.clone(), registry, &import_opts, progress).await?;
     let delete = properties.options.contains(&ImportOption::DeleteSourceBlobOnSuccess).then_some((source, info.etag));

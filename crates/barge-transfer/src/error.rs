@@ -39,6 +39,8 @@ pub enum Hint {
     InsecureRealm(String),
     /// A storage URL with no SAS.
     Sas,
+    /// A registry that refuses a sparse index: write a new index of the carried platforms instead.
+    PlatformIndexRewrite,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +96,9 @@ pub enum TransferError {
     /// A local blob location that is there but is not a file.
     #[error("{0} is not a regular file")]
     NotAFile(String),
+    /// A platform selection that keeps none of an index's platforms.
+    #[error("index {index} has no manifest for {wanted}; it has {has}")]
+    NoPlatform { index: String, wanted: String, has: String },
 
     // Integrity.
     #[error("{what} {digest} from {source_name} does not match its digest (got {actual})")]
@@ -112,6 +117,15 @@ pub enum TransferError {
     Changed(String),
     #[error("{0} not found")]
     NotFound(String),
+    /// A registry that refuses a manifest naming a manifest or blob it does not hold.
+    #[error("{host} refused {what}: it names a manifest or blob that {host} does not hold")]
+    ManifestBlobUnknown { host: String, what: String },
+    /// A registry that refuses an index whose other platforms' manifests are absent.
+    #[error(
+        "{host} refuses index {index}: the bundle carries only some of its platforms (a sparse index) and {host} \
+         takes an index only when every manifest it lists is there"
+    )]
+    SparseIndexRefused { host: String, index: String },
 
     // Wrappers: the cause is part of the message, not a `source`, so a chain prints it once.
     #[error("artifact {name}: {error}")]
@@ -189,6 +203,8 @@ impl TransferError {
             | E::IndexTooDeep { .. }
             | E::InvalidLayout { .. }
             | E::NotAFile(_)
+            | E::NoPlatform { .. }
+            | E::SparseIndexRefused { .. }
             | E::Exists(_)
             | E::TagExists { .. } => Category::Usage,
             E::WrongContent { .. } | E::WrongSize { .. } => Category::Integrity,
@@ -202,9 +218,13 @@ impl TransferError {
             | E::NoTls { .. }
             | E::PlainHttpRealm { .. } => Category::Auth,
             E::NoSpace(_) => Category::NoSpace,
-            E::NotFound(_) | E::Changed(_) | E::Registry(_) | E::Storage(_) | E::Io { .. } | E::Internal(_) => {
-                Category::Other
-            }
+            E::NotFound(_)
+            | E::ManifestBlobUnknown { .. }
+            | E::Changed(_)
+            | E::Registry(_)
+            | E::Storage(_)
+            | E::Io { .. }
+            | E::Internal(_) => Category::Other,
         }
     }
 
@@ -218,6 +238,7 @@ impl TransferError {
             E::TagExists { .. } => Some(Hint::OverwriteTags),
             E::AccessDenied { .. } => Some(Hint::Credentials),
             E::NoSas { .. } => Some(Hint::Sas),
+            E::SparseIndexRefused { .. } => Some(Hint::PlatformIndexRewrite),
             E::TlsFailed { host, .. } => Some(Hint::CaFileOrInsecure(host.clone())),
             E::UntrustedCertificate { .. } => Some(Hint::CaFile),
             E::NoTls { host, .. } => Some(Hint::InsecureRegistry(host.clone())),
@@ -310,9 +331,12 @@ mod tests {
             E::InvalidSet(_) => 37,
             E::SameName { .. } => 38,
             E::InvalidPlacement(_) => 39,
+            E::NoPlatform { .. } => 40,
+            E::ManifestBlobUnknown { .. } => 41,
+            E::SparseIndexRefused { .. } => 42,
         }
     }
-    const VARIANTS: usize = 40;
+    const VARIANTS: usize = 43;
 
     /// One error of every variant (two of the wrappers and of `Bundle`), its category and hint.
     fn every_variant() -> Vec<(TransferError, Category, Option<Hint>)> {
@@ -380,6 +404,26 @@ mod tests {
             (E::NoSpace(s("/b")), NoSpace, None),
             (E::Io { context: s("reading /x"), error: std::io::Error::other("x") }, Other, None),
             (E::Internal("a temporary file was committed twice"), Other, None),
+            (
+                E::NoPlatform {
+                    index: s("sha256:x in a"),
+                    wanted: s("linux/s390x"),
+                    has: s("linux/amd64, linux/arm64"),
+                },
+                Usage,
+                None,
+            ),
+            (E::ManifestBlobUnknown { host: host.clone(), what: s("manifest a@sha256:x") }, Other, None),
+            (
+                E::SparseIndexRefused { host: host.clone(), index: s("a@sha256:x") },
+                Usage,
+                Some(Hint::PlatformIndexRewrite),
+            ),
+            (
+                E::SparseIndexRefused { host: host.clone(), index: s("a@sha256:x") }.for_artifact("a:1"),
+                Usage,
+                Some(Hint::PlatformIndexRewrite),
+            ),
         ]
     }
 

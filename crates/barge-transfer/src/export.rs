@@ -4,8 +4,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use barge_bundle::catalog::Planned;
 use barge_bundle::oci::{self, Refs};
+use barge_bundle::platform::{select_children, unmatched};
 use barge_bundle::tar::{encode_header, end_of_archive, padding, Kind};
-use barge_bundle::{Artifact, Blob, BlobKind, Catalog, Digest, Reference};
+use barge_bundle::{Artifact, Blob, BlobKind, Catalog, Digest, Platform, Reference};
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use tokio::io::AsyncReadExt;
@@ -570,6 +571,7 @@ async fn find_referrers(
         }
     }
     let look = Look { referrers: false, ..look };
+    // Referrers travel whole: an index among them lists referrers, not platforms.
     let (mut found, api) =
         tokio::join!(resolve_all(registry, key, by_tag, look), resolve_all(registry, key, by_api, look));
     found.extend(api);
@@ -644,18 +646,20 @@ impl Prefetch {
     }
 }
 
-/// Fetch an artifact's manifests (an index with every child) and list its blobs.
-/// Resolve one artifact. With `check_blobs`, every blob is confirmed present
-/// (HEAD) so that a broken artifact fails here, where ContinueOnErrors can
-/// skip it, rather than in the middle of writing the bundle.
+/// Resolve one artifact: fetch its manifests (an index with every child the
+/// request's platform selection keeps) and list its blobs. With `check_blobs`,
+/// every blob is confirmed present (HEAD) so that a broken artifact fails here,
+/// where ContinueOnErrors can skip it, rather than in the middle of writing
+/// the bundle.
 async fn resolve(registry: &dyn Registry, key: &str, req: &ExportRequest, look: Look) -> Result<Resolved> {
-    let (request, r) = (req.request.as_str(), &req.reference);
+    let (request, r, platforms) = (req.request.as_str(), &req.reference, req.platforms.as_slice());
     let repo = r.repository();
     let root = registry.manifest(repo, Target::of(r)).await?;
     let mut manifests = Vec::new();
     let mut blobs: Vec<(Blob, String)> = Vec::new();
     let mut seen = HashSet::new();
-    walk(registry, repo, root.clone(), 0, &mut manifests, &mut blobs, &mut seen).await?;
+    let walked = Walked { manifests: &mut manifests, blobs: &mut blobs, seen: &mut seen };
+    walk(registry, repo, root.clone(), 0, platforms, walked).await?;
     let present: Vec<Result<bool>> = match look.check_blobs {
         true => stream::iter(&blobs).map(|(b, _)| registry.has_blob(repo, &b.digest)).buffered(8).collect().await,
         false => Vec::new(),
@@ -676,7 +680,11 @@ async fn resolve(registry: &dyn Registry, key: &str, req: &ExportRequest, look: 
         size: root.bytes.len() as u64,
         manifests: manifests.iter().map(|m| m.digest.clone()).collect(),
         blobs: blobs.iter().map(|(b, _)| b.digest.clone()).collect(),
-        platforms: Vec::new(),
+        // A sparse index says which platforms it carries; an image is whole whatever the selection.
+        platforms: match oci::is_index_type(&root.media_type) {
+            true => platforms.iter().map(Platform::to_string).collect(),
+            false => Vec::new(),
+        },
     };
     let api_referrers = match look.referrers && req.referrers {
         true => {
@@ -700,17 +708,27 @@ async fn resolve(registry: &dyn Registry, key: &str, req: &ExportRequest, look: 
     })
 }
 
-/// Post-order walk: children are pushed before the index that lists them.
+/// What a walk gathers: the manifests in push order, the configs and layers
+/// (with the repository to read each from), the manifests seen.
+struct Walked<'a> {
+    manifests: &'a mut Vec<RawManifest>,
+    blobs: &'a mut Vec<(Blob, String)>,
+    seen: &'a mut HashSet<Digest>,
+}
+
+/// Post-order walk: children are pushed before the index that lists them. At
+/// every index only the children `platforms` selects are walked; a selection
+/// that keeps none of an index's platforms is an error naming those it has.
 fn walk<'a>(
     registry: &'a dyn Registry,
     repo: &'a str,
     m: RawManifest,
     depth: usize,
-    manifests: &'a mut Vec<RawManifest>,
-    blobs: &'a mut Vec<(Blob, String)>,
-    seen: &'a mut HashSet<Digest>,
+    platforms: &'a [Platform],
+    out: Walked<'a>,
 ) -> futures::future::BoxFuture<'a, Result<()>> {
     Box::pin(async move {
+        let Walked { manifests, blobs, seen } = out;
         if !seen.insert(m.digest.clone()) {
             return Ok(());
         }
@@ -740,7 +758,14 @@ fn walk<'a>(
                         limit: MAX_DEPTH,
                     });
                 }
-                for c in children {
+                if let Some(has) = unmatched(&children, platforms) {
+                    return Err(TransferError::NoPlatform {
+                        index: format!("{} in {repo}", m.digest),
+                        wanted: platforms.iter().map(Platform::to_string).collect::<Vec<_>>().join(", "),
+                        has: has.join(", "),
+                    });
+                }
+                for c in select_children(&children, platforms) {
                     let child = registry.manifest(repo, Target::Digest(&c.digest)).await?;
                     if child.bytes.len() as u64 != c.size {
                         return Err(TransferError::WrongSize {
@@ -749,7 +774,8 @@ fn walk<'a>(
                             actual: child.bytes.len() as u64,
                         });
                     }
-                    walk(registry, repo, child, depth + 1, manifests, blobs, seen).await?;
+                    let walked = Walked { manifests: &mut *manifests, blobs: &mut *blobs, seen: &mut *seen };
+                    walk(registry, repo, child, depth + 1, platforms, walked).await?;
                 }
             }
         }

@@ -29,12 +29,12 @@ pub use export::{
     check_limit, dry_run, export, parse_artifacts, ExportOptions, ExportPlan, ExportReport, PlannedArtifact,
     SharedBlob, DEFAULT_MAX_ARTIFACTS,
 };
-pub use import::{import, ImportOptions, ImportReport, Map, Placement};
+pub use import::{import, ImportOptions, ImportReport, Map, Placement, PlatformIndex};
 pub use outcome::{any_failed, ArtifactOutcome, Status};
 pub use registry::{ConnectOptions, Credentials, RawManifest, Registry, RegistryAddr, Target};
 pub use report::{Reporter, Silent};
 pub use secret::Secret;
-pub use set::{check_platform, requests_from_names, resolve as resolve_set, Entry, ExportRequest, SetFile, Sources};
+pub use set::{requests_from_names, resolve as resolve_set, Entry, ExportRequest, SetFile, Sources};
 pub use sink::Compression;
 pub use store::{BlobInfo, BlobSink, BlobStore, BlobUrl, Expect, Location, StoreOptions};
 pub use verify::verify;

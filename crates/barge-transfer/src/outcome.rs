@@ -24,6 +24,10 @@ pub struct ArtifactOutcome {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     pub status: Status,
+    /// The index in the bundle, when import wrote a new one of just the
+    /// carried platforms (`digest` is then the new index's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewritten_from: Option<Digest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// What the user can do about the failure, for the CLI to word.
@@ -34,7 +38,15 @@ pub struct ArtifactOutcome {
 impl ArtifactOutcome {
     /// A transfer that worked (`Succeeded`) or had nothing to do (`Unchanged`).
     pub fn done(artifact: String, digest: Digest, status: Status) -> ArtifactOutcome {
-        ArtifactOutcome { artifact, digest: Some(digest), target: None, status, error: None, hint: None }
+        ArtifactOutcome {
+            artifact,
+            digest: Some(digest),
+            target: None,
+            status,
+            rewritten_from: None,
+            error: None,
+            hint: None,
+        }
     }
 
     pub fn failed(artifact: &str, error: &crate::TransferError) -> ArtifactOutcome {
@@ -43,6 +55,7 @@ impl ArtifactOutcome {
             digest: None,
             target: None,
             status: Status::Failed,
+            rewritten_from: None,
             error: Some(error.to_string()),
             hint: error.hint(),
         }

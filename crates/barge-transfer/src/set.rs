@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use barge_bundle::{split_registry, Digest, FullReference, Reference, DOCKER_HUB};
+use barge_bundle::{split_registry, Digest, FullReference, Platform, Reference, DOCKER_HUB};
 use futures::stream::{self, StreamExt};
 use serde::Deserialize;
 
@@ -23,8 +23,10 @@ pub struct ExportRequest {
     /// The registry to read it from: a key of [`Sources`].
     pub registry: String,
     pub reference: Reference,
-    /// Platforms to keep of a multi-platform index (`os/arch[/variant]`); empty keeps all.
-    pub platforms: Vec<String>,
+    /// The platforms to take from a multi-platform index (empty: all). The
+    /// index travels unchanged with only these children (a sparse index); a
+    /// single image manifest travels whatever the selection.
+    pub platforms: Vec<Platform>,
     /// Bring what refers to it (signatures, SBOMs, attestations).
     pub referrers: bool,
 }
@@ -101,7 +103,7 @@ pub struct Entry {
     pub tag_pattern: Option<regex::Regex>,
     pub latest: Option<usize>,
     pub digests: Vec<Digest>,
-    pub platforms: Vec<String>,
+    pub platforms: Vec<Platform>,
     pub referrers: Option<bool>,
 }
 
@@ -212,9 +214,12 @@ impl Entry {
             .enumerate()
             .map(|(j, d)| Digest::parse(d).map_err(|err| format!(".digests[{j}]: {err}")))
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        for (j, p) in e.platforms.iter().enumerate() {
-            check_platform(p).map_err(|why| format!(".platforms[{j}]: {why}"))?;
-        }
+        let platforms = e
+            .platforms
+            .iter()
+            .enumerate()
+            .map(|(j, p)| p.parse::<Platform>().map_err(|err| format!(".platforms[{j}]: {err}")))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         Ok(Entry {
             name: format!("artifacts[{i}] ({registry}/{repository})"),
             registry,
@@ -223,7 +228,7 @@ impl Entry {
             tag_pattern,
             latest: e.latest,
             digests,
-            platforms: e.platforms,
+            platforms,
             referrers: e.referrers,
         })
     }
@@ -237,7 +242,7 @@ impl Entry {
     /// it lists them). Exact tags and digests always; a pattern's matches (all
     /// tags when only `latest` is given), cut to the `latest` highest
     /// versions; `latest` alone when the entry names nothing.
-    pub fn expand(&self, listed: &[String], platforms: &[String], referrers: bool) -> Result<Vec<ExportRequest>> {
+    pub fn expand(&self, listed: &[String], platforms: &[Platform], referrers: bool) -> Result<Vec<ExportRequest>> {
         let mut tags: Vec<String> = self.tags.clone();
         if self.lists_tags() {
             let mut matched: Vec<&String> =
@@ -284,23 +289,6 @@ impl Entry {
     }
 }
 
-/// `os/arch[/variant]`, lowercase.
-pub fn check_platform(p: &str) -> std::result::Result<(), String> {
-    let parts: Vec<&str> = p.split('/').collect();
-    let ok = (2..=3).contains(&parts.len())
-        && parts.iter().all(|s| {
-            !s.is_empty()
-                && s.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.' || b == b'-')
-        });
-    match ok {
-        true => Ok(()),
-        false => {
-            Err(format!("platform {p:?} must be os/arch or os/arch/variant, lowercase (linux/amd64, linux/arm64/v8)"))
-        }
-    }
-}
-
 /// Expand a set against its registries: tag lists are read only for entries
 /// with a pattern or `latest`, at most `concurrency` at once. An entry that
 /// matches nothing is an error, or with `skip_unmatched` a failure to report
@@ -308,7 +296,7 @@ pub fn check_platform(p: &str) -> std::result::Result<(), String> {
 pub async fn resolve(
     set: &SetFile,
     sources: &Sources,
-    platforms: &[String],
+    platforms: &[Platform],
     referrers: bool,
     skip_unmatched: bool,
     concurrency: usize,
@@ -438,7 +426,9 @@ artifacts:
                 "docker.io/library/alpine:3.23"
             ]
         );
-        assert!(r.iter().all(|r| r.platforms == ["linux/amd64"] && !r.referrers && r.registry == "docker.io"));
+        assert!(r
+            .iter()
+            .all(|r| r.platforms == ["linux/amd64".parse().unwrap()] && !r.referrers && r.registry == "docker.io"));
     }
 
     #[test]
@@ -448,10 +438,10 @@ artifacts:
         assert_eq!(r, ["docker.io/library/alpine:latest", "ghcr.io/org/app:v1", "127.0.0.1:5000/team/x:latest"]);
         assert_eq!(s.registries(), ["127.0.0.1:5000", "docker.io", "ghcr.io"]);
         let s = set(r#"{"artifacts": [{"repository": "hello", "digests": ["sha256:78644e707286c9e72732b53620dd16d1ec0430b58761fa73926efd29d4d8dfcc"]}]}"#, Some("oci:/tmp/l")).unwrap();
-        let r = s.entries[0].expand(&[], &["linux/arm64".into()], true).unwrap();
+        let r = s.entries[0].expand(&[], &["linux/arm64".parse().unwrap()], true).unwrap();
         assert_eq!(r[0].registry, "oci:/tmp/l");
         assert_eq!(r[0].reference.repository(), "hello");
-        assert_eq!(r[0].platforms, ["linux/arm64"]);
+        assert_eq!(r[0].platforms, ["linux/arm64".parse().unwrap()]);
     }
 
     #[test]

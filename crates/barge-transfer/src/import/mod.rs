@@ -32,6 +32,7 @@ use crate::{Result, TransferError};
 use pass::{Pass, Passed};
 pub use placement::{Map, Placement};
 use publish::publish;
+pub use publish::PlatformIndex;
 use source::Source;
 
 #[derive(Debug, Clone, Default)]
@@ -47,6 +48,8 @@ pub struct ImportOptions {
     pub concurrency: usize,
     /// Where the artifacts go in the target: a prefix and repository maps.
     pub placement: Placement,
+    /// How an artifact that carries only some platforms of its index is written.
+    pub platform_index: PlatformIndex,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]

@@ -6,7 +6,7 @@ use barge_bundle::{Catalog, Digest};
 use futures::stream::{self, StreamExt};
 
 use super::placement::target_name;
-use super::ImportOptions;
+use super::{ImportOptions, PlatformIndex};
 use crate::outcome::{ArtifactOutcome, Status};
 use crate::registry::Registry;
 use crate::{Result, TransferError};
@@ -47,6 +47,12 @@ pub(super) async fn preflight(
         .collect()
         .await;
     for (i, (a, current)) in catalog.artifacts.iter().zip(currents).enumerate() {
+        // A rewritten index's digest is known only once its manifests are
+        // read: its tag is decided at the write (`set_tag`, same rule).
+        if opts.platform_index == PlatformIndex::Rewrite && !a.platforms.is_empty() {
+            current?;
+            continue;
+        }
         match current? {
             Some(d) if d == a.digest => {
                 plan.settled[i] = Some(Status::Unchanged);

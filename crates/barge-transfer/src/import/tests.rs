@@ -53,7 +53,9 @@ async fn bundle(src: Arc<MemoryRegistry>, dir: &std::path::Path) -> Arc<dyn Blob
     let path = dir.join("bundle.tar");
     let artifacts: Vec<String> = ARTIFACTS.iter().map(|s| s.to_string()).collect();
     let opts = ExportOptions { referrers: false, overwrite: true, ..ExportOptions::default() };
-    export(src, &artifacts, &LocalBlob::new(path.clone()), &opts, &Silent).await.unwrap();
+    let requests = crate::requests_from_names(&artifacts, Some("memory"), false).unwrap();
+    let sources = crate::Sources::one("memory", src);
+    export(&sources, requests, &LocalBlob::new(path.clone()), &opts, &Silent).await.unwrap();
     Arc::new(LocalBlob::new(path))
 }
 

@@ -197,7 +197,9 @@ impl NetworkRegistry {
             OciDistributionError::ImageManifestNotFoundError(_) => TransferError::NotFound(format!("{what} on {host}")),
             OciDistributionError::RegistryError { envelope, .. } => {
                 let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
-                if codes.iter().any(|c| {
+                if codes.iter().any(|c| matches!(c, OciErrorCode::ManifestBlobUnknown)) {
+                    TransferError::ManifestBlobUnknown { host: host.clone(), what: what.to_string() }
+                } else if codes.iter().any(|c| {
                     matches!(c, OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::BlobUnknown)
                 }) {
                     TransferError::NotFound(format!("{what} on {host}"))
@@ -212,6 +214,12 @@ impl NetworkRegistry {
                 }
             }
             OciDistributionError::ServerError { code: 404, .. } => TransferError::NotFound(format!("{what} on {host}")),
+            // A manifest PUT naming what the registry lacks (distribution: an index without its children).
+            OciDistributionError::ServerError { code: 400, message, .. }
+                if message.contains("MANIFEST_BLOB_UNKNOWN") =>
+            {
+                TransferError::ManifestBlobUnknown { host: host.clone(), what: what.to_string() }
+            }
             OciDistributionError::ServerError { code, message, .. } if *code == 429 || *code >= 500 => {
                 let said = if message.trim().is_empty() { String::new() } else { format!(": {}", message.trim()) };
                 TransferError::Registry(format!("{host} answered HTTP {code} for {what}{said}"))

@@ -139,3 +139,31 @@ fn a_damaged_head_or_a_file_that_is_no_bundle_exits_3_in_one_line() {
     assert_eq!(r.code, barge(&["verify", &w.s("store-b/missing")]).code, "a missing file: as verify says");
     assert!(r.stderr.contains("not found"), "{}", r.stderr);
 }
+
+/// A head longer than the first window (a catalog and a manifest of 1600
+/// layers): a plain bundle is read exactly up to its first config's header,
+/// a zstd one decoded across several reads; the layers are never read.
+#[test]
+fn a_long_head_is_read_to_its_end_and_no_further() {
+    let w = Work::new();
+    let layers = (0..1600).map(|seed| barge_fixtures::Layer { seed: 1000 + seed, size: 2048 }).collect();
+    let d = barge_fixtures::write_image(&w.path("src"), "many/layers", &barge_fixtures::Image::new(layers)).unwrap();
+    barge_fixtures::tag(&w.path("src"), "many/layers", "v1", &d).unwrap();
+    let reg = w.reg("src");
+    let (plain, zstd) = (w.s("store-a/many.tar"), w.s("store-a/many.tar.zst"));
+    barge_ok(&["export", "--registry", &reg, "--to", &plain, "many/layers:v1"], 0);
+    barge_ok(&["export", "--registry", &reg, "--compress=zstd", "--to", &zstd, "many/layers:v1"], 0);
+    let bytes = std::fs::read(&plain).unwrap();
+    let c = catalog_of(&bytes);
+    let first_config = c.blobs.iter().find(|b| b.kind != barge_bundle::BlobKind::Manifest).unwrap();
+    let (head_end, _) = entry_offset(&bytes, &first_config.digest.layout_path());
+    assert!(head_end > 128 << 10, "the head ({head_end} bytes) is longer than the first window");
+    let j = barge_ok(&["inspect", "--output", "json", &plain], 0).json();
+    assert_eq!(j["headBytesRead"], head_end as u64, "{}", j["headBytesRead"]);
+    assert_eq!(j["artifacts"][0]["blobs"], 1602);
+    let z = barge_ok(&["inspect", "--output", "json", &zstd], 0).json();
+    let zsize = std::fs::metadata(&zstd).unwrap().len();
+    assert!(z["headBytesRead"].as_u64().unwrap() < zsize, "{} of {zsize}", z["headBytesRead"]);
+    assert!(z["headBytesRead"].as_u64().unwrap() > 64 << 10, "the compressed head took several reads");
+    assert_eq!(z["artifacts"], j["artifacts"]);
+}

@@ -291,8 +291,8 @@ mod tests {
         let (sig, index) = (&s.artifacts[0], &s.artifacts[1]);
         assert_eq!(index.platforms, ["linux/amd64", "linux/arm64/v8"]);
         assert!(index.sparse && !sig.sparse);
-        assert_eq!(index.referrers, [sig.reference.clone()]);
-        assert_eq!(sig.refers_to, [index.reference.clone()]);
+        assert_eq!(index.referrers, std::slice::from_ref(&sig.reference));
+        assert_eq!(sig.refers_to, std::slice::from_ref(&index.reference));
         assert_eq!(index.blobs, 8);
         // The shared layer is used by both artifacts: stored once.
         assert_eq!(s.totals.shared_blobs, 1);

@@ -631,4 +631,11 @@ fn inspect_of_a_1_gib_bundle_in_storage_reads_under_1_mib() {
     for out in [&r.stdout, &r.stderr, &j.to_string()] {
         assert!(!out.contains(&sig) && !out.contains("sig="), "the SAS was shown: {out}");
     }
+
+    // A bundle that export wrote carries its catalogDigest as metadata: inspect shows it, computing nothing.
+    let w = Work::new();
+    let url = az.url(SRC, "samples.tar", "racwdl");
+    let e = barge_ok(&["export", "--output", "json", "--registry", &w.reg("src"), "--to", &url, "library/tools"], 0);
+    let j = barge_ok(&["inspect", "--output", "json", &az.url(SRC, "samples.tar", "r")], 0).json();
+    assert_eq!(j["catalogDigest"], e.json()["catalogDigest"], "{j}");
 }

@@ -91,20 +91,32 @@ fn kind(media_type: &str) -> &str {
     }
 }
 
+/// A reference for the table: a digest in a cosign or tag-schema tag
+/// (`sha256-<64 hex>`) cut to 12 hex digits (JSON has it whole).
+fn short(reference: &str) -> String {
+    let Some(at) = reference.rfind(":sha256-") else { return reference.to_string() };
+    let hex = &reference[at + 8..];
+    let len = hex.chars().take_while(char::is_ascii_hexdigit).count();
+    if len != 64 {
+        return reference.to_string();
+    }
+    format!("{}{}…{}", &reference[..at + 8], &hex[..12], &hex[64..])
+}
+
 /// One row per artifact, and one line under it per referrer.
 fn table(artifacts: &[ArtifactSummary]) -> String {
     let header = ["REFERENCE", "DIGEST", "TYPE", "PLATFORMS", "BLOBS", "SIZE", "REFERRERS"].map(String::from);
     let rows: Vec<[String; 7]> = artifacts
         .iter()
         .map(|a| {
-            let short = format!("{}:{}", a.digest.algorithm().name(), &a.digest.hex()[..12]);
+            let digest = format!("{}:{}", a.digest.algorithm().name(), &a.digest.hex()[..12]);
             let mut platforms = if a.platforms.is_empty() { "-".to_string() } else { a.platforms.join(",") };
             if a.sparse {
                 platforms += "*";
             }
             [
-                a.reference.clone(),
-                short,
+                short(&a.reference),
+                digest,
                 kind(&a.media_type).to_string(),
                 platforms,
                 a.blobs.to_string(),
@@ -127,7 +139,7 @@ fn table(artifacts: &[ArtifactSummary]) -> String {
     for (r, a) in rows.iter().zip(artifacts) {
         out += &line(r);
         for referrer in &a.referrers {
-            out += &format!("  <- {referrer}\n");
+            out += &format!("  <- {}\n", short(referrer));
         }
     }
     out

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use barge_bundle::reader::{Data, Next, Reader};
 use barge_bundle::summary::{head_len, Facts, Summary};
 use barge_bundle::zstd_frame::{self, MAX_WINDOW_LOG, ZSTD_MAGIC};
-use barge_bundle::{BundleError, Digest, Meta};
+use barge_bundle::{BundleError, Catalog, Digest, Meta};
 use tokio::io::AsyncReadExt;
 use zstd::stream::raw::{DParameter, Decoder, InBuffer, Operation, OutBuffer};
 
@@ -54,8 +54,7 @@ pub async fn inspect(store: &dyn BlobStore) -> Result<Inspected> {
         .and_then(|(_, v)| Digest::parse(v).ok());
     let size = (info.size != UNKNOWN_SIZE).then_some(info.size);
     let mut head = Head::open(store, info, what).await?;
-    let (catalog_json, facts) = read_head(&mut head).await?;
-    let catalog = barge_bundle::Catalog::parse(&catalog_json)?;
+    let (catalog, catalog_json, facts) = read_head(&mut head).await?;
     Ok(Inspected {
         summary: Summary::new(&catalog, &facts),
         catalog_json,
@@ -67,8 +66,8 @@ pub async fn inspect(store: &dyn BlobStore) -> Result<Inspected> {
 }
 
 /// Drive the one bundle reader over the head: up to the first config or layer
-/// (or the end of the archive). Returns the catalog's bytes and the facts of every manifest.
-async fn read_head(head: &mut Head<'_>) -> Result<(Vec<u8>, HashMap<Digest, Facts>)> {
+/// (or the end of the archive). Returns the checked catalog, its bytes and the facts of every manifest.
+async fn read_head(head: &mut Head<'_>) -> Result<(Catalog, Vec<u8>, HashMap<Digest, Facts>)> {
     let mut reader = Reader::new();
     let (mut catalog_json, mut facts) = (None, HashMap::new());
     loop {
@@ -112,9 +111,10 @@ async fn read_head(head: &mut Head<'_>) -> Result<(Vec<u8>, HashMap<Digest, Fact
             Next::Blob { .. } | Next::Trailer => break,
         }
     }
-    let catalog_json =
-        catalog_json.ok_or_else(|| BundleError::Corrupt("the bundle has no barge-catalog.json".into()))?;
-    Ok((catalog_json, facts))
+    match (reader.catalog(), catalog_json) {
+        (Some(c), Some(json)) => Ok((c.clone(), json, facts)),
+        _ => Err(BundleError::Corrupt("the bundle has no barge-catalog.json".into()).into()),
+    }
 }
 
 /// A zstd frame being decoded: the decoder and the compressed bytes it has not taken yet.
@@ -209,13 +209,12 @@ impl<'a> Head<'a> {
             self.buf.drain(..self.at);
             self.at = 0;
             let missing = (n - self.buf.len()) as u64;
-            let more = match self.zstd.is_some() {
-                true => self.decode().await?,
-                false => {
-                    let chunk = self.raw(missing.max(self.window)).await?;
-                    self.buf.extend_from_slice(&chunk);
-                    !chunk.is_empty()
-                }
+            let more = if self.zstd.is_some() {
+                self.decode().await?
+            } else {
+                let chunk = self.raw(missing.max(self.window)).await?;
+                self.buf.extend_from_slice(&chunk);
+                !chunk.is_empty()
             };
             if !more {
                 return Err(BundleError::Truncated("it ends before its catalog and manifests do".into()).into());

@@ -158,7 +158,15 @@ impl<'a> Head<'a> {
             at: 0,
             taken: 0,
         };
-        let first = head.raw(FIRST_WINDOW).await?;
+        let mut first = head.raw(FIRST_WINDOW).await?;
+        // Enough to tell a zstd frame and read its header, unless the bundle is shorter.
+        while first.len() < zstd_frame::HEADER_MAX {
+            let more = head.raw(FIRST_WINDOW).await?;
+            if more.is_empty() {
+                break;
+            }
+            first.extend_from_slice(&more);
+        }
         if first.starts_with(&ZSTD_MAGIC) {
             zstd_frame::check_window(&first)?;
             let mut decoder = Decoder::new().map_err(BundleError::from)?;
@@ -182,7 +190,13 @@ impl<'a> Head<'a> {
         let want = want.min(MAX_WINDOW);
         let mut out = Vec::new();
         let read = match &mut self.stream {
-            Some(s) => s.take(want).read_to_end(&mut out).await,
+            // What the stream has now (a pipe may not have a whole window yet); nothing only at its end.
+            Some(s) => {
+                out.resize(want as usize, 0);
+                let n = s.read(&mut out).await;
+                out.truncate(*n.as_ref().unwrap_or(&0));
+                n
+            }
             None => {
                 let len = want.min(self.info.size.saturating_sub(self.fetched));
                 if len == 0 {

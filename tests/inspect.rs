@@ -106,6 +106,28 @@ fn a_stream_is_read_up_to_its_head() {
         assert_eq!(j["size"], serde_json::Value::Null);
         assert_eq!(j["artifacts"].as_array().unwrap().len(), 4);
     }
+    // A writer that keeps the pipe open after the bundle: inspect ends once the head has passed.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_barge"))
+        .args(["inspect", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let bytes = std::fs::read(w.path("store-a/bundle.tar")).unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = std::io::Write::write_all(&mut stdin, &bytes);
+        std::thread::sleep(std::time::Duration::from_secs(20));
+    });
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(10), "inspect waited for the stream's end");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("samples/multiarch:v1"));
+    drop(writer); // detached: it ends with the test process
 }
 
 #[test]

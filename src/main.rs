@@ -60,6 +60,8 @@ enum Command {
     Watch(commands::watch::Args),
     /// Check a bundle offline: every digest, every reference, no unsafe entry.
     Verify(commands::verify::Args),
+    /// Show what a bundle holds (artifacts, platforms, referrers, sizes), reading only its head.
+    Inspect(commands::inspect::Args),
     /// Print a shell completion script: `barge completions bash > /etc/bash_completion.d/barge`.
     Completions {
         /// The shell to complete for.
@@ -85,6 +87,7 @@ async fn dispatch(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
             commands::watch::run(g.state_store()?.as_ref(), a, g.quiet, cli.output == Output::Json).await
         }
         Command::Verify(a) => commands::verify::run(g, a, bars).await,
+        Command::Inspect(a) => commands::inspect::run(g, a).await,
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(*shell, &mut <Cli as clap::CommandFactory>::command(), "barge", &mut out);

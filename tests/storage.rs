@@ -512,3 +512,130 @@ fn base64_of(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
+
+/// The digest of 1 GiB of zeros (`head -c 1G /dev/zero | sha256sum`).
+const ZEROS_1G: &str = "49bc20df15e412a64472421e13fe86ff1c5165e18b2afccf160d4dc19fe68a14";
+
+/// A bundle whose one layer is 1 GiB of zeros: its head (everything before
+/// the layer's bytes) and its whole size. The rest is zeros: the layer, then
+/// the end-of-archive blocks.
+fn zeros_bundle_head() -> (Vec<u8>, u64) {
+    use barge_bundle::catalog::Planned;
+    use barge_bundle::oci::{OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST};
+    use barge_bundle::tar::{encode_header, padding, Kind};
+    use barge_bundle::{Artifact, Blob, BlobKind, Catalog, Digest};
+    let zeros: u64 = 1 << 30;
+    let layer = Digest::parse(&format!("sha256:{ZEROS_1G}")).unwrap();
+    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": Digest::sha256_of(&config), "size": config.len()},
+        "layers": [{"mediaType": OCI_LAYER_TAR, "digest": layer, "size": zeros}],
+    }))
+    .unwrap();
+    let md = Digest::sha256_of(&manifest);
+    let artifact = Artifact {
+        request: "big/zeros:v1".into(),
+        registry: Some("registry.example".into()),
+        repository: "big/zeros".into(),
+        tag: Some("v1".into()),
+        digest: md.clone(),
+        media_type: OCI_MANIFEST.into(),
+        size: manifest.len() as u64,
+        manifests: vec![md.clone()],
+        blobs: vec![Digest::sha256_of(&config), layer.clone()],
+        platforms: Vec::new(),
+    };
+    let blob = |data: &[u8], media_type: &str, kind| Blob {
+        digest: Digest::sha256_of(data),
+        size: data.len() as u64,
+        media_type: media_type.into(),
+        kind,
+    };
+    let blobs = vec![
+        blob(&manifest, OCI_MANIFEST, BlobKind::Manifest),
+        blob(&config, OCI_CONFIG, BlobKind::Config),
+        Blob { digest: layer.clone(), size: zeros, media_type: OCI_LAYER_TAR.into(), kind: BlobKind::Layer },
+    ];
+    let catalog = Catalog::new("barge-test", "2026-01-01T00:00:00Z", "registry.example", vec![artifact], blobs);
+    let mut head = Vec::new();
+    let put = |head: &mut Vec<u8>, name: &str, bytes: &[u8]| {
+        head.extend(encode_header(name, bytes.len() as u64, Kind::File));
+        head.extend(bytes);
+        head.resize(head.len() + padding(bytes.len() as u64), 0);
+    };
+    for p in catalog.plan() {
+        match p {
+            Planned::File { name, bytes } => put(&mut head, name, &bytes),
+            Planned::Dir(name) => head.extend(encode_header(&name, 0, Kind::Dir)),
+            Planned::Blob(i) if catalog.blobs[i].digest == layer => {
+                head.extend(encode_header(&layer.layout_path(), zeros, Kind::File));
+            }
+            Planned::Blob(i) => {
+                let b = &catalog.blobs[i];
+                put(&mut head, &b.digest.layout_path(), if b.digest == md { &manifest } else { &config });
+            }
+        }
+    }
+    let size = head.len() as u64 + zeros + 1024;
+    (head, size)
+}
+
+/// One raw request to Azurite with a body; returns the status.
+fn azurite_put(az: &Azurite, path: &str, headers: &[(&str, String)], body: &[u8]) -> u16 {
+    use std::io::{Read, Write};
+    let host = az.endpoint.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    let mut req = format!("PUT {path} HTTP/1.1\r\nHost: {host}\r\nx-ms-version: 2021-08-06\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req += &format!("{k}: {v}\r\n");
+    }
+    req += &format!("Content-Length: {}\r\n\r\n", body.len());
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+/// `barge inspect` of a 1 GiB bundle in storage reads its head only: a
+/// counting proxy between barge and Azurite measures what Azurite sent.
+#[test]
+fn inspect_of_a_1_gib_bundle_in_storage_reads_under_1_mib() {
+    let az = Azurite::start();
+    let (head, size) = zeros_bundle_head();
+    // A page blob: 1 GiB of zeros without uploading them; then the head written over its start.
+    let sas = az.key(SRC).container_sas("bundles", "racwdl", std::time::Duration::from_secs(600));
+    let path = format!("/{SRC}/bundles/big.tar?{}", sas.expose());
+    let blob_type = [("x-ms-blob-type", "PageBlob".to_string()), ("x-ms-blob-content-length", size.to_string())];
+    assert_eq!(azurite_put(&az, &path, &blob_type, &[]), 201);
+    let page = [("x-ms-page-write", "update".to_string()), ("x-ms-range", format!("bytes=0-{}", head.len() - 1))];
+    assert_eq!(azurite_put(&az, &format!("{path}&comp=page"), &page, &head), 201);
+
+    let proxy = common::counting::CountingProxy::start(&az.endpoint);
+    let url = az.url(SRC, "big.tar", "r").replacen(&az.endpoint, &proxy.endpoint, 1);
+    let sig = url.split("sig=").nth(1).unwrap().split('&').next().unwrap().to_string();
+    let r = barge_ok(&["inspect", &url], 0);
+    assert!(r.stdout.contains("registry.example/big/zeros:v1"), "{}", r.stdout);
+    assert!(r.stdout.contains("1.0 GiB"), "{}", r.stdout);
+    assert!(r.stdout.contains("barge verify"), "inspect says it is not verify: {}", r.stdout);
+    let text_bytes = proxy.bytes();
+    eprintln!("inspect read {text_bytes} bytes from Azurite (HTTP headers included)");
+    assert!(text_bytes < 1 << 20, "inspect read {text_bytes} bytes from Azurite");
+    let j = barge_ok(&["inspect", "--output", "json", &url], 0).json();
+    assert_eq!(j["size"], size);
+    assert_eq!(j["artifacts"][0]["bytes"].as_u64().unwrap() >> 30, 1, "{j}");
+    assert!(j["headBytesRead"].as_u64().unwrap() < 1 << 20, "{j}");
+    let all = proxy.bytes();
+    assert!(all - text_bytes < 1 << 20, "inspect --output json read {} bytes from Azurite", all - text_bytes);
+    for out in [&r.stdout, &r.stderr, &j.to_string()] {
+        assert!(!out.contains(&sig) && !out.contains("sig="), "the SAS was shown: {out}");
+    }
+
+    // A bundle that export wrote carries its catalogDigest as metadata: inspect shows it, computing nothing.
+    let w = Work::new();
+    let url = az.url(SRC, "samples.tar", "racwdl");
+    let e = barge_ok(&["export", "--output", "json", "--registry", &w.reg("src"), "--to", &url, "library/tools"], 0);
+    let j = barge_ok(&["inspect", "--output", "json", &az.url(SRC, "samples.tar", "r")], 0).json();
+    assert_eq!(j["catalogDigest"], e.json()["catalogDigest"], "{j}");
+}

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod azurite;
+pub mod counting;
 pub mod registry;
 
 use barge_bundle::tar::{padding, BLOCK};

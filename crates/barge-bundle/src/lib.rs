@@ -20,6 +20,7 @@ pub mod oci;
 pub mod platform;
 pub mod reader;
 mod reference;
+pub mod summary;
 pub mod tar;
 pub mod verify;
 pub mod zstd_frame;
@@ -33,5 +34,6 @@ pub use reader::{Data, Next, Reader};
 pub use reference::{
     check_registry, check_repository, check_tag, split_registry, FullReference, Reference, ReferenceError, DOCKER_HUB,
 };
+pub use summary::{Facts, Summary};
 pub use verify::{verify_file, verify_reader, Verified, VerifyOptions};
 pub use zstd_frame::ZSTD_MAGIC;

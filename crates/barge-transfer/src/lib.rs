@@ -12,6 +12,7 @@ mod copy;
 mod error;
 mod export;
 mod import;
+mod inspect;
 pub mod io;
 mod outcome;
 pub mod registry;
@@ -30,6 +31,7 @@ pub use export::{
     SharedBlob, DEFAULT_MAX_ARTIFACTS,
 };
 pub use import::{import, ImportOptions, ImportReport, Map, Placement, PlatformIndex};
+pub use inspect::{inspect, Inspected};
 pub use outcome::{any_failed, ArtifactOutcome, Status};
 pub use registry::{ConnectOptions, Credentials, RawManifest, Registry, RegistryAddr, Target};
 pub use report::{Reporter, Silent};

@@ -103,6 +103,7 @@ artifacts:
   - registry: {a}
     repository: base/multi
     tags: ["v1"]
+    platforms: ["linux/arm64"]
   - registry: {b}
     repository: team/api
     tags: [v1]
@@ -150,18 +151,78 @@ artifacts:
         catalog.artifacts.iter().map(|a| a.registry.as_deref().unwrap()).collect();
     assert_eq!(registries, [a.as_str(), b.as_str()].into_iter().collect());
 
+    // The index travels sparse: only the arm64 child.
+    let multi = catalog.artifacts.iter().find(|a| a.repository == "base/multi").unwrap();
+    assert_eq!(multi.platforms, ["linux/arm64"]);
+    let src_index: serde_json::Value = serde_json::from_slice(&s.a.raw("base/multi:v1").unwrap()).unwrap();
+    let child = |index: &serde_json::Value, arch: &str| {
+        let m = index["manifests"].as_array().unwrap();
+        m.iter().find(|c| c["platform"]["architecture"] == arch).map(|c| c["digest"].as_str().unwrap().to_string())
+    };
+    let arm = child(&src_index, "arm64").unwrap();
+    assert_eq!(multi.manifests.len(), 2, "the arm64 child and the index");
+    assert!(multi.manifests.iter().any(|d| d.to_string() == arm));
+
+    // distribution 2.8 wants every child of an index: the index is written anew
+    // with the selected platform; everything lands under a prefix, B's team/ mapped.
     let t = TestRegistry::start();
-    ok(s.barge(&["import", bundle, "--registry", &t.host]), 0, "import");
-    for (src, reference) in [
-        (&s.a, "app/web:1.10"),
-        (&s.a, "app/web:2.0"),
-        (&s.a, "base/multi:v1"),
-        (&s.b, "team/api:v1"),
-        (&s.b, &*format!("team/api@{v2}")),
+    let map = format!("{b}/team=teams");
+    let r = s.barge(&[
+        "import",
+        bundle,
+        "--registry",
+        &t.host,
+        "--platform-index",
+        "rewrite",
+        "--prefix",
+        "mirror",
+        "--map",
+        &map,
+        "--output",
+        "json",
+    ]);
+    let report = ok(r, 0, "import").json();
+    let targets: Vec<&str> =
+        report["artifacts"].as_array().unwrap().iter().map(|a| a["target"].as_str().unwrap()).collect();
+    assert_eq!(
+        targets,
+        [
+            "mirror/app/web:1.10".to_string(),
+            "mirror/app/web:2.0".into(),
+            "mirror/base/multi:v1".into(),
+            "mirror/teams/api:v1".into(),
+            format!("mirror/teams/api@{v2}"),
+        ]
+    );
+    for (src, reference, there) in [
+        (&s.a, "app/web:1.10", "mirror/app/web:1.10"),
+        (&s.a, "app/web:2.0", "mirror/app/web:2.0"),
+        (&s.b, "team/api:v1", "mirror/teams/api:v1"),
+        (&s.b, &*format!("team/api@{v2}"), &*format!("mirror/teams/api@{v2}")),
     ] {
-        assert_eq!(Sources::digest(&t, reference), Sources::digest(src, reference), "{reference}");
+        assert_eq!(Sources::digest(&t, there), Sources::digest(src, reference), "{reference}");
     }
-    assert!(t.raw("app/web:1.9").is_none() && t.raw("app/web:2.1-rc.1").is_none(), "only the latest two versions");
+    assert!(t.raw("mirror/app/web:1.9").is_none() && t.raw("mirror/app/web:2.1-rc.1").is_none(), "the latest two only");
+    let index: serde_json::Value = serde_json::from_slice(&t.raw("mirror/base/multi:v1").unwrap()).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
+    assert_eq!(child(&index, "arm64").unwrap(), arm);
+    let multi_out = report["artifacts"].as_array().unwrap().iter().find(|a| a["target"] == "mirror/base/multi:v1");
+    assert_eq!(multi_out.unwrap()["rewrittenFrom"], src_index_digest(&s.a));
+    assert_eq!(Sources::digest(&t, &format!("mirror/base/multi@{arm}")), arm, "skopeo pulls the selected platform");
+    let out = common::skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        "--override-arch",
+        "arm64",
+        &format!("docker://{}/mirror/base/multi:v1", t.host),
+        &format!("oci:{}:pulled", work.path().join("pulled").display()),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn src_index_digest(a: &TestRegistry) -> String {
+    Sources::digest(a, "base/multi:v1")
 }
 
 /// Full references on the command line, from both registries, credentials per host.

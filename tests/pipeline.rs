@@ -759,3 +759,58 @@ fn an_import_pipeline_places_artifacts_under_its_prefix_and_maps() {
     assert_eq!(shown["properties"]["repositoryPrefix"], "m", "{shown}");
     assert_eq!(shown["properties"]["repositoryMap"], serde_json::json!(["a=b", "c="]), "{shown}");
 }
+
+/// An export run takes a transfer set (`--artifacts-file`): kept with the run
+/// as `request.artifactSet`, expanded against the pipeline's registry when it
+/// runs; a bad set is refused before any record is written.
+#[test]
+fn an_export_run_takes_a_set_file() {
+    let w = Work::new();
+    let state = w.s("state");
+    let run = |args: &[&str]| barge_in(&state, &[], args);
+    std::fs::create_dir_all(w.path("bundles")).unwrap();
+    let (reg, uri) = (w.reg("src"), w.s("bundles"));
+    let r = run(&["pipeline", "export", "create", "exp", "--registry", &reg, "--storage-container-uri", &uri]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    std::fs::write(
+        w.path("set.yaml"),
+        "artifacts:\n  - repository: library/tools\n    tagPattern: \"^1\\\\.\"\n  - repository: samples/multiarch\n    tags: [v1]\n    platforms: [linux/arm64]\n",
+    )
+    .unwrap();
+    std::fs::write(w.path("bad.yaml"), "artifacts:\n  - repository: library/tools\n    platforms: [arm64]\n").unwrap();
+    let r =
+        run(&["run", "create", "bad", "--pipeline", "exp", "--blob", "bad.tar", "--artifacts-file", &w.s("bad.yaml")]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("artifactSet: artifacts[0].platforms[0]"), "{}", r.stderr);
+    let set = w.s("set.yaml");
+    let r = run(&[
+        "--output",
+        "json",
+        "run",
+        "create",
+        "r1",
+        "--pipeline",
+        "exp",
+        "--blob",
+        "s.tar",
+        "--artifacts-file",
+        &set,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let record = r.json();
+    assert_eq!(record["properties"]["request"]["artifactSet"]["artifacts"][0]["tagPattern"], "^1\\.", "{record}");
+    assert_eq!(record["properties"]["request"]["target"]["name"], "s.tar", "{record}");
+    let done: Vec<&str> = record["properties"]["response"]["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["artifact"].as_str().unwrap())
+        .collect();
+    assert_eq!(done.len(), 2, "{record}");
+    let catalog = catalog_of(&std::fs::read(w.path("bundles/s.tar")).unwrap());
+    let names: Vec<String> = catalog.artifacts.iter().map(|a| a.ref_name()).collect();
+    assert_eq!(names, ["library/tools:1.0", "samples/multiarch:v1"]);
+    assert_eq!(catalog.artifacts[1].platforms, ["linux/arm64"]);
+    let runs = run(&["--output", "json", "run", "list"]).json();
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "the refused run left no record: {runs}");
+}

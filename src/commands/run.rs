@@ -25,6 +25,11 @@ pub enum RunCmd {
         /// Export: the artifacts (repo, repo:tag, repo@sha256:...).
         #[arg(long, num_args = 1..)]
         artifacts: Vec<String>,
+        /// Export: a transfer set (YAML or JSON, as `barge export -f` takes),
+        /// kept with the run as `request.artifactSet` and expanded when it runs;
+        /// entries that name no registry read from the pipeline's.
+        #[arg(long, value_name = "SET")]
+        artifacts_file: Option<PathBuf>,
         /// The blob's name in the pipeline's container (export: written; import: read).
         #[arg(long)]
         blob: String,
@@ -62,11 +67,30 @@ pub enum RunCmd {
 
 pub async fn run(state: &dyn StateStore, cmd: &RunCmd) -> anyhow::Result<Done> {
     match cmd {
-        RunCmd::Create { name, pipeline, artifacts, blob, catalog_digest, force_update_tag, connect } => {
+        RunCmd::Create {
+            name,
+            pipeline,
+            artifacts,
+            artifacts_file,
+            blob,
+            catalog_digest,
+            force_update_tag,
+            connect,
+        } => {
+            let artifact_set = match artifacts_file {
+                Some(f) => {
+                    let shown = f.display().to_string();
+                    let bytes = std::fs::read(f)
+                        .map_err(|e| barge_transfer::TransferError::io(format!("reading the set {shown}"), e))?;
+                    Some(barge_transfer::SetFile::document(&bytes, &shown)?)
+                }
+                None => None,
+            };
             let s = Submit {
                 name: name.clone(),
                 pipeline: pipeline.clone(),
                 artifacts: artifacts.clone(),
+                artifact_set,
                 blob: blob.clone(),
                 catalog_digest: catalog_digest.clone(),
                 force_update_tag: force_update_tag.clone(),

@@ -555,6 +555,8 @@ pub const IMPORT_OPTIONS: &str = "OverwriteTags, DeleteSourceBlobOnSuccess, Cont
 pub struct RunRequest {
     pub pipeline_resource_id: String,
     pub artifacts: Vec<String>,
+    /// Export: a transfer set (barge's extension, `artifactSet`), expanded when the run runs.
+    pub artifact_set: Option<Value>,
     /// Export: the blob written. Import: the blob read.
     pub blob: String,
     pub catalog_digest: Option<String>,
@@ -567,6 +569,8 @@ struct RequestDoc {
     pipeline_resource_id: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     artifacts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    artifact_set: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     source: Option<BlobName>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -596,6 +600,7 @@ impl From<RequestDoc> for RunRequest {
         RunRequest {
             pipeline_resource_id: d.pipeline_resource_id,
             artifacts: d.artifacts,
+            artifact_set: d.artifact_set,
             blob,
             catalog_digest: d.catalog_digest,
         }
@@ -605,10 +610,12 @@ impl From<RequestDoc> for RunRequest {
 impl From<RunRequest> for RequestDoc {
     fn from(r: RunRequest) -> RequestDoc {
         let at = Some(BlobName { kind: blob_type(), name: r.blob });
-        let (source, target) = if r.artifacts.is_empty() { (at, None) } else { (None, at) };
+        let export = !r.artifacts.is_empty() || r.artifact_set.is_some();
+        let (source, target) = if export { (None, at) } else { (at, None) };
         RequestDoc {
             pipeline_resource_id: r.pipeline_resource_id,
             artifacts: r.artifacts,
+            artifact_set: r.artifact_set,
             source,
             target,
             blob: None,
@@ -657,6 +664,7 @@ pub fn run_submission(bytes: &[u8]) -> Result<crate::run::Submit, PipelineError>
         name: name.to_string(),
         pipeline,
         artifacts: request.artifacts,
+        artifact_set: request.artifact_set,
         blob: request.blob,
         catalog_digest: request.catalog_digest,
         force_update_tag,

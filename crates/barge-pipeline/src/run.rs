@@ -31,6 +31,8 @@ pub struct Submit {
     pub name: String,
     pub pipeline: String,
     pub artifacts: Vec<String>,
+    /// Export: a transfer set as a JSON document ([`barge_transfer::SetFile::document`]).
+    pub artifact_set: Option<serde_json::Value>,
     pub blob: String,
     pub catalog_digest: Option<String>,
     pub force_update_tag: Option<String>,
@@ -130,10 +132,16 @@ async fn prepare(state: &dyn StateStore, s: &Submit) -> Result<(Pipeline, RunReq
     crate::resource::check_name("run", &s.name)?;
     let pipeline = load_pipeline(state, &s.pipeline).await?;
     match &pipeline {
-        Pipeline::Export { .. } if s.artifacts.is_empty() => {
+        Pipeline::Export { .. } if s.artifacts.is_empty() && s.artifact_set.is_none() => {
             return Err(PipelineError::Invalid(format!("export pipeline {}: the run names no artifacts", s.pipeline)))
         }
-        Pipeline::Import { .. } if !s.artifacts.is_empty() => {
+        Pipeline::Export { properties, .. } => {
+            // Checked now, so a bad set is refused before a record is written; expanded when the run runs.
+            if let Some(set) = &s.artifact_set {
+                run_set(set, &properties.registry)?;
+            }
+        }
+        Pipeline::Import { .. } if !s.artifacts.is_empty() || s.artifact_set.is_some() => {
             return Err(PipelineError::Invalid(format!(
                 "import pipeline {}: a run imports one blob and names no artifacts",
                 s.pipeline
@@ -147,6 +155,7 @@ async fn prepare(state: &dyn StateStore, s: &Submit) -> Result<(Pipeline, RunReq
     let request = RunRequest {
         pipeline_resource_id: s.pipeline.clone(),
         artifacts: s.artifacts.clone(),
+        artifact_set: s.artifact_set.clone(),
         blob: s.blob.clone(),
         catalog_digest: s.catalog_digest.clone(),
     };
@@ -371,15 +380,36 @@ async fn export(
         concurrency: opts.concurrency,
         ..Default::default()
     };
-    let requests = barge_transfer::requests_from_names(&s.artifacts, Some(&properties.registry), true)?;
-    let sources = barge_transfer::Sources::one(&properties.registry, registry);
-    let r = barge_transfer::export(&sources, requests, dest.as_ref(), &export_opts, progress).await?;
+    let key = barge_transfer::registry_key(&properties.registry);
+    let mut requests = barge_transfer::requests_from_names(&s.artifacts, Some(&key), true)?;
+    let mut sources = barge_transfer::Sources::one(&key, registry);
+    let mut skipped = Vec::new();
+    if let Some(set) = &s.artifact_set {
+        let set = run_set(set, &properties.registry)?;
+        for name in set.registries().into_iter().filter(|n| *n != key) {
+            sources.insert(&name, RegistryAddr::parse(&name)?.open(&opts.connect).await?);
+        }
+        let (more, failed) =
+            barge_transfer::resolve_set(&set, &sources, &[], true, export_opts.continue_on_errors, opts.concurrency)
+                .await?;
+        requests.extend(more);
+        skipped = failed.into_iter().map(|(name, e)| ArtifactOutcome::failed(&name, &e)).collect();
+    }
+    barge_transfer::check_limit(&requests, export_opts.max_artifacts, s.artifact_set.is_some())?;
+    let mut r = barge_transfer::export(&sources, requests, dest.as_ref(), &export_opts, progress).await?;
+    r.artifacts.splice(0..0, skipped);
     Ok(Outcome {
         artifacts: r.artifacts,
         imported: Vec::new(),
         catalog_digest: Some(r.catalog_digest.to_string()),
         delete: None,
     })
+}
+
+/// A run's transfer set, checked against its pipeline's registry.
+fn run_set(set: &serde_json::Value, registry: &str) -> Result<barge_transfer::SetFile, PipelineError> {
+    let bytes = serde_json::to_vec(set).map_err(|_| PipelineError::Invalid("the run's artifactSet".into()))?;
+    Ok(barge_transfer::SetFile::parse(&bytes, "the run's artifactSet", Some(registry))?)
 }
 
 async fn import(

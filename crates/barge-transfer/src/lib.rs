@@ -36,7 +36,7 @@ pub use outcome::{any_failed, ArtifactOutcome, Status};
 pub use registry::{ConnectOptions, Credentials, RawManifest, Registry, RegistryAddr, Target};
 pub use report::{Reporter, Silent};
 pub use secret::Secret;
-pub use set::{requests_from_names, resolve as resolve_set, Entry, ExportRequest, SetFile, Sources};
+pub use set::{registry_key, requests_from_names, resolve as resolve_set, Entry, ExportRequest, SetFile, Sources};
 pub use sink::Compression;
 pub use store::{BlobInfo, BlobSink, BlobStore, BlobUrl, Expect, Location, StoreOptions};
 pub use verify::verify;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use barge_bundle::{split_registry, Digest, FullReference, Platform, Reference, DOCKER_HUB};
 use futures::stream::{self, StreamExt};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::registry::Registry;
 use crate::{Result, TransferError};
@@ -117,25 +117,29 @@ impl PartialEq for Entry {
 }
 impl Eq for Entry {}
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawSet {
     artifacts: Vec<RawEntry>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawEntry {
+    #[serde(skip_serializing_if = "Option::is_none")]
     registry: Option<String>,
     repository: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     tags: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     tag_pattern: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     latest: Option<usize>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     digests: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     platforms: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     referrers: Option<bool>,
 }
 
@@ -155,6 +159,15 @@ impl SetFile {
             .map(|(i, e)| Entry::check(e, i, default_registry).map_err(|why| invalid(format!("artifacts[{i}]{why}"))))
             .collect::<Result<Vec<_>>>()?;
         Ok(SetFile { entries })
+    }
+
+    /// The set as a JSON document, to keep with a pipeline run and parse again
+    /// when it runs (against the pipeline's registry). Only its shape is
+    /// checked here: entries that name no registry are checked at run time.
+    pub fn document(bytes: &[u8], file: &str) -> Result<serde_json::Value> {
+        let raw: RawSet = serde_norway::from_slice(bytes)
+            .map_err(|e| TransferError::InvalidSet(format!("{file}: {}", one_line(&e.to_string()))))?;
+        serde_json::to_value(raw).map_err(|_| TransferError::Internal("a set serializes as JSON"))
     }
 
     /// The registries the set reads from.

@@ -171,7 +171,13 @@ mod tests {
     }
 
     fn request() -> RunRequest {
-        RunRequest { pipeline_resource_id: "p".into(), artifacts: vec![], blob: "b".into(), catalog_digest: None }
+        RunRequest {
+            pipeline_resource_id: "p".into(),
+            artifacts: vec![],
+            artifact_set: None,
+            blob: "b".into(),
+            catalog_digest: None,
+        }
     }
 
     fn aged(ms: u64) -> Heartbeat {

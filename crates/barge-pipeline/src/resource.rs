@@ -868,6 +868,7 @@ mod tests {
         let r = RunRequest {
             pipeline_resource_id: "e".into(),
             artifacts: vec!["a:1".into()],
+            artifact_set: None,
             blob: "x".into(),
             catalog_digest: None,
         };

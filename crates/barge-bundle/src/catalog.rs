@@ -14,7 +14,9 @@ pub const OCI_LAYOUT_JSON: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 /// The newest catalog version this barge reads and writes: 2 when some
 /// artifact is a sparse index (it lists `platforms`), else 1, so that bundles
 /// of whole artifacts stay readable by a barge that knows only version 1.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+/// The version of a catalog that lists platforms (a sparse index) but no delta.
+pub const FORMAT_VERSION_SPARSE: u32 = 2;
 /// The version of a catalog whose artifacts are all whole.
 pub const FORMAT_VERSION_WHOLE: u32 = 1;
 
@@ -87,6 +89,56 @@ pub struct Catalog {
     pub artifacts: Vec<Artifact>,
     /// Every blob in the bundle, in bundle order.
     pub blobs: Vec<Blob>,
+    /// Present in a delta bundle (version 3): what it was cut against and the
+    /// configs and layers it leaves out because the far side holds them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<Delta>,
+}
+
+/// A delta bundle's dependencies: the blobs it leaves out, and what said the
+/// far side holds them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delta {
+    pub against: Against,
+    /// Configs and layers the artifacts use that the bundle does not carry,
+    /// ordered as `blobs` would be (configs, then layers, each by digest).
+    pub omitted: Vec<Omitted>,
+}
+
+/// What a delta was cut against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Against {
+    pub kind: AgainstKind,
+    /// For an inventory, the sha256 of its file; for a bundle, the sha256 of
+    /// its `barge-catalog.json` (the same whether the bundle or only its
+    /// catalog, from `barge inspect --catalog`, was given).
+    pub digest: Digest,
+    /// An inventory's registry and the time it was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgainstKind {
+    Inventory,
+    Bundle,
+}
+
+/// A blob a delta leaves out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Omitted {
+    #[serde(flatten)]
+    pub blob: Blob,
+    /// A repository of the far side that holds it (from an inventory), to
+    /// mount it from when the artifact's own repository lacks it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
 }
 
 /// One entry of a bundle, in the order it is written.
@@ -139,13 +191,40 @@ impl Catalog {
         let mut blobs: Vec<Blob> = by_digest.into_values().collect();
         blobs.sort_by(|a, b| (a.kind, &a.digest).cmp(&(b.kind, &b.digest)));
         Catalog {
-            format_version: if sparse { FORMAT_VERSION } else { FORMAT_VERSION_WHOLE },
+            format_version: if sparse { FORMAT_VERSION_SPARSE } else { FORMAT_VERSION_WHOLE },
             tool: tool.to_string(),
             created: created.to_string(),
             source_registry: source_registry.to_string(),
             artifacts,
             blobs,
+            delta: None,
         }
+    }
+
+    /// This catalog as a delta: the configs and layers `held` names (digest →
+    /// a repository of the far side that holds it, if known) leave the bundle
+    /// and are listed as omitted; manifests always travel. Version 3. With
+    /// nothing to leave out, the delta is still recorded (the bundle then
+    /// depends on nothing, but says what it was cut against).
+    pub fn omit(mut self, against: Against, held: &BTreeMap<Digest, Option<String>>) -> Catalog {
+        let (omitted, kept): (Vec<Blob>, Vec<Blob>) =
+            self.blobs.into_iter().partition(|b| b.kind != BlobKind::Manifest && held.contains_key(&b.digest));
+        self.blobs = kept;
+        let omitted = omitted
+            .into_iter()
+            .map(|blob| {
+                let repository = held.get(&blob.digest).cloned().flatten();
+                Omitted { blob, repository }
+            })
+            .collect();
+        self.delta = Some(Delta { against, omitted });
+        self.format_version = FORMAT_VERSION;
+        self
+    }
+
+    /// The blobs a delta leaves out (none for a whole bundle).
+    pub fn omitted(&self) -> &[Omitted] {
+        self.delta.as_ref().map(|d| d.omitted.as_slice()).unwrap_or(&[])
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -169,11 +248,12 @@ impl Catalog {
         let c: Catalog =
             serde_json::from_slice(bytes).map_err(|e| BundleError::Corrupt(format!("{CATALOG_NAME}: {e}")))?;
         let mut listed = BTreeSet::new();
-        for b in &c.blobs {
+        for b in c.blobs.iter().chain(c.omitted().iter().map(|o| &o.blob)) {
             if !listed.insert(&b.digest) {
                 return Err(BundleError::Corrupt(format!("{CATALOG_NAME} lists blob {} twice", b.digest)));
             }
         }
+        check_delta(&c)?;
         // Manifests first: a reader has them all before the first config or layer.
         if c.blobs.windows(2).any(|w| w[0].kind != BlobKind::Manifest && w[1].kind == BlobKind::Manifest) {
             return Err(BundleError::Corrupt(format!("{CATALOG_NAME} lists a manifest after a config or layer")));
@@ -263,10 +343,33 @@ impl Catalog {
     }
 }
 
+/// A delta is only in a version-3 catalog, and leaves out only configs and layers.
+fn check_delta(c: &Catalog) -> Result<(), BundleError> {
+    let Some(d) = &c.delta else { return Ok(()) };
+    if c.format_version < FORMAT_VERSION {
+        return Err(BundleError::Corrupt(format!(
+            "{CATALOG_NAME} has a delta, which formatVersion {} does not have",
+            c.format_version
+        )));
+    }
+    if let Some(o) = d.omitted.iter().find(|o| o.blob.kind == BlobKind::Manifest) {
+        return Err(BundleError::Corrupt(format!(
+            "{CATALOG_NAME} leaves out manifest {}; a delta carries every manifest",
+            o.blob.digest
+        )));
+    }
+    if let Some(r) =
+        d.omitted.iter().filter_map(|o| o.repository.as_deref()).find(|r| crate::check_repository(r).is_err())
+    {
+        return Err(BundleError::Corrupt(format!("{CATALOG_NAME}: an omitted blob names repository {r:?}")));
+    }
+    Ok(())
+}
+
 /// An artifact's platforms parse, and only a version-2 catalog lists them
 /// (an older reader would take the sparse index for a whole one).
 fn check_platforms(a: &Artifact, format_version: u32) -> Result<(), BundleError> {
-    if !a.platforms.is_empty() && format_version < FORMAT_VERSION {
+    if !a.platforms.is_empty() && format_version < FORMAT_VERSION_SPARSE {
         return Err(BundleError::Corrupt(format!(
             "{CATALOG_NAME}: artifact {} lists platforms, which formatVersion {format_version} does not have",
             a.ref_name()
@@ -300,7 +403,33 @@ mod tests {
         let good: Value = serde_json::from_slice(&forge::index().catalog.to_json()).unwrap();
         type Break = Box<dyn Fn(&mut Value)>;
         let cases: Vec<(&str, Break, &str)> = vec![
-            ("newer version", Box::new(|c| c["formatVersion"] = json!(3)), "newer than this barge understands (2)"),
+            ("newer version", Box::new(|c| c["formatVersion"] = json!(4)), "newer than this barge understands (3)"),
+            (
+                "delta in version 1",
+                Box::new(
+                    |c| c["delta"] = json!({"against": {"kind": "bundle", "digest": format!("sha256:{}", "0".repeat(64))}, "omitted": []}),
+                ),
+                "has a delta, which formatVersion 1 does not have",
+            ),
+            (
+                "a manifest left out",
+                Box::new(|c| {
+                    let m = c["blobs"].as_array_mut().unwrap().remove(0);
+                    c["formatVersion"] = json!(3);
+                    c["delta"] = json!({"against": {"kind": "bundle", "digest": format!("sha256:{}", "0".repeat(64))}, "omitted": [m]});
+                }),
+                "a delta carries every manifest",
+            ),
+            (
+                "a blob both carried and left out",
+                Box::new(|c| {
+                    let n = c["blobs"].as_array().unwrap().len();
+                    let b = c["blobs"][n - 1].clone();
+                    c["formatVersion"] = json!(3);
+                    c["delta"] = json!({"against": {"kind": "bundle", "digest": format!("sha256:{}", "0".repeat(64))}, "omitted": [b]});
+                }),
+                "lists blob",
+            ),
             (
                 "platforms in version 1",
                 Box::new(|c| c["artifacts"][1]["platforms"] = json!(["linux/amd64"])),

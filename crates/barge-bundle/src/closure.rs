@@ -33,7 +33,9 @@ struct Derived<'a> {
 /// manifest-kind blob of the catalog, parsed), and every blob's kind against
 /// the use the manifests make of it.
 pub(crate) fn check(catalog: &Catalog, refs: &HashMap<Digest, Refs>) -> Result<(), BundleError> {
-    let blobs: HashMap<&Digest, &Blob> = catalog.blobs.iter().map(|b| (&b.digest, b)).collect();
+    // A delta's omitted blobs are named like carried ones: the far side holds them.
+    let every = || catalog.blobs.iter().chain(catalog.omitted().iter().map(|o| &o.blob));
+    let blobs: HashMap<&Digest, &Blob> = every().map(|b| (&b.digest, b)).collect();
     let walker = Walker { blobs: &blobs, refs };
     let mut used: HashMap<&Digest, BlobKind> = HashMap::new();
     for a in &catalog.artifacts {
@@ -67,7 +69,7 @@ pub(crate) fn check(catalog: &Catalog, refs: &HashMap<Digest, Refs>) -> Result<(
             used.entry(l).or_insert(BlobKind::Layer);
         }
     }
-    for b in &catalog.blobs {
+    for b in every() {
         match used.get(&b.digest) {
             None => return Err(corrupt(format!("the catalog lists blob {}, which no artifact uses", b.digest))),
             Some(&k) if k != b.kind => {

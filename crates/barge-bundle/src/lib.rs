@@ -16,6 +16,7 @@ mod digest;
 mod error;
 #[cfg(any(test, feature = "forge"))]
 pub mod forge;
+pub mod inventory;
 pub mod oci;
 pub mod platform;
 pub mod reader;
@@ -25,10 +26,11 @@ pub mod tar;
 pub mod verify;
 pub mod zstd_frame;
 
-pub use catalog::{Artifact, Blob, BlobKind, Catalog};
+pub use catalog::{Against, AgainstKind, Artifact, Blob, BlobKind, Catalog, Delta, Omitted};
 pub use check::{BundleCheck, Meta, Role};
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error::{decode_error, BundleError};
+pub use inventory::Inventory;
 pub use platform::{Platform, PlatformError};
 pub use reader::{Data, Next, Reader};
 pub use reference::{

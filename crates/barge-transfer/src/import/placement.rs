@@ -253,6 +253,7 @@ mod tests {
             source_registry: "old.example:5000".into(),
             artifacts,
             blobs: vec![],
+            delta: None,
         }
     }
 

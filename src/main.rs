@@ -62,6 +62,8 @@ enum Command {
     Verify(commands::verify::Args),
     /// Show what a bundle holds (artifacts, platforms, referrers, sizes), reading only its head.
     Inspect(commands::inspect::Args),
+    /// Record what a target registry holds for some repositories (for `export --have`).
+    Inventory(commands::inventory::Args),
     /// Print a shell completion script: `barge completions bash > /etc/bash_completion.d/barge`.
     Completions {
         /// The shell to complete for.
@@ -88,6 +90,7 @@ async fn dispatch(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
         }
         Command::Verify(a) => commands::verify::run(g, a, bars).await,
         Command::Inspect(a) => commands::inspect::run(g, a).await,
+        Command::Inventory(a) => commands::inventory::run(g, a).await,
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(*shell, &mut <Cli as clap::CommandFactory>::command(), "barge", &mut out);

@@ -1,8 +1,8 @@
 //! `barge export`: artifacts from a registry into one bundle (ACR: an ExportPipeline run).
 
 use barge_transfer::{
-    any_failed, Compression, ExportOptions, ExportRequest, RegistryAddr, SetFile, Sources, Status, TransferError,
-    DEFAULT_MAX_ARTIFACTS,
+    any_failed, Compression, DeltaBase, ExportOptions, ExportRequest, RegistryAddr, SetFile, Sources, Status,
+    TransferError, DEFAULT_MAX_ARTIFACTS,
 };
 use clap::ValueEnum;
 
@@ -53,6 +53,15 @@ pub struct Args {
     /// Compress the whole bundle.
     #[arg(long, value_enum)]
     compress: Option<Compress>,
+    /// Cut a delta: leave out the configs and layers this inventory (from
+    /// `barge inventory` of the target) says the target holds. Manifests always travel.
+    #[arg(long, value_name = "INVENTORY", conflicts_with = "since")]
+    have: Option<std::path::PathBuf>,
+    /// Cut a delta against an earlier bundle (a file or storage URL) or its
+    /// catalog (as `barge inspect --catalog` prints it): leave out the configs
+    /// and layers it carried or relied on.
+    #[arg(long, value_name = "BUNDLE|CATALOG")]
+    since: Option<String>,
     /// Artifacts: with --registry, repo (means :latest), repo:tag,
     /// repo@sha256:...; without, full references.
     #[arg(required_unless_present = "set")]
@@ -76,6 +85,38 @@ impl Args {
         let shown = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|e| TransferError::io(format!("reading the set {shown}"), e))?;
         Ok(Some(SetFile::parse(&bytes, &shown, self.registry.as_deref())?))
+    }
+
+    /// What a delta is cut against (`--have`, `--since`), read once.
+    async fn delta_base(&self, g: &Global) -> anyhow::Result<Option<DeltaBase>> {
+        if let Some(path) = &self.have {
+            let shown = path.display();
+            let bytes =
+                std::fs::read(path).map_err(|e| TransferError::io(format!("reading the inventory {shown}"), e))?;
+            return Ok(Some(DeltaBase::from_inventory(&bytes)?));
+        }
+        match &self.since {
+            Some(old) => Ok(Some(DeltaBase::since(g.store(old, 1)?.as_ref()).await?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// A delta's line of the summary: what it leaves out and what it was cut against.
+pub fn delta_text(d: &barge_transfer::DeltaSummary) -> String {
+    format!("delta: {} blobs ({}) left out, {}\n", d.omitted, human(d.omitted_bytes), against_text(&d.against))
+}
+
+/// "cut against inventory sha256:… of REGISTRY taken T" or "… bundle sha256:…".
+pub fn against_text(a: &barge_bundle::catalog::Against) -> String {
+    match a.kind {
+        barge_bundle::catalog::AgainstKind::Inventory => format!(
+            "cut against inventory {} of {} taken {}",
+            a.digest,
+            a.registry.as_deref().unwrap_or("-"),
+            a.taken.as_deref().unwrap_or("-")
+        ),
+        barge_bundle::catalog::AgainstKind::Bundle => format!("cut against the bundle whose catalog is {}", a.digest),
     }
 }
 
@@ -147,6 +188,7 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
         Some(to) if !a.dry_run => Some(g.store(to, a.connect.concurrency)?),
         _ => None,
     };
+    let delta = a.delta_base(g).await?;
     let sources = open_sources(names, &connect).await?;
     let (requests, skipped) = requests(a, &sources, set.as_ref()).await?;
     let opts = ExportOptions {
@@ -156,6 +198,7 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
         compression: if a.compress.is_some() { Compression::Zstd } else { Compression::None },
         concurrency: a.connect.concurrency,
         referrers: !a.no_referrers,
+        delta,
     };
     let Some(dest) = dest else {
         let mut plan = barge_transfer::dry_run(&sources, requests, &opts, bars).await?;
@@ -172,6 +215,7 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
         r.bundle,
         r.catalog_digest
     );
+    text += &r.delta.as_ref().map(delta_text).unwrap_or_default();
     for a in r.artifacts.iter().filter(|a| a.status == Status::Failed) {
         text += &format!("failed: {}", a.error.as_deref().unwrap_or(&a.artifact));
         text += &a.hint.as_ref().map(|h| format!("; {}\n", crate::hint::text(h))).unwrap_or_else(|| "\n".into());
@@ -196,6 +240,7 @@ fn dry_run_text(p: barge_transfer::ExportPlan) -> anyhow::Result<Done> {
         );
     }
     text += "\n";
+    text += &p.delta.as_ref().map(delta_text).unwrap_or_default();
     let width = p.artifacts.iter().map(|a| a.request.len()).max().unwrap_or(0);
     for a in &p.artifacts {
         let platforms = if a.platforms.is_empty() { String::new() } else { format!("  [{}]", a.platforms.join(", ")) };

@@ -4,6 +4,7 @@ pub mod copy;
 pub mod export;
 pub mod import;
 pub mod inspect;
+pub mod inventory;
 pub mod pipeline;
 pub mod run;
 pub mod verify;

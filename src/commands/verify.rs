@@ -1,7 +1,7 @@
 //! `barge verify`: a bundle checked offline: every digest, every reference, no unsafe entry.
 
 use barge_bundle::{Digest, VerifyOptions};
-use barge_transfer::{Location, StoreOptions};
+use barge_transfer::{Location, StoreOptions, TransferError};
 use serde_json::json;
 
 use super::{human, parse_digest, Done, Global};
@@ -17,9 +17,22 @@ pub struct Args {
     /// Hashing threads (default: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// For a delta bundle: also check that this inventory (`barge inventory`
+    /// of the target) holds every blob the bundle leaves out.
+    #[arg(long, value_name = "INVENTORY")]
+    have: Option<std::path::PathBuf>,
+}
+
+/// The inventory of `--have`, read and parsed before the bundle is read.
+fn read_have(a: &Args) -> anyhow::Result<Option<(barge_bundle::Inventory, Digest)>> {
+    let Some(path) = &a.have else { return Ok(None) };
+    let shown = path.display();
+    let bytes = std::fs::read(path).map_err(|e| TransferError::io(format!("reading the inventory {shown}"), e))?;
+    Ok(Some(barge_bundle::Inventory::parse(&bytes)?))
 }
 
 pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
+    let have = read_have(a)?;
     let opts = VerifyOptions { catalog_digest: a.catalog_digest.clone(), threads: a.threads };
     let store_opts = StoreOptions { sas_file: g.sas_file.clone(), concurrency: 1 };
     let location = Location::parse(&a.bundle, &store_opts)?;
@@ -41,7 +54,34 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
     if let Some(d) = &v.catalog_digest {
         text += &format!("catalogDigest: {d}\n");
     }
+    let delta = v.catalog.delta.as_ref().map(|d| {
+        let bytes: u64 = d.omitted.iter().map(|o| o.blob.size).sum();
+        text += &format!(
+            "delta: depends on {} blobs ({}) it leaves out, {}\n",
+            d.omitted.len(),
+            human(bytes),
+            super::export::against_text(&d.against)
+        );
+        json!({"against": d.against, "omitted": d.omitted.len(), "omittedBytes": bytes})
+    });
+    if let Some((inv, digest)) = &have {
+        let missing = barge_bundle::verify::unmet(&v.catalog, &inv.blobs);
+        if !missing.is_empty() {
+            return Err(TransferError::DependenciesMissing {
+                holder: format!("inventory {digest} (of {}, taken {})", inv.registry, inv.taken),
+                against: match &v.catalog.delta {
+                    Some(d) => super::export::against_text(&d.against),
+                    None => "whole".into(),
+                },
+                missing: missing.iter().map(|b| b.digest.clone()).collect(),
+            }
+            .into());
+        }
+        text += &format!("dependencies: all held per inventory {digest}\n");
+    }
     let json = json!({
+        "delta": delta,
+        "have": have.as_ref().map(|(_, d)| d),
         "bundle": shown,
         "artifacts": v.catalog.artifacts.iter().map(|a| json!({"artifact": a.ref_name(), "digest": a.digest})).collect::<Vec<_>>(),
         "blobs": v.catalog.blobs.len(),

@@ -20,6 +20,12 @@ use crate::{BundleError, Digest};
 
 const CHUNK: usize = 1 << 20;
 
+/// The blobs a delta leaves out that `held` (an inventory's blobs) does not
+/// name: the dependencies that inventory does not satisfy. Pure.
+pub fn unmet<'a, V>(catalog: &'a Catalog, held: &std::collections::BTreeMap<Digest, V>) -> Vec<&'a Blob> {
+    catalog.omitted().iter().map(|o| &o.blob).filter(|b| !held.contains_key(&b.digest)).collect()
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
     /// Refuse the bundle unless the sha256 of the whole file is this.

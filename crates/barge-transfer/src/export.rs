@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
+use barge_bundle::catalog::Against;
 use barge_bundle::catalog::Planned;
 use barge_bundle::oci::{self, Refs};
 use barge_bundle::platform::{select_children, unmatched};
@@ -11,6 +12,7 @@ use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use tokio::io::AsyncReadExt;
 
+use crate::inventory::DeltaBase;
 use crate::outcome::{ArtifactOutcome, Status};
 use crate::registry::{RawManifest, Registry, Target};
 use crate::report::Reporter;
@@ -35,6 +37,8 @@ pub struct ExportOptions {
     pub concurrency: usize,
     /// Bring signatures, SBOMs and attestations that refer to the artifacts.
     pub referrers: bool,
+    /// Cut a delta: leave out the configs and layers this base says the far side holds.
+    pub delta: Option<DeltaBase>,
 }
 
 impl Default for ExportOptions {
@@ -46,6 +50,7 @@ impl Default for ExportOptions {
             compression: Compression::None,
             concurrency: 8,
             referrers: true,
+            delta: None,
         }
     }
 }
@@ -64,6 +69,30 @@ pub struct ExportPlan {
     pub source_registries: Vec<String>,
     /// Requests that failed to resolve (skipped under ContinueOnErrors).
     pub failed: Vec<ArtifactOutcome>,
+    /// For a delta: what it leaves out and what it was cut against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta: Option<DeltaSummary>,
+}
+
+/// What a delta bundle leaves out (the far side holds it) and what said so.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeltaSummary {
+    pub against: Against,
+    /// Configs and layers left out.
+    pub omitted: usize,
+    pub omitted_bytes: u64,
+}
+
+impl DeltaSummary {
+    fn of(catalog: &Catalog) -> Option<DeltaSummary> {
+        let d = catalog.delta.as_ref()?;
+        Some(DeltaSummary {
+            against: d.against.clone(),
+            omitted: d.omitted.len(),
+            omitted_bytes: d.omitted.iter().map(|o| o.blob.size).sum(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -98,6 +127,9 @@ pub struct ExportReport {
     pub blobs: usize,
     pub blob_bytes: u64,
     pub artifacts: Vec<ArtifactOutcome>,
+    /// For a delta: what it leaves out and what it was cut against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta: Option<DeltaSummary>,
 }
 
 /// One artifact resolved to everything it needs.
@@ -176,6 +208,7 @@ pub async fn export(
         blobs: plan.catalog.blobs.len(),
         blob_bytes: plan.catalog.blob_bytes(),
         artifacts: outcomes,
+        delta: DeltaSummary::of(&plan.catalog),
     })
 }
 
@@ -214,7 +247,12 @@ async fn resolve_and_plan(
     }
     reporter.finish();
     let (resolved, outcomes) = keep_resolved(results, opts.continue_on_errors, reporter)?;
-    Ok((Plan::new(resolved)?, outcomes))
+    let mut plan = Plan::new(resolved)?;
+    if let Some(base) = &opts.delta {
+        // Omitted blobs leave `catalog.blobs`, so nothing is fetched or written for them.
+        plan.catalog = plan.catalog.omit(base.against.clone(), &base.held);
+    }
+    Ok((plan, outcomes))
 }
 
 /// Resolve the requested artifacts of one registry and, where asked, what
@@ -363,7 +401,9 @@ impl Plan {
     /// What the bundle would hold, for a dry run.
     fn summary(&self, failed: Vec<ArtifactOutcome>) -> ExportPlan {
         let c = &self.catalog;
-        let sizes: BTreeMap<&Digest, u64> = c.blobs.iter().map(|b| (&b.digest, b.size)).collect();
+        // An artifact's bytes count what a delta leaves out too: it is still what the artifact is.
+        let omitted = c.omitted().iter().map(|o| &o.blob);
+        let sizes: BTreeMap<&Digest, u64> = c.blobs.iter().chain(omitted).map(|b| (&b.digest, b.size)).collect();
         let mut users: BTreeMap<&Digest, Vec<String>> = BTreeMap::new();
         let artifacts = c
             .artifacts
@@ -401,6 +441,7 @@ impl Plan {
             shared_blobs,
             source_registries,
             failed,
+            delta: DeltaSummary::of(c),
         }
     }
 }
@@ -486,7 +527,6 @@ async fn write_blob(
     Ok(())
 }
 
-/// Resolve requests concurrently, keeping their order.
 /// How resolution looks at each artifact.
 #[derive(Debug, Clone, Copy)]
 struct Look {
@@ -497,6 +537,7 @@ struct Look {
     referrers: bool,
 }
 
+/// Resolve requests concurrently, keeping their order.
 async fn resolve_all(
     registry: &dyn Registry,
     key: &str,
@@ -511,6 +552,25 @@ async fn resolve_all(
         .buffered(look.concurrency)
         .collect()
         .await
+}
+
+/// What each request reaches, walked as export walks (every platform its
+/// request selects, no referrers, no blob checked): its repository, and its
+/// manifests and its configs and layers; in request order. For `inventory`.
+pub(crate) async fn reach(
+    registry: &dyn Registry,
+    key: &str,
+    requests: Vec<ExportRequest>,
+    concurrency: usize,
+) -> Vec<(String, Result<(Vec<Digest>, Vec<Digest>)>)> {
+    let look = Look { concurrency: concurrency.max(1), check_blobs: false, referrers: false };
+    let repos: Vec<String> = requests.iter().map(|r| r.reference.repository().to_string()).collect();
+    let resolved = resolve_all(registry, key, requests, look).await;
+    repos
+        .into_iter()
+        .zip(resolved)
+        .map(|(repo, (_, r))| (repo, r.map(|r| (r.artifact.manifests, r.artifact.blobs))))
+        .collect()
 }
 
 /// What refers to the resolved artifacts, resolved in turn: cosign's

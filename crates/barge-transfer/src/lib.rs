@@ -13,6 +13,7 @@ mod error;
 mod export;
 mod import;
 mod inspect;
+mod inventory;
 pub mod io;
 mod outcome;
 pub mod registry;
@@ -27,11 +28,12 @@ mod verify;
 pub use copy::{copy, CopyOptions, CopyReport, Overwrite};
 pub use error::{Category, Hint, Result, TransferError};
 pub use export::{
-    check_limit, dry_run, export, parse_artifacts, ExportOptions, ExportPlan, ExportReport, PlannedArtifact,
-    SharedBlob, DEFAULT_MAX_ARTIFACTS,
+    check_limit, dry_run, export, parse_artifacts, DeltaSummary, ExportOptions, ExportPlan, ExportReport,
+    PlannedArtifact, SharedBlob, DEFAULT_MAX_ARTIFACTS,
 };
 pub use import::{import, ImportOptions, ImportReport, Map, Placement, PlatformIndex};
 pub use inspect::{inspect, Inspected};
+pub use inventory::{take_inventory, DeltaBase};
 pub use outcome::{any_failed, ArtifactOutcome, Status};
 pub use registry::{ConnectOptions, Credentials, RawManifest, Registry, RegistryAddr, Target};
 pub use report::{Reporter, Silent};

@@ -1,0 +1,196 @@
+//! `inventory`: what a target registry holds for some repositories, and the base a delta export is cut against.
+//!
+//! An inventory is taken from tag lists and manifests (each tag's manifest,
+//! indexes walked as export walks them), never by crawling the registry. A
+//! delta base is an inventory file or an earlier bundle (or its catalog):
+//! the configs and layers the far side is known to hold.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use barge_bundle::catalog::{Against, AgainstKind};
+use barge_bundle::{BlobKind, Catalog, Digest, Inventory, Reference};
+use futures::stream::{self, StreamExt};
+use tokio::io::AsyncReadExt;
+
+use crate::set::ExportRequest;
+use crate::store::{BlobStore, UNKNOWN_SIZE};
+use crate::{Registry, Result, TransferError};
+
+/// The largest catalog (or inventory) read whole.
+const MAX_DOCUMENT: u64 = 16 << 20;
+
+/// Take the inventory of `repositories` in `registry` (named `name`): every
+/// tag's manifest, indexes walked with every platform. A repository the
+/// registry does not have is empty; a tag that vanished while being read is
+/// skipped; any other failure (credentials, say) is the error.
+pub async fn take_inventory(
+    registry: &dyn Registry,
+    name: &str,
+    repositories: Vec<String>,
+    taken: &str,
+    concurrency: usize,
+) -> Result<Inventory> {
+    let repositories: BTreeSet<String> = repositories.into_iter().collect();
+    let concurrency = concurrency.max(1);
+    let listed: Vec<Result<(String, Vec<String>)>> = stream::iter(&repositories)
+        .map(|repo| async move { Ok((repo.clone(), registry.tags(repo).await?)) })
+        .buffered(concurrency)
+        .collect()
+        .await;
+    let mut requests = Vec::new();
+    for l in listed {
+        let (repo, mut tags) = l?;
+        tags.sort();
+        for tag in tags {
+            // A tag barge could not name is one it could never have written.
+            let Ok(reference) = Reference::from_parts(&repo, Some(&tag), None) else { continue };
+            requests.push(ExportRequest {
+                request: reference.to_string(),
+                registry: name.to_string(),
+                reference,
+                platforms: Vec::new(),
+                referrers: false,
+            });
+        }
+    }
+    let mut manifests = Vec::new();
+    let mut blobs: BTreeMap<Digest, String> = BTreeMap::new();
+    // In repository name order, so each blob keeps the first repository that holds it.
+    for (repo, reached) in crate::export::reach(registry, name, requests, concurrency).await {
+        match reached {
+            Ok((m, b)) => {
+                manifests.extend(m);
+                for d in b {
+                    blobs.entry(d).or_insert_with(|| repo.clone());
+                }
+            }
+            Err(TransferError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Inventory::new(name, taken, repositories.into_iter().collect(), manifests, blobs))
+}
+
+/// What a delta export is cut against: the configs and layers the far side
+/// holds (each with a repository that holds it, when an inventory says so).
+#[derive(Debug, Clone)]
+pub struct DeltaBase {
+    pub against: Against,
+    pub held: BTreeMap<Digest, Option<String>>,
+}
+
+impl DeltaBase {
+    /// From an inventory file's bytes; it is identified by their sha256.
+    pub fn from_inventory(bytes: &[u8]) -> Result<DeltaBase> {
+        let (inv, digest) = Inventory::parse(bytes)?;
+        Ok(DeltaBase {
+            against: Against {
+                kind: AgainstKind::Inventory,
+                digest,
+                registry: Some(inv.registry),
+                taken: Some(inv.taken),
+            },
+            held: inv.blobs.into_iter().map(|(d, r)| (d, Some(r))).collect(),
+        })
+    }
+
+    /// From an earlier bundle's `barge-catalog.json` bytes: the configs and
+    /// layers it carried and those it relied on (a delta's omitted blobs).
+    pub fn from_catalog(json: &[u8]) -> Result<DeltaBase> {
+        let catalog = Catalog::parse(json)?;
+        let carried = catalog.blobs.iter().filter(|b| b.kind != BlobKind::Manifest);
+        let held = carried.chain(catalog.omitted().iter().map(|o| &o.blob)).map(|b| (b.digest.clone(), None)).collect();
+        let against =
+            Against { kind: AgainstKind::Bundle, digest: Digest::sha256_of(json), registry: None, taken: None };
+        Ok(DeltaBase { against, held })
+    }
+
+    /// From an earlier bundle, or its catalog alone (as `inspect` prints it),
+    /// told apart by content: a catalog is JSON, a bundle a tar or zstd stream.
+    /// A bundle is read only as far as its head.
+    pub async fn since(store: &dyn BlobStore) -> Result<DeltaBase> {
+        let what = store.display();
+        let info = store.info().await?.ok_or_else(|| TransferError::NotFound(format!("earlier bundle {what}")))?;
+        if info.size != UNKNOWN_SIZE && info.size <= MAX_DOCUMENT {
+            let peek = info.size.min(64);
+            let mut first = Vec::new();
+            store
+                .read_range(0, peek, &info.etag)
+                .await?
+                .read_to_end(&mut first)
+                .await
+                .map_err(|e| TransferError::io(format!("reading {what}"), e))?;
+            if first.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+                let mut json = Vec::new();
+                let mut r = store.read_range(0, info.size, &info.etag).await?;
+                r.read_to_end(&mut json).await.map_err(|e| TransferError::io(format!("reading {what}"), e))?;
+                return DeltaBase::from_catalog(&json);
+            }
+        }
+        let inspected = crate::inspect::inspect(store).await?;
+        DeltaBase::from_catalog(&inspected.catalog_json)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use barge_bundle::catalog::Against;
+    use barge_bundle::{Artifact, Blob};
+
+    fn blob(name: &str, kind: BlobKind, size: u64) -> Blob {
+        Blob { digest: Digest::sha256_of(name.as_bytes()), size, media_type: "x".into(), kind }
+    }
+
+    #[test]
+    fn an_earlier_catalog_holds_what_it_carried_and_what_it_relied_on() {
+        let (m, c, l1, l2) = (
+            blob("m", BlobKind::Manifest, 10),
+            blob("c", BlobKind::Config, 5),
+            blob("l1", BlobKind::Layer, 7),
+            blob("l2", BlobKind::Layer, 9),
+        );
+        let artifact = Artifact {
+            request: "a:1".into(),
+            registry: None,
+            repository: "a".into(),
+            tag: Some("1".into()),
+            digest: m.digest.clone(),
+            media_type: "x".into(),
+            size: 10,
+            manifests: vec![m.digest.clone()],
+            blobs: vec![c.digest.clone(), l1.digest.clone(), l2.digest.clone()],
+            platforms: Vec::new(),
+        };
+        let catalog =
+            Catalog::new("t", "2026-01-01T00:00:00Z", "r", vec![artifact], vec![m, c.clone(), l1, l2.clone()]);
+        let against =
+            Against { kind: AgainstKind::Bundle, digest: Digest::sha256_of(b"x"), registry: None, taken: None };
+        let delta = catalog.omit(against, &BTreeMap::from([(l2.digest.clone(), None)]));
+        let json = delta.to_json();
+        let base = DeltaBase::from_catalog(&json).unwrap();
+        assert_eq!(base.against.digest, Digest::sha256_of(&json));
+        assert_eq!(base.held.len(), 3, "config, carried layer and omitted layer; never the manifest");
+        assert!(base.held.contains_key(&l2.digest) && base.held.contains_key(&c.digest));
+    }
+
+    /// The size of an inventory of 1,000 artifacts of 8 blobs each (7 layers
+    /// and a config), with realistic repository names: what goes on paper.
+    #[test]
+    fn an_inventory_of_a_thousand_artifacts_is_small() {
+        let d = |s: String| Digest::sha256_of(s.as_bytes());
+        let repos: Vec<String> = (0..250).map(|i| format!("platform/team-{:02}/service-{i:03}", i % 40)).collect();
+        let mut manifests = Vec::new();
+        let mut blobs = BTreeMap::new();
+        for a in 0..1000 {
+            manifests.push(d(format!("manifest {a}")));
+            for b in 0..8 {
+                blobs.insert(d(format!("blob {a} {b}")), repos[a % repos.len()].clone());
+            }
+        }
+        let inv = Inventory::new("registry.example.internal:5000", "2026-11-30T12:00:00Z", repos, manifests, blobs);
+        let bytes = inv.to_json();
+        eprintln!("inventory of 1000 artifacts x 8 blobs: {} bytes", bytes.len());
+        assert!(bytes.len() < 1_000_000, "{} bytes", bytes.len());
+    }
+}

@@ -104,19 +104,25 @@ impl Args {
 
 /// A delta's line of the summary: what it leaves out and what it was cut against.
 pub fn delta_text(d: &barge_transfer::DeltaSummary) -> String {
-    format!("delta: {} blobs ({}) left out, {}\n", d.omitted, human(d.omitted_bytes), against_text(&d.against))
+    format!(
+        "delta: {} blobs ({}) left out, cut against {}\n",
+        d.omitted,
+        human(d.omitted_bytes),
+        against_words(&d.against)
+    )
 }
 
-/// "cut against inventory sha256:… of REGISTRY taken T" or "… bundle sha256:…".
-pub fn against_text(a: &barge_bundle::catalog::Against) -> String {
+/// What a delta was cut against, in the words import uses:
+/// "inventory sha256:… of REGISTRY taken TIME" or "bundle whose catalog is sha256:…".
+pub fn against_words(a: &barge_bundle::catalog::Against) -> String {
     match a.kind {
         barge_bundle::catalog::AgainstKind::Inventory => format!(
-            "cut against inventory {} of {} taken {}",
+            "inventory {} of {} taken {}",
             a.digest,
             a.registry.as_deref().unwrap_or("-"),
             a.taken.as_deref().unwrap_or("-")
         ),
-        barge_bundle::catalog::AgainstKind::Bundle => format!("cut against the bundle whose catalog is {}", a.digest),
+        barge_bundle::catalog::AgainstKind::Bundle => format!("bundle whose catalog is {}", a.digest),
     }
 }
 

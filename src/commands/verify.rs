@@ -1,5 +1,6 @@
 //! `barge verify`: a bundle checked offline: every digest, every reference, no unsafe entry.
 
+use anyhow::Context as _;
 use barge_bundle::{Digest, VerifyOptions};
 use barge_transfer::{Location, StoreOptions, TransferError};
 use serde_json::json;
@@ -57,25 +58,23 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
     let delta = v.catalog.delta.as_ref().map(|d| {
         let bytes: u64 = d.omitted.iter().map(|o| o.blob.size).sum();
         text += &format!(
-            "delta: depends on {} blobs ({}) it leaves out, {}\n",
+            "delta: depends on {} blobs ({}) it leaves out, cut against {}\n",
             d.omitted.len(),
             human(bytes),
-            super::export::against_text(&d.against)
+            super::export::against_words(&d.against)
         );
         json!({"against": d.against, "omitted": d.omitted.len(), "omittedBytes": bytes})
     });
     if let Some((inv, digest)) = &have {
         let missing = barge_bundle::verify::unmet(&v.catalog, &inv.blobs);
         if !missing.is_empty() {
-            return Err(TransferError::DependenciesMissing {
-                holder: format!("inventory {digest} (of {}, taken {})", inv.registry, inv.taken),
-                against: match &v.catalog.delta {
-                    Some(d) => super::export::against_text(&d.against),
-                    None => "whole".into(),
-                },
+            // The inventory stands for the target: the message is import's own.
+            let against = v.catalog.delta.as_ref().map(|d| super::export::against_words(&d.against));
+            return Err(TransferError::MissingDependencies {
+                against: against.unwrap_or_default(),
                 missing: missing.iter().map(|b| b.digest.clone()).collect(),
-            }
-            .into());
+            })
+            .context(format!("checking against inventory {digest} of {} taken {}", inv.registry, inv.taken));
         }
         text += &format!("dependencies: all held per inventory {digest}\n");
     }

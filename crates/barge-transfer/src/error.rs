@@ -163,15 +163,6 @@ pub enum TransferError {
     )]
     PlainHttpRealm { host: String, realm_host: String },
 
-    /// A delta bundle's left-out blobs that `holder` (an inventory, a
-    /// registry) does not have; at most ten are named.
-    #[error(
-        "the delta bundle depends on {} blob(s) that {holder} does not hold: {}; the bundle was {against}",
-        .missing.len(),
-        some_of(.missing)
-    )]
-    DependenciesMissing { holder: String, against: String, missing: Vec<Digest> },
-
     // Everything else.
     #[error("registry error: {0}")]
     Registry(String),
@@ -187,16 +178,6 @@ pub enum TransferError {
 }
 
 pub type Result<T, E = TransferError> = std::result::Result<T, E>;
-
-/// At most ten digests, then how many more.
-fn some_of(digests: &[Digest]) -> String {
-    const SHOWN: usize = 10;
-    let mut text = digests.iter().take(SHOWN).map(Digest::to_string).collect::<Vec<_>>().join(", ");
-    if digests.len() > SHOWN {
-        text += &format!(" and {} more", digests.len() - SHOWN);
-    }
-    text
-}
 
 impl TransferError {
     pub fn category(&self) -> Category {
@@ -226,7 +207,7 @@ impl TransferError {
             | E::SparseIndexRefused { .. }
             | E::Exists(_)
             | E::TagExists { .. } => Category::Usage,
-            E::WrongContent { .. } | E::WrongSize { .. } | E::DependenciesMissing { .. } => Category::Integrity,
+            E::WrongContent { .. } | E::WrongSize { .. } => Category::Integrity,
             E::Permission(_)
             | E::ReadOnly(_)
             | E::AccessDenied { .. }
@@ -353,10 +334,9 @@ mod tests {
             E::NoPlatform { .. } => 40,
             E::ManifestBlobUnknown { .. } => 41,
             E::SparseIndexRefused { .. } => 42,
-            E::DependenciesMissing { .. } => 43,
         }
     }
-    const VARIANTS: usize = 44;
+    const VARIANTS: usize = 43;
 
     /// One error of every variant (two of the wrappers and of `Bundle`), its category and hint.
     fn every_variant() -> Vec<(TransferError, Category, Option<Hint>)> {
@@ -443,15 +423,6 @@ mod tests {
                 E::SparseIndexRefused { host: host.clone(), index: s("a@sha256:x") }.for_artifact("a:1"),
                 Usage,
                 Some(Hint::PlatformIndexRewrite),
-            ),
-            (
-                E::DependenciesMissing {
-                    holder: s("inventory sha256:x"),
-                    against: s("cut against inventory sha256:y"),
-                    missing: (0..12u8).map(|i| Digest::sha256_of(&[i])).collect(),
-                },
-                Integrity,
-                None,
             ),
         ]
     }

@@ -30,7 +30,7 @@ pub use export::{
     check_limit, dry_run, export, parse_artifacts, ExportOptions, ExportPlan, ExportReport, PlannedArtifact,
     SharedBlob, DEFAULT_MAX_ARTIFACTS,
 };
-pub use import::{import, ImportOptions, ImportReport, Map, Placement, PlatformIndex};
+pub use import::{import, DeltaReport, ImportOptions, ImportReport, Map, Placement, PlatformIndex};
 pub use inspect::{inspect, Inspected};
 pub use outcome::{any_failed, ArtifactOutcome, Status};
 pub use registry::{ConnectOptions, Credentials, RawManifest, Registry, RegistryAddr, Target};

@@ -129,7 +129,13 @@ pub(super) async fn preflight(
 /// The artifacts still to import, each with its index and target repository.
 fn pending<'c>(catalog: &'c Catalog, plan: &Plan) -> Vec<(usize, &'c Artifact, String)> {
     let settled = |i: &usize| plan.settled[*i].is_none();
-    catalog.artifacts.iter().enumerate().filter(|(i, _)| settled(i)).map(|(i, a)| (i, a, plan.targets[i].clone())).collect()
+    catalog
+        .artifacts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| settled(i))
+        .map(|(i, a)| (i, a, plan.targets[i].clone()))
+        .collect()
 }
 
 /// Each (left-out blob, target repository) pair the artifacts still to import use.

@@ -2,6 +2,7 @@
 
 mod common;
 
+use barge_bundle::Digest;
 use common::*;
 
 fn export(w: &Work, to: &str, extra: &[&str]) -> Run {
@@ -515,4 +516,64 @@ fn prefix_and_map_place_the_artifacts() {
         }
         assert!(snapshot(&w.path("dst-refused")).is_empty(), "{extra:?}: a refused import wrote something");
     }
+}
+
+/// The flow on `oci:` layouts: export and import the samples; change
+/// one image (a new tag sharing its base layer); a delta against what the
+/// target holds carries only the new blobs; it imports (blobs already there
+/// are neither expected nor written) and skopeo reads every tag; placed under
+/// a prefix, its left-out blobs are linked from where the target holds them;
+/// into an empty layout it is refused (exit 3) before any write, listing the
+/// missing blobs and naming the inventory.
+#[test]
+fn a_delta_imports_where_its_blobs_are_and_is_refused_where_they_are_not() {
+    use common::delta::{delta_of, held_after, inventory_of};
+    let w = Work::new();
+    export(&w, "store-a/first", &[]);
+    barge_ok(&["import", &w.s("store-a/first"), "--registry", &w.reg("dst")], 0);
+    let held = held_after(&std::fs::read(w.path("store-a/first")).unwrap());
+    // A new image: the base layer of hello-world and tools, and a new one.
+    let base = barge_fixtures::Layer { seed: 1, size: 4096 };
+    let image = barge_fixtures::Image::new(vec![base, barge_fixtures::Layer { seed: 5, size: 1000 }]);
+    let v2 = barge_fixtures::write_image(&w.path("src"), "samples/hello-world", &image).unwrap();
+    barge_fixtures::tag(&w.path("src"), "samples/hello-world", "v2", &v2).unwrap();
+    export(&w, "store-a/full", &["samples/hello-world:v2"]);
+    let full = std::fs::read(w.path("store-a/full")).unwrap();
+    let (bytes, catalog) = delta_of(&full, inventory_of(&w.reg("dst")), &held);
+    assert_eq!(catalog.omitted().len(), held.len(), "every held blob is left out");
+    let new_blobs = catalog.blobs.iter().filter(|b| b.kind != barge_bundle::BlobKind::Manifest).count();
+    assert_eq!(new_blobs, 2, "the new layer and config travel: {:?}", catalog.blobs);
+    std::fs::write(w.path("store-a/delta"), &bytes).unwrap();
+    let delta = w.s("store-a/delta");
+
+    let j = barge_ok(&["import", "--output", "json", &delta, "--registry", &w.reg("dst")], 0).json();
+    assert_eq!(j["blobsUploaded"], 2, "{j}");
+    assert_eq!(j["delta"]["reliedOn"], 1, "v2's base layer: {j}");
+    assert_eq!(j["delta"]["omitted"], held.len(), "{j}");
+    assert!(j["delta"]["against"].as_str().unwrap().starts_with("inventory sha256:"), "{j}");
+    let names = ["samples/hello-world:v1", "samples/hello-world:v2", "samples/multiarch:v1", "library/tools:latest"];
+    for (i, name) in names.iter().enumerate() {
+        let (src, dst) = (format!("oci:{}/{name}", w.s("src")), format!("oci:{}/{name}", w.s("dst")));
+        assert_eq!(skopeo_raw(&src), skopeo_raw(&dst), "{name}");
+        let out = skopeo(&["copy", "--all", &dst, &format!("oci:{}:x", w.s(&format!("check-{i}")))]);
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    // Under a prefix nothing is in the target repositories: every left-out blob is linked from where it is held.
+    let r = barge_ok(&["import", &delta, "--registry", &w.reg("dst"), "--prefix", "copy"], 0);
+    assert!(r.stdout.contains(&format!("relied on the target for {} of its {} left-out", held.len(), held.len())));
+    let copy = format!("oci:{}/copy/samples/hello-world:v2", w.s("dst"));
+    let out = skopeo(&["copy", &copy, &format!("oci:{}:x", w.s("check-copy"))]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Into an empty layout: refused, every left-out blob listed (at most ten, then how many more), nothing written.
+    std::fs::create_dir_all(w.path("empty")).unwrap();
+    let r = barge(&["import", &delta, "--registry", &w.reg("empty")]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let missing: Vec<&Digest> = held.keys().collect();
+    assert!(missing.iter().take(10).all(|d| r.stderr.contains(&d.to_string())), "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("inventory sha256:{}", sha256_hex(w.reg("dst").as_bytes()))), "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("lacks {} of the blobs", missing.len())), "{}", r.stderr);
+    assert!(snapshot(&w.path("empty")).is_empty(), "{:?}", snapshot(&w.path("empty")));
+    assert_eq!(std::fs::read_dir(w.path("empty")).unwrap().count(), 0, "a refused delta made a repository");
 }

@@ -108,6 +108,17 @@ fn text(r: &ImportReport) -> String {
         r.blobs_present,
         r.manifests_pushed
     );
+    if let Some(d) = &r.delta {
+        text += &format!(
+            "delta cut against {}: relied on the target for {} of its {} left-out blobs ({} mounted from another \
+             repository)\n",
+            d.against, d.relied_on, d.omitted, d.mounted
+        );
+        if !d.missing.is_empty() {
+            let missing: Vec<String> = d.missing.iter().map(|m| m.to_string()).collect();
+            text += &format!("missing in the target ({}): {}\n", missing.len(), missing.join(", "));
+        }
+    }
     if let Some(d) = &r.catalog_digest {
         text += &format!("catalogDigest: {d}\n");
     }

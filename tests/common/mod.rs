@@ -4,6 +4,7 @@
 
 pub mod azurite;
 pub mod counting;
+pub mod delta;
 pub mod registry;
 
 use barge_bundle::tar::{padding, BLOCK};

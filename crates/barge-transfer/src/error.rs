@@ -106,6 +106,16 @@ pub enum TransferError {
     /// Content whose size is not the one its descriptor gives.
     #[error("{what} is {actual} bytes, its descriptor says {expected}")]
     WrongSize { what: String, expected: u64, actual: u64 },
+    /// A delta bundle that leaves out blobs the target neither holds nor can
+    /// mount from another of its repositories; `against` says what the delta
+    /// was cut against.
+    #[error(
+        "the bundle is a delta cut against {against}, and the target lacks {} of the blobs it leaves out: {}; \
+         import what the delta was cut against first, or a full bundle",
+        .missing.len(),
+        some_digests(.missing)
+    )]
+    MissingDependencies { against: String, missing: Vec<Digest> },
 
     // Decided at the destination.
     #[error("{0} already exists")]
@@ -179,6 +189,18 @@ pub enum TransferError {
 
 pub type Result<T, E = TransferError> = std::result::Result<T, E>;
 
+/// How many digests a message lists before it says how many more there are.
+const LISTED: usize = 10;
+
+/// The first few digests, then "and N more".
+fn some_digests(digests: &[Digest]) -> String {
+    let shown: Vec<String> = digests.iter().take(LISTED).map(Digest::to_string).collect();
+    match digests.len().saturating_sub(LISTED) {
+        0 => shown.join(", "),
+        more => format!("{} and {more} more", shown.join(", ")),
+    }
+}
+
 impl TransferError {
     pub fn category(&self) -> Category {
         use TransferError as E;
@@ -207,7 +229,7 @@ impl TransferError {
             | E::SparseIndexRefused { .. }
             | E::Exists(_)
             | E::TagExists { .. } => Category::Usage,
-            E::WrongContent { .. } | E::WrongSize { .. } => Category::Integrity,
+            E::WrongContent { .. } | E::WrongSize { .. } | E::MissingDependencies { .. } => Category::Integrity,
             E::Permission(_)
             | E::ReadOnly(_)
             | E::AccessDenied { .. }
@@ -334,9 +356,10 @@ mod tests {
             E::NoPlatform { .. } => 40,
             E::ManifestBlobUnknown { .. } => 41,
             E::SparseIndexRefused { .. } => 42,
+            E::MissingDependencies { .. } => 43,
         }
     }
-    const VARIANTS: usize = 43;
+    const VARIANTS: usize = 44;
 
     /// One error of every variant (two of the wrappers and of `Bundle`), its category and hint.
     fn every_variant() -> Vec<(TransferError, Category, Option<Hint>)> {
@@ -420,6 +443,11 @@ mod tests {
                 Some(Hint::PlatformIndexRewrite),
             ),
             (
+                E::MissingDependencies { against: s("bundle whose catalog is sha256:x"), missing: vec![d.clone()] },
+                Integrity,
+                None,
+            ),
+            (
                 E::SparseIndexRefused { host: host.clone(), index: s("a@sha256:x") }.for_artifact("a:1"),
                 Usage,
                 Some(Hint::PlatformIndexRewrite),
@@ -456,6 +484,21 @@ mod tests {
             "no artifact could be exported; the first failure: artifact a/b:1: h:1 refused access to manifest a/b:1"
         );
         assert_eq!(TransferError::NotFound("x".into()).hint(), None);
+    }
+
+    /// A refused delta lists the first ten missing digests and counts the rest.
+    #[test]
+    fn missing_dependencies_are_listed_ten_at_most() {
+        let missing: Vec<Digest> = (0..12u8).map(|i| Digest::sha256_of(&[i])).collect();
+        let against = "inventory sha256:x of reg:5000 taken 2026-11-30T00:00:00Z".to_string();
+        let e = TransferError::MissingDependencies { against: against.clone(), missing: missing.clone() };
+        let text = e.to_string();
+        assert!(text.contains(&against), "{text}");
+        assert!(text.contains("lacks 12 of the blobs"), "{text}");
+        assert!(text.contains(&missing[9].to_string()) && !text.contains(&missing[10].to_string()), "{text}");
+        assert!(text.contains("and 2 more"), "{text}");
+        let two = TransferError::MissingDependencies { against, missing: missing[..2].to_vec() }.to_string();
+        assert!(two.contains(&format!("{}, {};", missing[0], missing[1])), "{two}");
     }
 
     #[test]

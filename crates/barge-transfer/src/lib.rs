@@ -31,7 +31,7 @@ pub use export::{
     check_limit, dry_run, export, parse_artifacts, DeltaSummary, ExportOptions, ExportPlan, ExportReport,
     PlannedArtifact, SharedBlob, DEFAULT_MAX_ARTIFACTS,
 };
-pub use import::{import, ImportOptions, ImportReport, Map, Placement, PlatformIndex};
+pub use import::{import, DeltaReport, ImportOptions, ImportReport, Map, Placement, PlatformIndex};
 pub use inspect::{inspect, Inspected};
 pub use inventory::{take_inventory, DeltaBase};
 pub use outcome::{any_failed, ArtifactOutcome, Status};

@@ -12,6 +12,12 @@
 //! writes), `pass` (the one sequential pass and its uploader), `publish`
 //! (manifests, children first, tags last); `source` is the stream the pass
 //! reads. Clean-up (DeleteSourceBlobOnSuccess) ends [`import`].
+//!
+//! A delta bundle leaves out configs and layers the target holds: the
+//! pre-flight finds each one an artifact uses in its target repository (or in
+//! another repository that holds it, to mount from) and refuses the import
+//! when one is missing, before any write; the pass never expects them; the
+//! mounts are made by `publish`, after the whole bundle has passed.
 
 mod pass;
 mod placement;
@@ -64,6 +70,29 @@ pub struct ImportReport {
     pub bytes_uploaded: u64,
     pub manifests_pushed: usize,
     pub source_deleted: bool,
+    /// Present when the bundle is a delta: what it relied on the target for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta: Option<DeltaReport>,
+}
+
+/// What a delta bundle relied on the target for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeltaReport {
+    /// What the delta was cut against, in words: `inventory sha256:… of REGISTRY
+    /// taken TIME`, or `bundle whose catalog is sha256:…`.
+    pub against: String,
+    /// The configs and layers the bundle leaves out.
+    pub omitted: usize,
+    /// Of those, the ones the imported artifacts use, which the target held
+    /// (or held in another repository, to mount from).
+    pub relied_on: usize,
+    /// Left-out blobs mounted (or, where a mount was refused, copied) from
+    /// another repository of the target into one that lacked them.
+    pub mounted: usize,
+    /// Left-out blobs the target lacks; the artifacts that use them failed
+    /// (only with ContinueOnErrors: otherwise the import is refused).
+    pub missing: Vec<Digest>,
 }
 
 pub async fn import(
@@ -92,6 +121,7 @@ pub async fn import(
     }
     report.catalog_digest = hashed_first.or(digest);
     report.blobs_present = plan.present;
+    report.delta = plan.delta.clone();
     let targets = plan.target_names(&catalog);
     publish(registry.as_ref(), &catalog, plan, &manifests, opts, &mut report).await?;
     if report.artifacts.len() != targets.len() {

@@ -163,6 +163,16 @@ impl Placement {
         (join(self.prefix.as_deref().unwrap_or_default(), &mapped), best)
     }
 
+    /// Where a repository named like the bundle's artifacts (from `registry`)
+    /// lands in the target, when the placement moves it to another valid name.
+    pub(crate) fn repository(&self, registry: Option<&str>, repository: &str) -> Option<String> {
+        if self.is_identity() {
+            return None;
+        }
+        let (placed, _) = self.place(registry, repository);
+        (placed != repository && check_repository(&placed).is_ok()).then_some(placed)
+    }
+
     /// What placed an artifact, for an error: the map and the prefix.
     fn how(&self, map: Option<&Map>) -> String {
         match (map, &self.prefix) {

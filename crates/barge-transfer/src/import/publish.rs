@@ -1,17 +1,17 @@
-//! Import's last phase: per artifact its manifests, children first, then its tag; artifacts side by side.
+//! Import's last phase: a delta's mounts, then per artifact its manifests, children first, then its tag; artifacts side by side.
 //!
 //! An artifact that carries only some platforms of its index (a sparse index)
 //! is pushed as it is ([`PlatformIndex::Sparse`]), or as a new index of just
 //! those platforms ([`PlatformIndex::Rewrite`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use barge_bundle::oci::{self, Refs};
 use barge_bundle::platform::select_children;
 use barge_bundle::{Artifact, Catalog, Digest, Platform};
 use futures::stream::{self, StreamExt};
 
-use super::preflight::Plan;
+use super::preflight::{Mount, Plan};
 use super::{corrupt, ImportOptions, ImportReport};
 use crate::outcome::{ArtifactOutcome, Status};
 use crate::registry::{RawManifest, Registry};
@@ -47,9 +47,18 @@ pub(super) async fn publish(
     report: &mut ImportReport,
 ) -> Result<()> {
     let mut outcomes = plan.outcomes;
-    let pending: Vec<(usize, &Artifact)> =
-        catalog.artifacts.iter().enumerate().filter(|(i, _)| plan.settled[*i].is_none()).collect();
+    let refused = mount(registry, &plan.mounts, opts, report).await?;
     let targets = &plan.targets;
+    let mut pending: Vec<(usize, &Artifact)> = Vec::new();
+    for (i, a) in catalog.artifacts.iter().enumerate().filter(|(i, _)| plan.settled[*i].is_none()) {
+        // An artifact whose left-out blob could not be brought into its repository fails; the others go on.
+        match a.blobs.iter().find_map(|d| refused.get(&(d.clone(), targets[i].clone()))) {
+            Some(e) => {
+                outcomes.insert(i, ArtifactOutcome::failed(&a.ref_name(), e));
+            }
+            None => pending.push((i, a)),
+        }
+    }
     let published: Vec<(usize, &Artifact, Result<Published>)> = stream::iter(pending)
         .map(|(i, a)| async move { (i, a, publish_one(registry, a, &targets[i], manifests, opts).await) })
         .buffer_unordered(opts.concurrency.max(1))
@@ -71,6 +80,55 @@ pub(super) async fn publish(
     }
     report.artifacts = outcomes.into_values().collect();
     Ok(())
+}
+
+/// A delta's left-out blobs into the target repositories that lack them, from
+/// the repositories that hold them, each once: a mount, or where the registry
+/// refuses one, a copy (checked by its upload). Without ContinueOnErrors the
+/// first failure ends the import (before any manifest); with it, the failures
+/// are returned by (digest, repository), for their artifacts to fail.
+async fn mount(
+    registry: &dyn Registry,
+    mounts: &[Mount],
+    opts: &ImportOptions,
+    report: &mut ImportReport,
+) -> Result<BTreeMap<(Digest, String), TransferError>> {
+    let unique: BTreeSet<&Mount> = mounts.iter().collect();
+    let done: Vec<(&Mount, Result<bool>)> = stream::iter(unique)
+        .map(|m| async move {
+            let r = async {
+                if registry.mount_blob(&m.from, &m.to, &m.digest).await? {
+                    return Ok(true);
+                }
+                let open = || registry.open_blob(&m.from, &m.digest, m.size);
+                registry.push_blob_reopen(&m.to, &m.digest, m.size, &open).await.map(|()| false)
+            };
+            (m, r.await)
+        })
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect()
+        .await;
+    let mut refused = BTreeMap::new();
+    for (m, r) in done {
+        match r {
+            Ok(mounted) => {
+                if mounted {
+                    report.blobs_mounted += 1;
+                } else {
+                    report.blobs_uploaded += 1;
+                    report.bytes_uploaded += m.size;
+                }
+                if let Some(d) = report.delta.as_mut() {
+                    d.mounted += 1;
+                }
+            }
+            Err(e) if opts.continue_on_errors => {
+                refused.insert((m.digest.clone(), m.to.clone()), e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(refused)
 }
 
 /// One artifact's manifests, children first, then its tag, in the target

@@ -116,6 +116,13 @@ fn a_delta_carries_only_what_the_far_side_lacks() {
         "web: 3 layers + config; api: 3 layers + 2 configs; one layer shared"
     );
 
+    // An `oci:` layout too; a repository that is not there is empty.
+    let oci = format!("oci:{}", layout.display());
+    let text = barge_ok(&["inventory", "--registry", &oci, "app/web", "app/api", "not/there", "--to", "-"], 0).stdout;
+    let inv: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(inv["repositories"].as_array().unwrap().len(), 3);
+    assert_eq!(inv["manifests"].as_array().unwrap().len(), 5, "web:1, web:2, the api index and its two children");
+
     // The delta: the dry run says so, the bundle holds exactly the new blobs.
     let r = barge_ok(&["export", "-f", &set, "--have", s(&have), "--dry-run", "--output", "json"], 0);
     assert_eq!(r.json()["delta"]["omitted"], 8, "{}", r.stdout);
@@ -164,7 +171,7 @@ fn a_delta_carries_only_what_the_far_side_lacks() {
     barge_ok(&["inventory", "--registry", &empty.host, "app/web", "app/api", "--to", s(&nothing)], 0);
     let r = barge_ok(&["verify", s(&delta), "--have", s(&nothing), "--output", "json"], 3);
     let first_omitted = omitted(&c).into_iter().next().unwrap().to_string();
-    assert!(r.stdout.contains(&first_omitted) && r.stdout.contains("8 blob(s)"), "{}", r.stdout);
+    assert!(r.stdout.contains(&first_omitted) && r.stdout.contains("lacks 8 of the blobs"), "{}", r.stdout);
 
     // Into an empty registry: refused before any write, the missing blobs listed, the inventory named.
     let r = barge(&["import", s(&delta), "--registry", &empty.host]);

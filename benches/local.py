@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Local benchmarks of barge (issue 2): verify throughput against sha256sum, and
-peak RSS of export and import with one large layer.
+"""Local benchmarks of barge (issue 2): verify throughput against sha256sum,
+peak RSS of export and import with one large layer, and (issue 13) a full
+against a delta re-export after one 64 MiB layer changed.
 
-Usage: benches/local.py [--gib N] [--keep]
+Usage: benches/local.py [--gib N] [--keep] [--only verify|memory|delta]
 Builds barge in release mode, generates workloads under .work/bench with
 barge-fixtures, runs each command under /usr/bin/time, and prints wall-clock
 seconds, throughput, ratios and peak RSS. Ratios, not absolute numbers, are what
@@ -41,12 +42,23 @@ def main():
     ap.add_argument("--gib", type=float, default=1.0, help="bundle size in GiB (default 1)")
     ap.add_argument("--keep", action="store_true", help="keep .work/bench afterwards")
     ap.add_argument("--baseline", help="another barge binary to time in the same run (e.g. the previous release)")
+    ap.add_argument("--only", choices=["verify", "memory", "delta"], help="run one benchmark")
     a = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--quiet", "--workspace"], cwd=ROOT, check=True)
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
     total = int(a.gib * (1 << 30))
+    if a.only in (None, "verify"):
+        bench_verify(a, total)
+    if a.only in (None, "memory"):
+        bench_memory(total)
+    if a.only in (None, "delta"):
+        bench_delta(total)
+    if not a.keep:
+        shutil.rmtree(WORK, ignore_errors=True)
 
+
+def bench_verify(a, total):
     # 1. verify: 8 images of one layer each, so blobs can be hashed in parallel.
     reg = os.path.join(WORK, "reg-many")
     per = total // 8
@@ -72,6 +84,9 @@ def main():
     if a.baseline:
         print(f"  ratio: barge verify takes {best['barge verify'] / best['baseline verify']:.2f}x the baseline's time")
 
+
+
+def bench_memory(total):
     # 2. memory: one image with a single layer of the whole size.
     reg1 = os.path.join(WORK, "reg-one")
     subprocess.run([FIXTURES, "image", reg1, "bench/big:v1", f"7:{total}"], check=True)
@@ -83,8 +98,45 @@ def main():
     print(f"\none {total / (1 << 30):.2f} GiB layer: seconds and peak RSS")
     for name, secs, rss in [("export", e_secs, e_rss), ("import", i_secs, i_rss), ("copy", c_secs, c_rss), ("verify", v_secs, v_rss)]:
         print(f"  {name:7s} {secs:6.2f} s  {rss:6.1f} MiB  {total / secs / 1e6:7.0f} MB/s")
-    if not a.keep:
-        shutil.rmtree(WORK, ignore_errors=True)
+
+
+def bench_delta(total):
+    """3. delta: 8 images of two 64 MiB layers (1 GiB at the default size) are
+    exported and imported; then one layer of one image changes (a new version
+    under a new tag). The re-export is timed whole, and as a delta against the
+    target's inventory (the inventory's own time is shown too). The floor for
+    the delta is the changed 64 MiB layer (its config and the manifests are a
+    few KiB)."""
+    layer = 64 << 20
+    images = max(1, total // (2 * layer))
+    reg = os.path.join(WORK, "reg-delta")
+    for i in range(images):
+        subprocess.run([FIXTURES, "image", reg, f"bench/app{i}:v1", f"{200 + 2 * i}:{layer}", f"{201 + 2 * i}:{layer}"],
+                       check=True)
+    refs = [f"bench/app{i}:v1" for i in range(images)]
+    first = os.path.join(WORK, "first.tar")
+    run([BARGE, "export", "--registry", "oci:" + reg, "--to", first] + refs)
+    dst = "oci:" + os.path.join(WORK, "dst-delta")
+    run([BARGE, "import", first, "--registry", dst])
+    os.remove(first)
+    # One layer of bench/app0 changes: v2 keeps the first layer, the second is new.
+    subprocess.run([FIXTURES, "image", reg, "bench/app0:v2", f"200:{layer}", f"999:{layer}"], check=True)
+    refs.append("bench/app0:v2")
+    full = os.path.join(WORK, "full.tar")
+    f_secs, _ = run([BARGE, "export", "--registry", "oci:" + reg, "--to", full] + refs)
+    f_bytes = os.path.getsize(full)
+    os.remove(full)
+    have = os.path.join(WORK, "have.json")
+    inv_secs, _ = run([BARGE, "inventory", "--registry", dst, "--to", have] + sorted({r.split(":")[0] for r in refs}))
+    delta = os.path.join(WORK, "delta.tar")
+    d_secs, _ = run([BARGE, "export", "--registry", "oci:" + reg, "--have", have, "--to", delta] + refs)
+    d_bytes = os.path.getsize(delta)
+    print(f"\nre-export of {images} images ({images * 2 * layer / (1 << 30):.2f} GiB) after one 64 MiB layer changed:")
+    print(f"  {'full':9s} {f_bytes:>13,d} bytes  {f_secs:6.2f} s")
+    print(f"  {'delta':9s} {d_bytes:>13,d} bytes  {d_secs:6.2f} s  (+ inventory {inv_secs:.2f} s, "
+          f"{os.path.getsize(have):,d} bytes)")
+    print(f"  floor     {layer:>13,d} bytes  (the changed layer); the delta ships {d_bytes / f_bytes:.1%} of the full bytes, "
+          f"{d_bytes - layer:,d} bytes over the floor")
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ pub async fn run(g: &Global, a: &Args) -> anyhow::Result<Done> {
     let text = match a.to.as_str() {
         "-" => String::new(),
         _ => format!(
-            "inventory of {} repositories of {} ({} manifests, {} blobs) to {}\nsha256: {digest}\nsize: {} ({size} bytes)\n",
+            "inventory of {} repositories of {} ({} manifests, {} blobs) to {}\ndigest: {digest}\nsize: {size} bytes ({})\n",
             inv.repositories.len(),
             a.registry,
             inv.manifests.len(),

@@ -546,7 +546,11 @@ fn a_delta_imports_where_its_blobs_are_and_is_refused_where_they_are_not() {
     std::fs::write(w.path("store-a/delta"), &bytes).unwrap();
     let delta = w.s("store-a/delta");
 
-    let j = barge_ok(&["import", "--output", "json", &delta, "--registry", &w.reg("dst")], 0).json();
+    // The catalogDigest of a delta is its file's sha256, checked as for any bundle.
+    let digest = format!("sha256:{}", sha256_hex(&bytes));
+    let args = ["import", "--output", "json", "--catalog-digest", &digest, &delta, "--registry", &w.reg("dst")];
+    let j = barge_ok(&args, 0).json();
+    assert_eq!(j["catalogDigest"], digest, "{j}");
     assert_eq!(j["blobsUploaded"], 2, "{j}");
     assert_eq!(j["delta"]["reliedOn"], 1, "v2's base layer: {j}");
     assert_eq!(j["delta"]["omitted"], held.len(), "{j}");

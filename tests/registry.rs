@@ -794,3 +794,60 @@ fn identity_tokens_stay_with_their_host(w: &Work, other_host: &str) {
     assert!(fake.received.lock().unwrap().is_empty(), "the realm was asked: {:?}", fake.received.lock().unwrap());
     assert!(!r.stderr.contains(REFRESH) && !r.stdout.contains(REFRESH));
 }
+
+/// A delta against a real registry: refused while the registry lacks what it
+/// leaves out (exit 3, the missing digests listed, not a blob, manifest or tag
+/// written); once the earlier bundle is in, it imports, uploading only the new
+/// blobs, and skopeo reads every tag; placed under a prefix, its left-out
+/// blobs are mounted from the repositories that hold them.
+#[test]
+fn a_delta_is_refused_before_any_write_then_imports_once_its_blobs_are_there() {
+    use common::delta::{delta_of, held_after, inventory_of};
+    let w = Work::new();
+    let dst = TestRegistry::start();
+    let first = export_from(&w.reg("src"), &w, "store-a/first", &SAMPLES, &[]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let held = held_after(&std::fs::read(w.path("store-a/first")).unwrap());
+    let base = barge_fixtures::Layer { seed: 1, size: 4096 };
+    let image = barge_fixtures::Image::new(vec![base, barge_fixtures::Layer { seed: 6, size: 1200 }]);
+    let v2 = barge_fixtures::write_image(&w.path("src"), "samples/hello-world", &image).unwrap();
+    barge_fixtures::tag(&w.path("src"), "samples/hello-world", "v2", &v2).unwrap();
+    let mut all = SAMPLES.to_vec();
+    all.push("samples/hello-world:v2");
+    let r = export_from(&w.reg("src"), &w, "store-a/full", &all, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (bytes, catalog) = delta_of(&std::fs::read(w.path("store-a/full")).unwrap(), inventory_of(&dst.host), &held);
+    std::fs::write(w.path("store-a/delta"), bytes).unwrap();
+    let delta = w.s("store-a/delta");
+    let names = ["samples/hello-world:v1", "samples/hello-world:v2", "samples/multiarch:v1", "library/tools:latest"];
+
+    let r = barge(&["import", "--output", "json", &delta, "--registry", &dst.host]);
+    assert_eq!(r.code, 3, "{}", r.stdout);
+    let error = r.json()["error"].as_str().unwrap().to_string();
+    assert!(held.keys().all(|d| error.contains(&d.to_string())), "{error}");
+    assert!(error.contains(&format!("of {} taken", dst.host)), "{error}");
+    for name in names {
+        assert_eq!(dst.raw(name), None, "{name} arrived from a refused delta");
+    }
+    for b in catalog.blobs.iter().filter(|b| b.kind != barge_bundle::BlobKind::Manifest) {
+        assert!(!dst.blob_file(b.digest.hex()).exists(), "blob {} arrived from a refused delta", b.digest);
+    }
+
+    barge_ok(&["import", &w.s("store-a/first"), "--registry", &dst.host], 0);
+    let j = barge_ok(&["import", "--output", "json", &delta, "--registry", &dst.host], 0).json();
+    assert_eq!((j["blobsUploaded"].as_u64(), j["delta"]["reliedOn"].as_u64()), (Some(2), Some(1)), "{j}");
+    for name in names {
+        assert_eq!(dst.raw(name), Some(skopeo_raw(&format!("oci:{}/{name}", w.s("src")))), "{name}");
+    }
+    let out = skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{}/samples/hello-world:v2", dst.host),
+        &format!("oci:{}:x", w.s("check")),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let j = barge_ok(&["import", "--output", "json", &delta, "--registry", &dst.host, "--prefix", "copy"], 0).json();
+    assert_eq!(j["delta"]["mounted"], held.len() + 1, "the shared base layer goes into two repositories: {j}");
+    assert_eq!(dst.raw("copy/samples/multiarch:v1"), dst.raw("samples/multiarch:v1"));
+}

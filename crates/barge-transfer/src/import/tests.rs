@@ -352,3 +352,28 @@ async fn a_dependency_held_in_another_repository_is_mounted() {
     assert_eq!((r.blobs_mounted, r.delta.as_ref().unwrap().mounted), (held.len(), held.len()));
     assert_eq!(dst.resolve_tag("copy/m/idx", "v1").await.unwrap(), src.resolve_tag("m/idx", "v1").await.unwrap());
 }
+
+/// A delta cut against an earlier bundle names that bundle's repositories: under a placement, a left-out blob is
+/// found where the same placement put that repository, and mounted from there.
+#[tokio::test]
+async fn a_dependency_named_as_the_bundle_names_it_is_found_where_it_was_placed() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source().await;
+    bundle(src.clone(), dir.path()).await;
+    let mut held = held_by(&dir.path().join("bundle.tar"), &["a/two"]);
+    held.values_mut().for_each(|r| *r = Some("a/one".into()));
+    let store = delta(dir.path(), "delta.tar", &held);
+    let dst = Arc::new(MemoryRegistry::new());
+    for d in held.keys() {
+        let mut v = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut src.open_blob("a/two", d, 0).await.unwrap(), &mut v).await.unwrap();
+        dst.push_blob("mirror/a/one", d, v.len() as u64, &mut std::io::Cursor::new(v)).await.unwrap();
+    }
+    let before = dst.writes().len();
+    let o = ImportOptions { placement: crate::Placement::parse(Some("mirror"), &[]).unwrap(), ..opts() };
+    let r = import(store, dst.clone(), &o, &Silent).await.unwrap();
+    assert!(r.artifacts.iter().all(|a| a.status == Status::Succeeded), "{:?}", r.artifacts);
+    let mounts: Vec<Write> = dst.writes()[before..].iter().filter(|w| matches!(w, Write::Mount(..))).cloned().collect();
+    assert_eq!(mounts.len(), held.len(), "{mounts:?}");
+    assert!(mounts.iter().all(|w| matches!(w, Write::Mount(r, _) if r == "mirror/a/two")), "{mounts:?}");
+}

@@ -814,3 +814,63 @@ fn an_export_run_takes_a_set_file() {
     let runs = run(&["--output", "json", "run", "list"]).json();
     assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "the refused run left no record: {runs}");
 }
+
+/// A scheduled export ships deltas by itself: each export run keeps its
+/// catalog in the state store, and the next run names it (`--since-run`);
+/// the run record says what it was cut against.
+#[test]
+fn an_export_run_is_cut_against_an_earlier_run() {
+    let w = Work::new();
+    let state = w.s("state");
+    let run = |args: &[&str]| barge_in(&state, &[], args);
+    std::fs::create_dir_all(w.path("bundles")).unwrap();
+    let (reg, uri) = (w.reg("src"), w.s("bundles"));
+    let r = run(&["pipeline", "export", "create", "exp", "--registry", &reg, "--storage-container-uri", &uri]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let create = |name: &str, extra: &[&str], artifacts: &[&str]| {
+        let blob = format!("{name}.tar");
+        let mut args = vec!["--output", "json", "run", "create", name, "--pipeline", "exp", "--blob", &blob];
+        args.extend_from_slice(extra);
+        args.push("--artifacts");
+        args.extend_from_slice(artifacts);
+        run(&args)
+    };
+    let r = create("r1", &[], &["samples/hello-world:v1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let first = catalog_of(&std::fs::read(w.path("bundles/r1.tar")).unwrap());
+    let r = create("r2", &["--since-run", "r1"], &["samples/hello-world:v1", "library/tools:1.0"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["properties"]["request"]["sinceRun"], "r1", "{}", r.stdout);
+    let bytes = std::fs::read(w.path("bundles/r2.tar")).unwrap();
+    let second = catalog_of(&bytes);
+    let delta = second.delta.as_ref().expect("the second run is a delta");
+    let (at, len) = entry_offset(&std::fs::read(w.path("bundles/r1.tar")).unwrap(), "barge-catalog.json");
+    let r1 = std::fs::read(w.path("bundles/r1.tar")).unwrap();
+    assert_eq!(delta.against.digest.to_string(), format!("sha256:{}", sha256_hex(&r1[at..at + len])));
+    let carried_before: std::collections::BTreeSet<_> =
+        first.blobs.iter().filter(|b| b.kind != barge_bundle::BlobKind::Manifest).map(|b| &b.digest).collect();
+    let omitted: std::collections::BTreeSet<_> = delta.omitted.iter().map(|o| &o.blob.digest).collect();
+    assert_eq!(omitted, carried_before, "what r1 carried is left out");
+    assert!(second.blobs.iter().all(|b| !omitted.contains(&b.digest)));
+    assert_eq!(second.artifacts.len(), 2, "manifests always travel");
+
+    // Naming a run that kept no catalog fails the run and says why; a run is cut against one thing only.
+    let r = create("r3", &["--since-run", "nope"], &["samples/hello-world:v1"]);
+    assert_ne!(r.code, 0);
+    assert!(r.json()["error"].as_str().unwrap().contains("the catalog of run nope"), "{}", r.stdout);
+    let r = create("r4", &["--since-run", "r1", "--have", "x.json"], &["samples/hello-world:v1"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+
+    // An inventory (`--have`) is kept in the state store by its digest; the run names only that.
+    let have = w.s("have.json");
+    let r = run(&["inventory", "--registry", &reg, "samples/hello-world", "--to", &have]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let digest = format!("sha256:{}", sha256_hex(&std::fs::read(&have).unwrap()));
+    let r = create("r5", &["--have", &have], &["samples/hello-world:v1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["properties"]["request"]["have"], digest.as_str(), "{}", r.stdout);
+    let c = catalog_of(&std::fs::read(w.path("bundles/r5.tar")).unwrap());
+    let d = c.delta.expect("a delta");
+    assert_eq!((d.against.kind, d.against.digest.to_string()), (barge_bundle::AgainstKind::Inventory, digest));
+    assert!(c.blobs.iter().all(|b| b.kind == barge_bundle::BlobKind::Manifest), "the source holds every blob");
+}

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use barge_pipeline::resource::{run_submission, RUN_TYPE};
-use barge_pipeline::run::{failure, load_run, submit, Submit};
+use barge_pipeline::run::{failure, load_run, submit, Document, Submit};
 use barge_pipeline::{Kind, PipelineError, PipelineRun, RunStatus, StateStore};
 use clap::Subcommand;
 use serde_json::json;
@@ -30,6 +30,18 @@ pub enum RunCmd {
         /// entries that name no registry read from the pipeline's.
         #[arg(long, value_name = "SET")]
         artifacts_file: Option<PathBuf>,
+        /// Export, a delta: leave out the configs and layers this inventory
+        /// (`barge inventory`) says the far side holds. Kept in the state store.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["since", "since_run"])]
+        have: Option<PathBuf>,
+        /// Export, a delta: leave out what this earlier bundle (a file or
+        /// storage URL, or its catalog from `barge inspect --catalog`) carried.
+        #[arg(long, value_name = "BUNDLE|CATALOG", conflicts_with = "since_run")]
+        since: Option<String>,
+        /// Export, a delta: leave out what the earlier export run RUN carried
+        /// (every export run keeps its catalog in the state store).
+        #[arg(long, value_name = "RUN")]
+        since_run: Option<String>,
         /// The blob's name in the pipeline's container (export: written; import: read).
         #[arg(long)]
         blob: String,
@@ -72,11 +84,24 @@ pub async fn run(state: &dyn StateStore, cmd: &RunCmd) -> anyhow::Result<Done> {
             pipeline,
             artifacts,
             artifacts_file,
+            have,
+            since,
+            since_run,
             blob,
             catalog_digest,
             force_update_tag,
             connect,
         } => {
+            let have = match have {
+                Some(f) => Some(Document::Bytes(std::fs::read(f).map_err(|e| {
+                    barge_transfer::TransferError::io(format!("reading the inventory {}", f.display()), e)
+                })?)),
+                None => None,
+            };
+            let since = match since {
+                Some(b) => Some(Document::Bytes(catalog_of(b).await?)),
+                None => None,
+            };
             let artifact_set = match artifacts_file {
                 Some(f) => {
                     let shown = f.display().to_string();
@@ -91,6 +116,9 @@ pub async fn run(state: &dyn StateStore, cmd: &RunCmd) -> anyhow::Result<Done> {
                 pipeline: pipeline.clone(),
                 artifacts: artifacts.clone(),
                 artifact_set,
+                have,
+                since,
+                since_run: since_run.clone(),
                 blob: blob.clone(),
                 catalog_digest: catalog_digest.clone(),
                 force_update_tag: force_update_tag.clone(),
@@ -187,4 +215,12 @@ async fn list(state: &dyn StateStore) -> anyhow::Result<Done> {
         all.push(document(&run)?);
     }
     Ok(Done::ok(text, json!({ "runs": all })))
+}
+
+/// The catalog of an earlier bundle (a file or storage URL), or a catalog file
+/// as `barge inspect --catalog` writes it.
+async fn catalog_of(given: &str) -> anyhow::Result<Vec<u8>> {
+    let opts = barge_transfer::StoreOptions::default();
+    let store = barge_transfer::Location::parse(given, &opts)?.open(&opts)?;
+    Ok(barge_transfer::earlier_catalog(store.as_ref()).await?)
 }

@@ -175,6 +175,9 @@ mod tests {
             pipeline_resource_id: "p".into(),
             artifacts: vec![],
             artifact_set: None,
+            have: None,
+            since: None,
+            since_run: None,
             blob: "b".into(),
             catalog_digest: None,
         }

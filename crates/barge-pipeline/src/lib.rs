@@ -4,6 +4,7 @@
 // Libraries report through return values and `Reporter`; only the CLI prints.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod basis;
 pub mod claim;
 pub mod guard;
 mod keyvault;

@@ -557,6 +557,12 @@ pub struct RunRequest {
     pub artifacts: Vec<String>,
     /// Export: a transfer set (barge's extension, `artifactSet`), expanded when the run runs.
     pub artifact_set: Option<Value>,
+    /// Export, a delta (barge's extensions): cut against the inventory kept
+    /// under this digest (`have`), the bundle whose catalog is kept under this
+    /// digest (`since`), or the catalog of an earlier export run (`sinceRun`).
+    pub have: Option<String>,
+    pub since: Option<String>,
+    pub since_run: Option<String>,
     /// Export: the blob written. Import: the blob read.
     pub blob: String,
     pub catalog_digest: Option<String>,
@@ -571,6 +577,12 @@ struct RequestDoc {
     artifacts: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     artifact_set: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    have: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    since: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    since_run: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     source: Option<BlobName>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -601,6 +613,9 @@ impl From<RequestDoc> for RunRequest {
             pipeline_resource_id: d.pipeline_resource_id,
             artifacts: d.artifacts,
             artifact_set: d.artifact_set,
+            have: d.have,
+            since: d.since,
+            since_run: d.since_run,
             blob,
             catalog_digest: d.catalog_digest,
         }
@@ -616,6 +631,9 @@ impl From<RunRequest> for RequestDoc {
             pipeline_resource_id: r.pipeline_resource_id,
             artifacts: r.artifacts,
             artifact_set: r.artifact_set,
+            have: r.have,
+            since: r.since,
+            since_run: r.since_run,
             source,
             target,
             blob: None,
@@ -665,6 +683,9 @@ pub fn run_submission(bytes: &[u8]) -> Result<crate::run::Submit, PipelineError>
         pipeline,
         artifacts: request.artifacts,
         artifact_set: request.artifact_set,
+        have: request.have.map(crate::run::Document::Digest),
+        since: request.since.map(crate::run::Document::Digest),
+        since_run: request.since_run,
         blob: request.blob,
         catalog_digest: request.catalog_digest,
         force_update_tag,
@@ -869,6 +890,9 @@ mod tests {
             pipeline_resource_id: "e".into(),
             artifacts: vec!["a:1".into()],
             artifact_set: None,
+            have: None,
+            since: None,
+            since_run: None,
             blob: "x".into(),
             catalog_digest: None,
         };

@@ -33,6 +33,14 @@ pub struct Submit {
     pub artifacts: Vec<String>,
     /// Export: a transfer set as a JSON document ([`barge_transfer::SetFile::document`]).
     pub artifact_set: Option<serde_json::Value>,
+    /// Export, a delta: the inventory file's bytes (`--have`), kept in the
+    /// state store when the run is submitted; or the digest of one kept before
+    /// (a run document's `request.have`).
+    pub have: Option<Document>,
+    /// Export, a delta: an earlier bundle's catalog (`--since`), as `have`.
+    pub since: Option<Document>,
+    /// Export, a delta: against the catalog an earlier export run kept.
+    pub since_run: Option<String>,
     pub blob: String,
     pub catalog_digest: Option<String>,
     pub force_update_tag: Option<String>,
@@ -42,6 +50,13 @@ pub struct Submit {
     /// heartbeat in its record, renewed under a [`Claim`] guard every third of
     /// this; a record left "Running" whose heartbeat is older is run again.
     pub claim: Option<Duration>,
+}
+
+/// A document a run refers to: given whole (kept on submission) or by the digest it is kept under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Document {
+    Bytes(Vec<u8>),
+    Digest(String),
 }
 
 /// How runs reach registries and storage: the options `barge export` and `barge import` take.
@@ -140,8 +155,17 @@ async fn prepare(state: &dyn StateStore, s: &Submit) -> Result<(Pipeline, RunReq
             if let Some(set) = &s.artifact_set {
                 run_set(set, &properties.registry)?;
             }
+            if [s.have.is_some(), s.since.is_some(), s.since_run.is_some()].iter().filter(|x| **x).count() > 1 {
+                return Err(PipelineError::Invalid("a run is cut against one of have, since or sinceRun".into()));
+            }
         }
-        Pipeline::Import { .. } if !s.artifacts.is_empty() || s.artifact_set.is_some() => {
+        Pipeline::Import { .. }
+            if !s.artifacts.is_empty()
+                || s.artifact_set.is_some()
+                || s.have.is_some()
+                || s.since.is_some()
+                || s.since_run.is_some() =>
+        {
             return Err(PipelineError::Invalid(format!(
                 "import pipeline {}: a run imports one blob and names no artifacts",
                 s.pipeline
@@ -152,10 +176,24 @@ async fn prepare(state: &dyn StateStore, s: &Submit) -> Result<(Pipeline, RunReq
     if s.blob.is_empty() {
         return Err(PipelineError::Invalid("the run names no blob (its name in the pipeline's container)".into()));
     }
+    let kept = |d: barge_bundle::Digest| d.to_string();
+    let have = match &s.have {
+        Some(Document::Bytes(b)) => Some(kept(crate::basis::keep_inventory(state, b).await?)),
+        Some(Document::Digest(d)) => Some(d.clone()),
+        None => None,
+    };
+    let since = match &s.since {
+        Some(Document::Bytes(b)) => Some(kept(crate::basis::keep_catalog(state, b).await?)),
+        Some(Document::Digest(d)) => Some(d.clone()),
+        None => None,
+    };
     let request = RunRequest {
         pipeline_resource_id: s.pipeline.clone(),
         artifacts: s.artifacts.clone(),
         artifact_set: s.artifact_set.clone(),
+        have,
+        since,
+        since_run: s.since_run.clone(),
         blob: s.blob.clone(),
         catalog_digest: s.catalog_digest.clone(),
     };
@@ -236,7 +274,8 @@ impl RunContext<'_> {
     /// Run the operation, under the guard, while writing its progress into the record every half second.
     async fn execute(&mut self) -> Result<Outcome, PipelineError> {
         let RunContext { state, submit, opts, pipeline, guard, progress, run, version } = self;
-        let work = operate(pipeline, submit, opts, progress.clone());
+        let request = run.properties.request.clone();
+        let work = operate(*state, pipeline, submit, &request, opts, progress.clone());
         let guarded = async {
             match guard.as_ref() {
                 Some(g) => g.protect(work).await?,
@@ -355,26 +394,38 @@ impl Tracker {
 }
 
 async fn operate(
+    state: &dyn StateStore,
     pipeline: &Pipeline,
     s: &Submit,
+    request: &RunRequest,
     opts: &RunOptions,
     progress: Arc<Tracker>,
 ) -> Result<Outcome, PipelineError> {
     match pipeline {
-        Pipeline::Export { properties, .. } => export(properties, s, opts, progress.as_ref()).await,
+        Pipeline::Export { properties, .. } => export(state, properties, s, request, opts, progress.as_ref()).await,
         Pipeline::Import { properties, .. } => import(properties, s, opts, progress.as_ref()).await,
     }
 }
 
 async fn export(
+    state: &dyn StateStore,
     properties: &ExportProperties,
     s: &Submit,
+    request: &RunRequest,
     opts: &RunOptions,
     progress: &Tracker,
 ) -> Result<Outcome, PipelineError> {
+    let basis = crate::basis::load_basis(
+        state,
+        request.have.as_deref(),
+        request.since.as_deref(),
+        request.since_run.as_deref(),
+    )
+    .await?;
     let registry = RegistryAddr::parse(&properties.registry)?.open(&opts.connect).await?;
     let dest = container(&properties.target, opts.concurrency)?.blob(&s.blob)?;
     let export_opts = ExportOptions {
+        delta: basis,
         overwrite: properties.options.contains(&ExportOption::OverwriteBlobs),
         continue_on_errors: properties.options.contains(&ExportOption::ContinueOnErrors),
         concurrency: opts.concurrency,
@@ -398,6 +449,9 @@ async fn export(
     barge_transfer::check_limit(&requests, export_opts.max_artifacts, s.artifact_set.is_some())?;
     let mut r = barge_transfer::export(&sources, requests, dest.as_ref(), &export_opts, progress).await?;
     r.artifacts.splice(0..0, skipped);
+    // Kept for later runs to be cut against (`sinceRun`): read back from the bundle's head.
+    let head = barge_transfer::inspect(dest.as_ref()).await?;
+    crate::basis::keep_run_catalog(state, &s.name, &head.catalog_json).await?;
     Ok(Outcome {
         artifacts: r.artifacts,
         imported: Vec::new(),

@@ -8,6 +8,11 @@ use crate::PipelineError;
 pub enum Kind {
     Pipeline,
     Run,
+    /// An inventory a run is cut against, under (part of) its digest.
+    Inventory,
+    /// A bundle's catalog: an export run's, under the run's name, or one a run
+    /// is cut against, under (part of) its digest.
+    Catalog,
 }
 
 impl Kind {
@@ -15,6 +20,8 @@ impl Kind {
         match self {
             Kind::Pipeline => "pipelines",
             Kind::Run => "runs",
+            Kind::Inventory => "inventories",
+            Kind::Catalog => "catalogs",
         }
     }
 }

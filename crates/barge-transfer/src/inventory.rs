@@ -105,31 +105,36 @@ impl DeltaBase {
         Ok(DeltaBase { against, held })
     }
 
-    /// From an earlier bundle, or its catalog alone (as `inspect` prints it),
-    /// told apart by content: a catalog is JSON, a bundle a tar or zstd stream.
-    /// A bundle is read only as far as its head.
+    /// From an earlier bundle, or its catalog alone (as `inspect` prints it).
     pub async fn since(store: &dyn BlobStore) -> Result<DeltaBase> {
-        let what = store.display();
-        let info = store.info().await?.ok_or_else(|| TransferError::NotFound(format!("earlier bundle {what}")))?;
-        if info.size != UNKNOWN_SIZE && info.size <= MAX_DOCUMENT {
-            let peek = info.size.min(64);
-            let mut first = Vec::new();
-            store
-                .read_range(0, peek, &info.etag)
-                .await?
-                .read_to_end(&mut first)
-                .await
-                .map_err(|e| TransferError::io(format!("reading {what}"), e))?;
-            if first.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
-                let mut json = Vec::new();
-                let mut r = store.read_range(0, info.size, &info.etag).await?;
-                r.read_to_end(&mut json).await.map_err(|e| TransferError::io(format!("reading {what}"), e))?;
-                return DeltaBase::from_catalog(&json);
-            }
-        }
-        let inspected = crate::inspect::inspect(store).await?;
-        DeltaBase::from_catalog(&inspected.catalog_json)
+        DeltaBase::from_catalog(&earlier_catalog(store).await?)
     }
+}
+
+/// An earlier bundle's `barge-catalog.json` bytes, from the bundle or from its
+/// catalog alone (as `inspect --catalog` prints it), told apart by content: a
+/// catalog is JSON, a bundle a tar or zstd stream. A bundle is read only as
+/// far as its head.
+pub async fn earlier_catalog(store: &dyn BlobStore) -> Result<Vec<u8>> {
+    let what = store.display();
+    let info = store.info().await?.ok_or_else(|| TransferError::NotFound(format!("earlier bundle {what}")))?;
+    if info.size != UNKNOWN_SIZE && info.size <= MAX_DOCUMENT {
+        let peek = info.size.min(64);
+        let mut first = Vec::new();
+        store
+            .read_range(0, peek, &info.etag)
+            .await?
+            .read_to_end(&mut first)
+            .await
+            .map_err(|e| TransferError::io(format!("reading {what}"), e))?;
+        if first.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+            let mut json = Vec::new();
+            let mut r = store.read_range(0, info.size, &info.etag).await?;
+            r.read_to_end(&mut json).await.map_err(|e| TransferError::io(format!("reading {what}"), e))?;
+            return Ok(json);
+        }
+    }
+    Ok(crate::inspect::inspect(store).await?.catalog_json)
 }
 
 #[cfg(test)]

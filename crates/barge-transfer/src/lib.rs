@@ -33,7 +33,7 @@ pub use export::{
 };
 pub use import::{import, DeltaReport, ImportOptions, ImportReport, Map, Placement, PlatformIndex};
 pub use inspect::{inspect, Inspected};
-pub use inventory::{take_inventory, DeltaBase};
+pub use inventory::{earlier_catalog, take_inventory, DeltaBase};
 pub use outcome::{any_failed, ArtifactOutcome, Status};
 pub use registry::{ConnectOptions, Credentials, RawManifest, Registry, RegistryAddr, Target};
 pub use report::{Reporter, Silent};

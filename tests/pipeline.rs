@@ -760,18 +760,26 @@ fn an_import_pipeline_places_artifacts_under_its_prefix_and_maps() {
     assert_eq!(shown["properties"]["repositoryMap"], serde_json::json!(["a=b", "c="]), "{shown}");
 }
 
+/// An export pipeline `exp` from the sample registry into the directory
+/// `bundles` (a container on local disk); the state directory it is kept in.
+fn local_export_pipeline(w: &Work) -> String {
+    let state = w.s("state");
+    std::fs::create_dir_all(w.path("bundles")).unwrap();
+    let (reg, uri) = (w.reg("src"), w.s("bundles"));
+    let args = ["pipeline", "export", "create", "exp", "--registry", &reg, "--storage-container-uri", &uri];
+    let r = barge_in(&state, &[], &args);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    state
+}
+
 /// An export run takes a transfer set (`--artifacts-file`): kept with the run
 /// as `request.artifactSet`, expanded against the pipeline's registry when it
 /// runs; a bad set is refused before any record is written.
 #[test]
 fn an_export_run_takes_a_set_file() {
     let w = Work::new();
-    let state = w.s("state");
+    let state = local_export_pipeline(&w);
     let run = |args: &[&str]| barge_in(&state, &[], args);
-    std::fs::create_dir_all(w.path("bundles")).unwrap();
-    let (reg, uri) = (w.reg("src"), w.s("bundles"));
-    let r = run(&["pipeline", "export", "create", "exp", "--registry", &reg, "--storage-container-uri", &uri]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
     std::fs::write(
         w.path("set.yaml"),
         "artifacts:\n  - repository: library/tools\n    tagPattern: \"^1\\\\.\"\n  - repository: samples/multiarch\n    tags: [v1]\n    platforms: [linux/arm64]\n",
@@ -821,12 +829,8 @@ fn an_export_run_takes_a_set_file() {
 #[test]
 fn an_export_run_is_cut_against_an_earlier_run() {
     let w = Work::new();
-    let state = w.s("state");
+    let state = local_export_pipeline(&w);
     let run = |args: &[&str]| barge_in(&state, &[], args);
-    std::fs::create_dir_all(w.path("bundles")).unwrap();
-    let (reg, uri) = (w.reg("src"), w.s("bundles"));
-    let r = run(&["pipeline", "export", "create", "exp", "--registry", &reg, "--storage-container-uri", &uri]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
     let create = |name: &str, extra: &[&str], artifacts: &[&str]| {
         let blob = format!("{name}.tar");
         let mut args = vec!["--output", "json", "run", "create", name, "--pipeline", "exp", "--blob", &blob];
@@ -863,7 +867,7 @@ fn an_export_run_is_cut_against_an_earlier_run() {
 
     // An inventory (`--have`) is kept in the state store by its digest; the run names only that.
     let have = w.s("have.json");
-    let r = run(&["inventory", "--registry", &reg, "samples/hello-world", "--to", &have]);
+    let r = run(&["inventory", "--registry", &w.reg("src"), "samples/hello-world", "--to", &have]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let digest = format!("sha256:{}", sha256_hex(&std::fs::read(&have).unwrap()));
     let r = create("r5", &["--have", &have], &["samples/hello-world:v1"]);

@@ -169,43 +169,18 @@ pub struct CuttingProxy {
 
 impl CuttingProxy {
     pub fn start(upstream: &str, cut_after: usize) -> CuttingProxy {
+        use super::counting::{relay, Pass};
         use std::sync::atomic::{AtomicUsize, Ordering};
-        use std::sync::Arc;
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let host = listener.local_addr().unwrap().to_string();
-        let cuts = Arc::new(AtomicUsize::new(0));
-        let upstream = upstream.to_string();
+        let cuts = std::sync::Arc::new(AtomicUsize::new(0));
         let c = cuts.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                let Ok(client) = client else { return };
-                let Ok(server) = TcpStream::connect(&upstream) else { return };
-                let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut c_read, &mut s_write);
-                });
-                let cuts = c.clone();
-                std::thread::spawn(move || {
-                    let (mut s_read, mut c_write) = (server, client);
-                    let mut buf = vec![0u8; 64 * 1024];
-                    let mut total = 0;
-                    loop {
-                        let n = match s_read.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => n,
-                        };
-                        total += n;
-                        if total > cut_after && cuts.fetch_add(1, Ordering::SeqCst) == 0 {
-                            let _ = c_write.write_all(&buf[..n / 2]);
-                            let _ = c_write.shutdown(std::net::Shutdown::Both);
-                            let _ = s_read.shutdown(std::net::Shutdown::Both);
-                            break;
-                        }
-                        if c_write.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                });
+        let host = relay(upstream, move || {
+            let (cuts, mut total) = (c.clone(), 0);
+            move |b: &[u8]| {
+                total += b.len();
+                match total > cut_after && cuts.fetch_add(1, Ordering::SeqCst) == 0 {
+                    true => Pass::Cut(b.len() / 2),
+                    false => Pass::On,
+                }
             }
         });
         CuttingProxy { host, cuts }

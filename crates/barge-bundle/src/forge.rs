@@ -220,3 +220,32 @@ pub fn multi(platforms: &[&str]) -> Forged {
     let contents = [idx.clone(), amd.clone(), arm.clone(), att.clone(), c_amd, c_arm, c_att, l_amd, l_arm, l_att];
     Forged { catalog, blobs: contents.into_iter().map(|d| (Digest::sha256_of(&d), d)).collect() }
 }
+
+/// A catalog of one artifact `a:1` over named stand-in blobs (content is the
+/// name; sizes as given), the first of them its manifest: for tests of catalog
+/// arithmetic (deltas, inventories) that need no bundle. Returns the blobs too.
+pub fn named(blobs: &[(&str, BlobKind, u64)]) -> (Catalog, Vec<Blob>) {
+    let blobs: Vec<Blob> = blobs
+        .iter()
+        .map(|&(name, kind, size)| Blob {
+            digest: Digest::sha256_of(name.as_bytes()),
+            size,
+            media_type: "x".into(),
+            kind,
+        })
+        .collect();
+    let root = &blobs[0];
+    let artifact = Artifact {
+        request: "a:1".into(),
+        registry: None,
+        repository: "a".into(),
+        tag: Some("1".into()),
+        digest: root.digest.clone(),
+        media_type: "x".into(),
+        size: root.size,
+        manifests: vec![root.digest.clone()],
+        blobs: blobs[1..].iter().map(|b| b.digest.clone()).collect(),
+        platforms: Vec::new(),
+    };
+    (Catalog::new("t", "2026-01-01T00:00:00Z", "r", vec![artifact], blobs.clone()), blobs)
+}

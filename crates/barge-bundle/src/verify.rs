@@ -262,30 +262,13 @@ mod tests {
 
     use super::*;
     use crate::catalog::{Against, AgainstKind};
-    use crate::{Artifact, BlobKind};
+    use crate::BlobKind;
 
     #[test]
     fn unmet_names_the_omitted_blobs_an_inventory_lacks() {
-        let blob = |name: &str, kind| Blob {
-            digest: Digest::sha256_of(name.as_bytes()),
-            size: 1,
-            media_type: "x".into(),
-            kind,
-        };
-        let (m, c, l) = (blob("m", BlobKind::Manifest), blob("c", BlobKind::Config), blob("l", BlobKind::Layer));
-        let artifact = Artifact {
-            request: "a:1".into(),
-            registry: None,
-            repository: "a".into(),
-            tag: Some("1".into()),
-            digest: m.digest.clone(),
-            media_type: "x".into(),
-            size: 1,
-            manifests: vec![m.digest.clone()],
-            blobs: vec![c.digest.clone(), l.digest.clone()],
-            platforms: Vec::new(),
-        };
-        let whole = Catalog::new("t", "2026-01-01T00:00:00Z", "r", vec![artifact], vec![m, c.clone(), l.clone()]);
+        let (whole, b) =
+            crate::forge::named(&[("m", BlobKind::Manifest, 1), ("c", BlobKind::Config, 1), ("l", BlobKind::Layer, 1)]);
+        let (c, l) = (b[1].clone(), b[2].clone());
         let none: BTreeMap<Digest, String> = BTreeMap::new();
         assert!(unmet(&whole, &none).is_empty(), "a whole bundle depends on nothing");
         let against =

@@ -141,34 +141,16 @@ pub async fn earlier_catalog(store: &dyn BlobStore) -> Result<Vec<u8>> {
 mod tests {
     use super::*;
     use barge_bundle::catalog::Against;
-    use barge_bundle::{Artifact, Blob};
-
-    fn blob(name: &str, kind: BlobKind, size: u64) -> Blob {
-        Blob { digest: Digest::sha256_of(name.as_bytes()), size, media_type: "x".into(), kind }
-    }
 
     #[test]
     fn an_earlier_catalog_holds_what_it_carried_and_what_it_relied_on() {
-        let (m, c, l1, l2) = (
-            blob("m", BlobKind::Manifest, 10),
-            blob("c", BlobKind::Config, 5),
-            blob("l1", BlobKind::Layer, 7),
-            blob("l2", BlobKind::Layer, 9),
-        );
-        let artifact = Artifact {
-            request: "a:1".into(),
-            registry: None,
-            repository: "a".into(),
-            tag: Some("1".into()),
-            digest: m.digest.clone(),
-            media_type: "x".into(),
-            size: 10,
-            manifests: vec![m.digest.clone()],
-            blobs: vec![c.digest.clone(), l1.digest.clone(), l2.digest.clone()],
-            platforms: Vec::new(),
-        };
-        let catalog =
-            Catalog::new("t", "2026-01-01T00:00:00Z", "r", vec![artifact], vec![m, c.clone(), l1, l2.clone()]);
+        let (catalog, b) = barge_bundle::forge::named(&[
+            ("m", BlobKind::Manifest, 10),
+            ("c", BlobKind::Config, 5),
+            ("l1", BlobKind::Layer, 7),
+            ("l2", BlobKind::Layer, 9),
+        ]);
+        let (c, l2) = (b[1].clone(), b[3].clone());
         let against =
             Against { kind: AgainstKind::Bundle, digest: Digest::sha256_of(b"x"), registry: None, taken: None };
         let delta = catalog.omit(against, &BTreeMap::from([(l2.digest.clone(), None)]));

@@ -73,9 +73,7 @@ impl Args {
     /// The set file, if any, checked (pure; read once).
     fn set_file(&self) -> anyhow::Result<Option<SetFile>> {
         let Some(path) = &self.set else { return Ok(None) };
-        let shown = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| TransferError::io(format!("reading the set {shown}"), e))?;
-        Ok(Some(SetFile::parse(&bytes, &shown, self.registry.as_deref())?))
+        Ok(Some(SetFile::read(path, self.registry.as_deref())?))
     }
 }
 

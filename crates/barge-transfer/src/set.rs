@@ -4,8 +4,10 @@
 //! [`Entry::expand`] turns an entry and its repository's tag list into
 //! requests. Only [`resolve`] talks to registries (to list tags).
 
+use std::cell::Cell;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::sync::Arc;
 
 use barge_bundle::{split_registry, Digest, FullReference, Platform, Reference, DOCKER_HUB};
@@ -126,17 +128,79 @@ struct RawSet {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawEntry {
+    registry: Option<Text>,
+    repository: Text,
+    #[serde(default)]
+    tags: Vec<Text>,
+    tag_pattern: Option<Text>,
+    latest: Option<usize>,
+    #[serde(default)]
+    digests: Vec<Text>,
+    #[serde(default)]
+    platforms: Vec<Text>,
+    referrers: Option<bool>,
+}
+
+/// The most bytes a set file may have.
+pub const MAX_SET_BYTES: u64 = 4 << 20;
+/// The most a parsed set may hold (its strings, each with its overhead):
+/// YAML aliases repeat what an anchor names, so a small file could otherwise
+/// stand for gigabytes.
+const MAX_EXPANDED: usize = 32 << 20;
+
+thread_local! {
+    /// What the set being parsed on this thread may still hold.
+    static BUDGET: Cell<usize> = const { Cell::new(0) };
+}
+
+/// A string of a set file, counted against the parse's budget as it is read.
+struct Text(String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Text, D::Error> {
+        let s = String::deserialize(d)?;
+        let cost = s.len() + 64;
+        let left = BUDGET.with(Cell::get);
+        if cost > left {
+            return Err(serde::de::Error::custom(format!(
+                "the set stands for more than {} MiB once its aliases are expanded",
+                MAX_EXPANDED >> 20
+            )));
+        }
+        BUDGET.with(|b| b.set(left - cost));
+        Ok(Text(s))
+    }
+}
+
+fn texts(v: Vec<Text>) -> Vec<String> {
+    v.into_iter().map(|t| t.0).collect()
+}
+
+/// An entry as written, its strings taken out of their [`Text`]s.
+struct Plain {
     registry: Option<String>,
     repository: String,
-    #[serde(default)]
     tags: Vec<String>,
     tag_pattern: Option<String>,
     latest: Option<usize>,
-    #[serde(default)]
     digests: Vec<String>,
-    #[serde(default)]
     platforms: Vec<String>,
     referrers: Option<bool>,
+}
+
+impl From<RawEntry> for Plain {
+    fn from(raw: RawEntry) -> Plain {
+        Plain {
+            registry: raw.registry.map(|t| t.0),
+            repository: raw.repository.0,
+            tags: texts(raw.tags),
+            tag_pattern: raw.tag_pattern.map(|t| t.0),
+            latest: raw.latest,
+            digests: texts(raw.digests),
+            platforms: texts(raw.platforms),
+            referrers: raw.referrers,
+        }
+    }
 }
 
 impl SetFile {
@@ -144,7 +208,10 @@ impl SetFile {
     /// `default_registry` is `--registry`: the registry of entries that name none.
     pub fn parse(bytes: &[u8], file: &str, default_registry: Option<&str>) -> Result<SetFile> {
         let invalid = |why: String| TransferError::InvalidSet(format!("{file}: {why}"));
-        let raw: RawSet = serde_norway::from_slice(bytes).map_err(|e| invalid(one_line(&e.to_string())))?;
+        BUDGET.with(|b| b.set(MAX_EXPANDED));
+        let raw: std::result::Result<RawSet, _> = serde_norway::from_slice(bytes);
+        BUDGET.with(|b| b.set(0));
+        let raw = raw.map_err(|e| invalid(one_line(&e.to_string())))?;
         if raw.artifacts.is_empty() {
             return Err(invalid("`artifacts` lists nothing".into()));
         }
@@ -155,6 +222,20 @@ impl SetFile {
             .map(|(i, e)| Entry::check(e, i, default_registry).map_err(|why| invalid(format!("artifacts[{i}]{why}"))))
             .collect::<Result<Vec<_>>>()?;
         Ok(SetFile { entries })
+    }
+
+    /// Read and parse the set file at `path` (at most [`MAX_SET_BYTES`]: a
+    /// device or a pipe that never ends is refused, not read whole).
+    pub fn read(path: &std::path::Path, default_registry: Option<&str>) -> Result<SetFile> {
+        let shown = path.display().to_string();
+        let io = |e| TransferError::io(format!("reading the set {shown}"), e);
+        let mut bytes = Vec::new();
+        std::fs::File::open(path).map_err(io)?.take(MAX_SET_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
+        if bytes.len() as u64 > MAX_SET_BYTES {
+            let why = format!("{shown}: a set file has at most {} MiB", MAX_SET_BYTES >> 20);
+            return Err(TransferError::InvalidSet(why));
+        }
+        SetFile::parse(&bytes, &shown, default_registry)
     }
 
     /// The registries the set reads from.
@@ -172,7 +253,8 @@ fn one_line(s: &str) -> String {
 
 impl Entry {
     /// Check one entry; an error is `.field: why`, to follow `artifacts[i]`.
-    fn check(e: RawEntry, i: usize, default_registry: Option<&str>) -> std::result::Result<Entry, String> {
+    fn check(raw: RawEntry, i: usize, default_registry: Option<&str>) -> std::result::Result<Entry, String> {
+        let e = Plain::from(raw);
         let (registry, repository) = match (e.registry.as_deref(), default_registry) {
             (Some(r), _) | (None, Some(r)) => {
                 crate::registry::RegistryAddr::parse(r).map_err(|err| format!(".registry: {err}"))?;
@@ -488,5 +570,33 @@ artifacts:
         assert!(Version::parse("1.0.0-rc.2") < Version::parse("1.0.0-rc.10"));
         assert!(Version::parse("1.0.0-rc.10") < Version::parse("1.0.0"));
         assert_eq!(Version::parse("latest"), None);
+    }
+
+    #[test]
+    fn aliases_that_repeat_too_much_are_refused_not_expanded() {
+        // 2,000 entries each aliasing one list of 10,000 tags: a 200 KB file
+        // that stands for 20 million strings.
+        let mut yaml = String::from("artifacts:\n  - registry: r.io\n    repository: a\n    tags: &t [");
+        yaml.extend((0..10_000).map(|i| format!("t{i},")));
+        yaml.push_str("]\n");
+        yaml.extend((0..2_000).map(|_| "  - {registry: r.io, repository: a, tags: *t}\n".to_string()));
+        let t = std::time::Instant::now();
+        let e = set(&yaml, None).unwrap_err().to_string();
+        assert!(e.contains("once its aliases are expanded") && e.starts_with("set.yaml: "), "{e}");
+        assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
+        // A modest use of anchors still parses, and the budget is per parse.
+        let s = set("artifacts:\n  - {registry: r.io, repository: a, platforms: &p [linux/amd64]}\n  - {registry: r.io, repository: b, platforms: *p}\n", None).unwrap();
+        assert_eq!(s.entries[1].platforms, ["linux/amd64".parse().unwrap()]);
+    }
+
+    #[test]
+    fn a_set_file_is_read_up_to_its_limit() {
+        let e = SetFile::read(std::path::Path::new("/dev/zero"), None).unwrap_err().to_string();
+        assert_eq!(e, "/dev/zero: a set file has at most 4 MiB");
+        let dir = std::env::temp_dir().join(format!("barge-set-{}", std::process::id()));
+        std::fs::write(&dir, b"artifacts:\n  - repository: \xff\n").unwrap();
+        let e = SetFile::read(&dir, None).unwrap_err().to_string();
+        std::fs::remove_file(&dir).unwrap();
+        assert!(e.contains("invalid") && e.contains("UTF-8") && !e.contains('\n'), "{e}");
     }
 }

@@ -98,6 +98,10 @@ pub struct ExportReport {
     pub blobs: usize,
     pub blob_bytes: u64,
     pub artifacts: Vec<ArtifactOutcome>,
+    /// The artifacts the bundle holds: fewer than the succeeded requests when
+    /// two of them name one artifact (`hello` and `hello:latest`, or one
+    /// repository of one registry by two of its names).
+    pub artifacts_in_bundle: usize,
 }
 
 /// One artifact resolved to everything it needs.
@@ -176,6 +180,7 @@ pub async fn export(
         blobs: plan.catalog.blobs.len(),
         blob_bytes: plan.catalog.blob_bytes(),
         artifacts: outcomes,
+        artifacts_in_bundle: plan.catalog.artifacts.len(),
     })
 }
 

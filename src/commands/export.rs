@@ -158,7 +158,7 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
     let Some(dest) = dest else {
         let mut plan = barge_transfer::dry_run(&sources, requests, &opts, bars).await?;
         plan.failed.splice(0..0, skipped);
-        return Ok(dry_run_text(plan)?);
+        return dry_run_text(plan);
     };
     let mut r = barge_transfer::export(&sources, requests, dest.as_ref(), &opts, bars).await?;
     r.artifacts.splice(0..0, skipped);

@@ -175,3 +175,29 @@ fn an_import_run_records_the_rewritten_index() {
     assert_eq!(multi["rewrittenFrom"], index_digest.as_str(), "{rec}");
     assert_eq!(multi["digest"], digest_of(&dst.raw(MULTI).unwrap()).as_str(), "{rec}");
 }
+
+#[test]
+fn a_variant_the_index_leaves_implicit_is_selected_as_skopeo_selects_it() {
+    // The fixture's arm64 child names no variant: `linux/arm64/v8` is that child, as skopeo reads it.
+    let w = Work::new();
+    let arm = child(&skopeo_raw(&format!("oci:{}:v1", w.s("src/samples/multiarch"))), "arm64");
+    let bundle = w.s("store-a/v8");
+    barge_ok(&["export", "--registry", &w.reg("src"), "--to", &bundle, "--platform", "linux/arm64/v8", MULTI], 0);
+    barge_ok(&["verify", &bundle], 0);
+    barge_ok(&["import", "--registry", &w.reg("dst"), &bundle], 0);
+    let to = format!("oci:{}:v8", w.s("v8"));
+    let from = format!("oci:{}:v1", w.s("dst/samples/multiarch"));
+    let out = skopeo(&[
+        "copy",
+        "--quiet",
+        "--preserve-digests",
+        "--override-arch",
+        "arm64",
+        "--override-variant",
+        "v8",
+        &from,
+        &to,
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(digest_of(&skopeo_raw(&to)), arm);
+}

@@ -1,4 +1,4 @@
-//! Properties of the bundle reader: it never panics, its walks agree, and what `verify` passes `import` takes whole.
+//! Properties of the bundle reader: it never panics, its walks agree, and what `verify` passes `import` takes whole (sparse indexes whose catalog lies about platforms included).
 
 mod common;
 
@@ -218,6 +218,81 @@ proptest! {
                     let src = format!("oci:{}/{}", target.display(), a.ref_name());
                     let s = skopeo(&["copy", "--all", &src, &format!("dir:{}", out.display())]);
                     prop_assert!(s.status.success(), "skopeo reads {}: {}", a.ref_name(), String::from_utf8_lossy(&s.stderr));
+                }
+            }
+            Err(e) => {
+                prop_assert_eq!(r.code, 3, "verify refused ({}) but import said: {}", e, r.stderr);
+                let tagged: Vec<_> = snapshot(&target).into_iter().filter(|(p, _)| p.ends_with("index.json")).collect();
+                prop_assert!(tagged.is_empty(), "a refused import tagged {:?}", tagged);
+            }
+        }
+    }
+}
+
+/// Platform strings a lying catalog may claim for the sparse index (the forged
+/// index has linux/amd64, linux/arm64/v8 and an attestation of amd64).
+const PLATFORMS: [&str; 7] =
+    ["linux/amd64", "linux/arm64", "linux/arm64/v8", "linux/arm64/v7", "linux/arm", "unknown/unknown", "windows/amd64"];
+
+/// The catalog's platforms replaced by the subset `mask` of [`PLATFORMS`]:
+/// rebuilt (its format version follows) or written over (it stays); or its
+/// format version alone changed.
+#[derive(Debug, Clone)]
+enum PlatformLie {
+    Relabel(u8),
+    Overwrite(u8),
+    Version(u32),
+    Nothing,
+}
+
+fn platform_lie() -> impl Strategy<Value = PlatformLie> {
+    prop_oneof![
+        (0u8..128).prop_map(PlatformLie::Relabel),
+        (0u8..128).prop_map(PlatformLie::Overwrite),
+        (1u32..=2).prop_map(PlatformLie::Version),
+        Just(PlatformLie::Nothing),
+    ]
+}
+
+fn subset(mask: u8) -> Vec<String> {
+    PLATFORMS.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, p)| p.to_string()).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// A sparse bundle whose catalog lies about its platforms: verify and import
+    /// agree; what verify passes imports into an `oci:` layout, and skopeo reads
+    /// every platform the bundle carries from the imported index.
+    #[test]
+    fn what_verify_passes_of_a_sparse_index_skopeo_reads(carried in 0usize..3, lie in platform_lie()) {
+        let selection: &[&str] = [&["linux/amd64"][..], &["linux/arm64"], &["linux/amd64", "linux/arm64/v8"]][carried];
+        let mut f = forge::multi(selection);
+        let c = &f.catalog;
+        match lie {
+            PlatformLie::Relabel(m) => {
+                let mut artifacts = c.artifacts.clone();
+                artifacts[0].platforms = subset(m);
+                f.catalog = barge_bundle::Catalog::new(&c.tool, &c.created, &c.source_registry, artifacts, c.blobs.clone());
+            }
+            PlatformLie::Overwrite(m) => f.catalog.artifacts[0].platforms = subset(m),
+            PlatformLie::Version(v) => f.catalog.format_version = v,
+            PlatformLie::Nothing => {}
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let verdict = verify_both(&f.bundle(&[]), dir.path());
+        let target = dir.path().join("dst");
+        let reg = format!("oci:{}", target.display());
+        let r = barge(&["import", &dir.path().join("bundle").display().to_string(), "--registry", &reg]);
+        match verdict {
+            Ok(()) => {
+                prop_assert_eq!(r.code, 0, "verify passed but import failed: {}", r.stderr);
+                let src = format!("oci:{}/{}", target.display(), f.catalog.artifacts[0].ref_name());
+                let archs = [("amd64", selection.contains(&"linux/amd64")), ("arm64", selection.len() != 1 || carried == 1)];
+                for (arch, _) in archs.iter().filter(|(_, kept)| *kept) {
+                    let out = format!("oci:{}:{arch}", dir.path().join("read").display());
+                    let s = skopeo(&["copy", "--quiet", "--preserve-digests", "--override-os", "linux", "--override-arch", arch, &src, &out]);
+                    prop_assert!(s.status.success(), "skopeo reads {arch}: {}", String::from_utf8_lossy(&s.stderr));
                 }
             }
             Err(e) => {

@@ -851,3 +851,27 @@ fn a_delta_is_refused_before_any_write_then_imports_once_its_blobs_are_there() {
     assert_eq!(j["delta"]["mounted"], held.len() + 1, "the shared base layer goes into two repositories: {j}");
     assert_eq!(dst.raw("copy/samples/multiarch:v1"), dst.raw("samples/multiarch:v1"));
 }
+
+#[test]
+fn a_dead_source_registry_is_named_and_the_live_ones_export_alone() {
+    let w = Work::new();
+    let live = TestRegistry::start();
+    live.push(&w.path("src"), "samples/hello-world", "v1");
+    // A port nothing listens on: bound, then released.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let (good, gone) = (format!("{}/samples/hello-world:v1", live.host), format!("{dead}/team/x:1"));
+    let to = w.s("store-a/two");
+    let started = std::time::Instant::now();
+    let r = barge(&["export", "--to", &to, &good, &gone]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains(&dead) && r.stderr.lines().count() == 1, "{}", r.stderr);
+    assert!(!w.path("store-a/two").exists());
+    let r = barge(&["export", "--output", "json", "--continue-on-errors", "--to", &to, &good, &gone]);
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    let failed: Vec<_> =
+        r.json()["artifacts"].as_array().unwrap().iter().filter(|a| a["status"] == "Failed").cloned().collect();
+    assert!(failed.len() == 1 && failed[0]["error"].as_str().unwrap().contains(&dead), "{failed:?}");
+    let c = catalog_of(&std::fs::read(&to).unwrap());
+    assert_eq!(c.artifacts.iter().map(|a| a.ref_name()).collect::<Vec<_>>(), ["samples/hello-world:v1"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "{:?}", started.elapsed());
+}

@@ -103,12 +103,7 @@ pub async fn run(state: &dyn StateStore, cmd: &RunCmd) -> anyhow::Result<Done> {
                 None => None,
             };
             let artifact_set = match artifacts_file {
-                Some(f) => {
-                    let shown = f.display().to_string();
-                    let bytes = std::fs::read(f)
-                        .map_err(|e| barge_transfer::TransferError::io(format!("reading the set {shown}"), e))?;
-                    Some(barge_transfer::SetFile::document(&bytes, &shown)?)
-                }
+                Some(f) => Some(barge_transfer::SetFile::document(f)?),
                 None => None,
             };
             let s = Submit {

@@ -66,7 +66,14 @@ impl BundleCheck {
         if e.kind == Kind::Dir {
             let ok =
                 e.name == "blobs/" || (e.name.starts_with("blobs/") && matches!(&e.name[6..], "sha256/" | "sha512/"));
-            return if ok { Ok(Role::Dir) } else { Err(BundleError::Unlisted(e.name.clone())) };
+            if !ok {
+                return Err(BundleError::Unlisted(e.name.clone()));
+            }
+            // A directory holds no data; a size would be bytes a reader passes over unchecked.
+            if e.size != 0 {
+                return Err(BundleError::Corrupt(format!("directory {} claims {} bytes of data", e.name, e.size)));
+            }
+            return Ok(Role::Dir);
         }
         let meta = match e.name.as_str() {
             OCI_LAYOUT_NAME => Some(Meta::OciLayout),
@@ -222,6 +229,11 @@ mod tests {
         let cases: Vec<(&str, Break, &str)> = vec![
             ("duplicate", Box::new(|e| e.push(e[0].clone())), "appears twice"),
             ("stray dir", Box::new(|e| e.insert(4, ("etc/".into(), vec![], Kind::Dir))), "not listed"),
+            (
+                "dir with data",
+                Box::new(|e| e.iter_mut().find(|x| x.0 == "blobs/").unwrap().1 = vec![0; 1024]),
+                "directory blobs/ claims 1024 bytes",
+            ),
             ("stray file", Box::new(|e| e.insert(3, ("notes.txt".into(), b"x".to_vec(), Kind::File))), "not listed"),
             ("meta after catalog", Box::new(|e| e.swap(1, 2)), "before oci-layout and index.json"),
             (

@@ -273,6 +273,30 @@ mod tests {
         }
     }
 
+    #[test]
+    fn an_attestation_whose_subject_was_dropped_is_refused() {
+        // linux/arm64 selected, but the catalog also carries amd64's attestation (manifest, config, layer).
+        let full = forge::multi(&[]);
+        let mut f = forge::multi(&["linux/arm64"]);
+        let config = crate::Digest::sha256_of(br#"{"architecture":"unknown","os":"unknown"}"#);
+        let layer = crate::Digest::sha256_of(b"in-toto statement");
+        let names = |d: &crate::Digest| -> bool {
+            let (_, bytes) = full.blobs.iter().find(|(x, _)| x == d).unwrap();
+            String::from_utf8_lossy(bytes).contains(&config.to_string())
+        };
+        let att = full.catalog.blobs.iter().find(|b| b.kind == crate::BlobKind::Manifest && names(&b.digest)).unwrap();
+        let extra = full.catalog.blobs.iter().filter(|b| [&att.digest, &config, &layer].contains(&&b.digest));
+        let mut blobs = f.catalog.blobs.clone();
+        blobs.extend(extra.cloned());
+        let mut artifacts = f.catalog.artifacts.clone();
+        artifacts[0].manifests.insert(0, att.digest.clone());
+        artifacts[0].blobs.extend([config, layer]);
+        let c = &f.catalog;
+        f.catalog = Catalog::new(&c.tool, &c.created, &c.source_registry, artifacts, blobs);
+        let err = read(&f).expect_err("an orphan attestation").to_string();
+        assert!(err.contains("the catalog adds"), "{err}");
+    }
+
     /// The catalog rebuilt (so its version follows) with other platforms.
     fn relabel(c: &Catalog, platforms: &[&str]) -> Catalog {
         let mut artifacts = c.artifacts.clone();

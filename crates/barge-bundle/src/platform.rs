@@ -72,10 +72,25 @@ impl Platform {
 
     /// Whether a descriptor's `platform` object is this selection: os and
     /// architecture equal; a selection with a variant needs that variant, one
-    /// without takes any.
+    /// without takes any. A child that names no variant has its architecture's
+    /// default, as containerd and skopeo read it (`arm64` is `arm64/v8`, `arm`
+    /// is `arm/v7`, `amd64` is `amd64/v1`).
     pub fn matches(&self, platform: &Value) -> bool {
         let Some(p) = Platform::of(platform) else { return false };
-        p.os == self.os && p.architecture == self.architecture && (self.variant.is_none() || p.variant == self.variant)
+        let variant = p.variant.as_deref().or_else(|| default_variant(&p.architecture));
+        p.os == self.os
+            && p.architecture == self.architecture
+            && self.variant.as_deref().is_none_or(|v| Some(v) == variant)
+    }
+}
+
+/// The variant an architecture has when a platform names none.
+fn default_variant(architecture: &str) -> Option<&'static str> {
+    match architecture {
+        "arm64" => Some("v8"),
+        "arm" => Some("v7"),
+        "amd64" => Some("v1"),
+        _ => None,
     }
 }
 
@@ -222,5 +237,22 @@ mod tests {
         assert_eq!(unmatched(&children, &sel(&["linux/amd64"])), None);
         assert_eq!(unmatched(&children, &[]), None);
         assert_eq!(unmatched(&[child("plain", None)], &sel(&["linux/s390x"])), None, "no platforms to miss");
+    }
+
+    #[test]
+    fn a_child_without_a_variant_has_its_architectures_default() {
+        let bare = |arch: &str| json!({"os": "linux", "architecture": arch});
+        for (selection, platform, kept) in [
+            ("linux/arm64/v8", bare("arm64"), true),
+            ("linux/arm/v7", bare("arm"), true),
+            ("linux/amd64/v1", bare("amd64"), true),
+            ("linux/arm/v6", bare("arm"), false),
+            ("linux/amd64/v3", bare("amd64"), false),
+            ("linux/arm64/v8", json!({"os": "linux", "architecture": "arm64", "variant": "v9"}), false),
+            ("linux/s390x/v1", bare("s390x"), false),
+        ] {
+            let s: Platform = selection.parse().unwrap();
+            assert_eq!(s.matches(&platform), kept, "{selection} against {platform}");
+        }
     }
 }

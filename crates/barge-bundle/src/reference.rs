@@ -299,4 +299,34 @@ mod tests {
         assert!(Reference::parse(&format!("a:{}", "t".repeat(129))).is_err());
         assert!(Reference::parse("a__b-c--d.e/f_g").is_ok());
     }
+
+    #[test]
+    fn full_references_agree_with_skopeo() {
+        // `skopeo --debug inspect docker://NAME` (skopeo 1.9.3) names what it tries to access.
+        let zeros = format!("sha256:{}", "0".repeat(64));
+        for (given, skopeo) in [
+            ("alpine", "docker.io/library/alpine:latest"),
+            ("library/alpine", "docker.io/library/alpine:latest"),
+            ("index.docker.io/alpine", "docker.io/library/alpine:latest"),
+            ("localhost/x", "localhost/x:latest"),
+            ("localhost:5000/x", "localhost:5000/x:latest"),
+            ("127.0.0.1/x", "127.0.0.1/x:latest"),
+            ("127.0.0.1:5000/a/b", "127.0.0.1:5000/a/b:latest"),
+            ("a.b/c", "a.b/c:latest"),
+            ("a_b/c", "docker.io/a_b/c:latest"),
+            ("a-b/c", "docker.io/a-b/c:latest"),
+            ("ab:5000/c", "ab:5000/c:latest"),
+            ("ab/c/d", "docker.io/ab/c/d:latest"),
+            ("registry-1.docker.io/x", "registry-1.docker.io/x:latest"),
+            ("docker.io/a/b/c", "docker.io/a/b/c:latest"),
+            ("foo.com:443/bar", "foo.com:443/bar:latest"),
+            (&format!("x/y@{zeros}"), &format!("docker.io/x/y@{zeros}")),
+        ] {
+            assert_eq!(FullReference::parse(given).map(|r| r.to_string()).as_deref(), Ok(skopeo), "{given}");
+        }
+        // skopeo refuses these too ("repository name must be lowercase").
+        for refused in ["Localhost/x", "MyReg/x", "x/Y", "docker.io/Alpine"] {
+            assert!(FullReference::parse(refused).is_err(), "{refused}");
+        }
+    }
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::catalog::{BlobKind, Catalog, Planned};
 use crate::oci::Descriptor;
 use crate::tar::{encode_header, padding, Kind};
-use crate::Digest;
+use crate::{BundleError, Digest};
 
 /// What one manifest says that a summary needs: its `subject`, and the
 /// children of an index with their platforms. Kept instead of the manifest.
@@ -137,8 +137,11 @@ fn tag_subject(tag: &str) -> Option<Digest> {
 }
 
 impl Summary {
-    /// The summary of `catalog`, given the [`Facts`] of its manifests (by digest).
-    pub fn new(catalog: &Catalog, facts: &HashMap<Digest, Facts>) -> Summary {
+    /// The summary of `catalog`, given the [`Facts`] of its manifests (by
+    /// digest). Refused when its artifacts refer to one another more than
+    /// [`MAX_LINKS`] times: a hostile catalog could otherwise make every
+    /// artifact a referrer of every other (a list that grows as the square).
+    pub fn new(catalog: &Catalog, facts: &HashMap<Digest, Facts>) -> Result<Summary, BundleError> {
         let sizes: HashMap<&Digest, u64> = catalog.blobs.iter().map(|b| (&b.digest, b.size)).collect();
         let mut uses: HashMap<&Digest, usize> = HashMap::new();
         let mut artifacts = Vec::new();
@@ -175,7 +178,7 @@ impl Summary {
                 refers_to: Vec::new(),
             });
         }
-        link_referrers(catalog, facts, &mut artifacts);
+        link_referrers(catalog, facts, &mut artifacts)?;
         let shared: Vec<u64> =
             catalog.blobs.iter().filter(|b| uses.get(&b.digest) > Some(&1)).map(|b| b.size).collect();
         let totals = Totals {
@@ -190,7 +193,7 @@ impl Summary {
         if catalog.artifacts.iter().any(|a| a.registry.is_none()) || catalog.artifacts.is_empty() {
             registries.insert(catalog.source_registry.clone());
         }
-        Summary {
+        Ok(Summary {
             format_version: catalog.format_version,
             tool: catalog.tool.clone(),
             created: catalog.created.clone(),
@@ -198,17 +201,27 @@ impl Summary {
             source_registries: registries.into_iter().collect(),
             artifacts,
             totals,
-        }
+        })
     }
 }
 
-/// Fill `referrers` and `refers_to`: artifact `r` refers to artifact `s` when
-/// one of `r`'s manifests names one of `s`'s as its subject, or `r`'s tag names one.
-fn link_referrers(catalog: &Catalog, facts: &HashMap<Digest, Facts>, out: &mut [ArtifactSummary]) {
-    let mut owner: BTreeMap<&Digest, Vec<usize>> = BTreeMap::new();
+/// The most referrer links (artifact `r` refers to artifact `s`) a summary lists.
+pub const MAX_LINKS: usize = 100_000;
+
+/// Fill `referrers` and `refers_to`: artifact `r` refers to artifact `s` of
+/// the same repository (of the same registry: where registries keep and
+/// look up referrers) when one of `r`'s manifests names one of `s`'s as its
+/// subject, or `r`'s tag names one.
+fn link_referrers(
+    catalog: &Catalog,
+    facts: &HashMap<Digest, Facts>,
+    out: &mut [ArtifactSummary],
+) -> Result<(), BundleError> {
+    type Key<'a> = (Option<&'a str>, &'a str, &'a Digest);
+    let mut owner: BTreeMap<Key, Vec<usize>> = BTreeMap::new();
     for (i, a) in catalog.artifacts.iter().enumerate() {
         for m in &a.manifests {
-            owner.entry(m).or_default().push(i);
+            owner.entry((a.registry.as_deref(), &a.repository, m)).or_default().push(i);
         }
     }
     let mut links = BTreeSet::new();
@@ -216,9 +229,11 @@ fn link_referrers(catalog: &Catalog, facts: &HashMap<Digest, Facts>, out: &mut [
         let by_subject = a.manifests.iter().filter_map(|m| facts.get(m)?.subject.clone());
         let by_tag = a.tag.as_deref().and_then(tag_subject);
         for subject in by_subject.chain(by_tag) {
-            for &s in owner.get(&subject).into_iter().flatten() {
-                if s != r {
-                    links.insert((r, s));
+            for &s in owner.get(&(a.registry.as_deref(), &a.repository, &subject)).into_iter().flatten() {
+                if s != r && links.insert((r, s)) && links.len() > MAX_LINKS {
+                    return Err(BundleError::Corrupt(format!(
+                        "its artifacts refer to one another more than {MAX_LINKS} times; a summary lists fewer"
+                    )));
                 }
             }
         }
@@ -228,6 +243,7 @@ fn link_referrers(catalog: &Catalog, facts: &HashMap<Digest, Facts>, out: &mut [
         out[s].referrers.push(rr);
         out[r].refers_to.push(sr);
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -287,7 +303,10 @@ mod tests {
         let facts = HashMap::from([(idx_digest.clone(), facts_idx)]);
         f.artifact("a/b:v1").tag = Some(format!("sha256-{}.sig", idx_digest.hex()));
         f.catalog.artifacts[1].platforms = vec!["linux/amd64".into()];
-        let s = Summary::new(&f.catalog, &facts);
+        // A signature refers to what its own repository holds: in another one it refers to nothing.
+        assert!(Summary::new(&f.catalog, &facts).unwrap().artifacts.iter().all(|a| a.referrers.is_empty()));
+        f.catalog.artifacts[0].repository = "m/idx".into();
+        let s = Summary::new(&f.catalog, &facts).unwrap();
         let (sig, index) = (&s.artifacts[0], &s.artifacts[1]);
         assert_eq!(index.platforms, ["linux/amd64", "linux/arm64/v8"]);
         assert!(index.sparse && !sig.sparse);
@@ -312,5 +331,32 @@ mod tests {
         }
         assert_eq!(tag_subject("v1"), None);
         assert_eq!(Facts::of(b"not json"), Facts::default());
+    }
+
+    #[test]
+    fn artifacts_that_all_refer_to_one_another_are_refused_not_listed() {
+        // One manifest under n tags of one repository, each tag also a signature
+        // tag of that manifest: n * (n - 1) links.
+        let f = forge::image(None);
+        let a = f.catalog.artifacts[0].clone();
+        let sig = format!("sha256-{}.sig", a.digest.hex());
+        let many = |n: usize| {
+            let mut c = f.catalog.clone();
+            c.artifacts = (0..n)
+                .map(|i| {
+                    let mut b = a.clone();
+                    b.tag = Some(if i == 0 { sig.clone() } else { format!("v{i}") });
+                    b
+                })
+                .collect();
+            c
+        };
+        let s = Summary::new(&many(300), &HashMap::new()).unwrap();
+        assert_eq!(s.artifacts.iter().map(|a| a.refers_to.len()).sum::<usize>(), 299);
+        // With a subject too, every artifact names every other: refused.
+        let subject = json!({"schemaVersion": 2, "subject": {"mediaType": "x", "digest": a.digest, "size": 1}});
+        let facts = HashMap::from([(a.digest.clone(), Facts::of(&serde_json::to_vec(&subject).unwrap()))]);
+        let e = Summary::new(&many(400), &facts).unwrap_err().to_string();
+        assert!(e.contains("refer to one another more than 100000 times"), "{e}");
     }
 }

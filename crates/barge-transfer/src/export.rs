@@ -130,6 +130,10 @@ pub struct ExportReport {
     /// For a delta: what it leaves out and what it was cut against.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delta: Option<DeltaSummary>,
+    /// The artifacts the bundle holds: fewer than the succeeded requests when
+    /// two of them name one artifact (`hello` and `hello:latest`, or one
+    /// repository of one registry by two of its names).
+    pub artifacts_in_bundle: usize,
 }
 
 /// One artifact resolved to everything it needs.
@@ -209,6 +213,7 @@ pub async fn export(
         blob_bytes: plan.catalog.blob_bytes(),
         artifacts: outcomes,
         delta: DeltaSummary::of(&plan.catalog),
+        artifacts_in_bundle: plan.catalog.artifacts.len(),
     })
 }
 

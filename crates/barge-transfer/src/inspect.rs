@@ -56,7 +56,7 @@ pub async fn inspect(store: &dyn BlobStore) -> Result<Inspected> {
     let mut head = Head::open(store, info, what).await?;
     let (catalog, catalog_json, facts) = read_head(&mut head).await?;
     Ok(Inspected {
-        summary: Summary::new(&catalog, &facts),
+        summary: Summary::new(&catalog, &facts)?,
         catalog_json,
         compressed: head.zstd.is_some(),
         size,

@@ -4,13 +4,15 @@
 //! [`Entry::expand`] turns an entry and its repository's tag list into
 //! requests. Only [`resolve`] talks to registries (to list tags).
 
+use std::cell::Cell;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::sync::Arc;
 
 use barge_bundle::{split_registry, Digest, FullReference, Platform, Reference, DOCKER_HUB};
 use futures::stream::{self, StreamExt};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::registry::Registry;
 use crate::{Result, TransferError};
@@ -117,30 +119,101 @@ impl PartialEq for Entry {
 }
 impl Eq for Entry {}
 
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSet {
     artifacts: Vec<RawEntry>,
 }
 
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawEntry {
-    #[serde(skip_serializing_if = "Option::is_none")]
+    registry: Option<Text>,
+    repository: Text,
+    #[serde(default)]
+    tags: Vec<Text>,
+    tag_pattern: Option<Text>,
+    latest: Option<usize>,
+    #[serde(default)]
+    digests: Vec<Text>,
+    #[serde(default)]
+    platforms: Vec<Text>,
+    referrers: Option<bool>,
+}
+
+/// A set file's bytes, at most [`MAX_SET_BYTES`] (a device or a pipe that
+/// never ends is refused, not read whole), and its name for messages.
+fn read_limited(path: &std::path::Path) -> Result<(Vec<u8>, String)> {
+    let shown = path.display().to_string();
+    let io = |e| TransferError::io(format!("reading the set {shown}"), e);
+    let mut bytes = Vec::new();
+    std::fs::File::open(path).map_err(io)?.take(MAX_SET_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > MAX_SET_BYTES {
+        return Err(TransferError::InvalidSet(format!("{shown}: a set file has at most {} MiB", MAX_SET_BYTES >> 20)));
+    }
+    Ok((bytes, shown))
+}
+
+/// The most bytes a set file may have.
+pub const MAX_SET_BYTES: u64 = 4 << 20;
+/// The most a parsed set may hold (its strings, each with its overhead):
+/// YAML aliases repeat what an anchor names, so a small file could otherwise
+/// stand for gigabytes.
+const MAX_EXPANDED: usize = 32 << 20;
+
+thread_local! {
+    /// What the set being parsed on this thread may still hold.
+    static BUDGET: Cell<usize> = const { Cell::new(0) };
+}
+
+/// A string of a set file, counted against the parse's budget as it is read.
+struct Text(String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Text, D::Error> {
+        let s = String::deserialize(d)?;
+        let cost = s.len() + 64;
+        let left = BUDGET.with(Cell::get);
+        if cost > left {
+            return Err(serde::de::Error::custom(format!(
+                "the set stands for more than {} MiB once its aliases are expanded",
+                MAX_EXPANDED >> 20
+            )));
+        }
+        BUDGET.with(|b| b.set(left - cost));
+        Ok(Text(s))
+    }
+}
+
+fn texts(v: Vec<Text>) -> Vec<String> {
+    v.into_iter().map(|t| t.0).collect()
+}
+
+/// An entry as written, its strings taken out of their [`Text`]s.
+struct Plain {
     registry: Option<String>,
     repository: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     tags: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     tag_pattern: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     latest: Option<usize>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     digests: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     platforms: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     referrers: Option<bool>,
+}
+
+impl From<RawEntry> for Plain {
+    fn from(raw: RawEntry) -> Plain {
+        Plain {
+            registry: raw.registry.map(|t| t.0),
+            repository: raw.repository.0,
+            tags: texts(raw.tags),
+            tag_pattern: raw.tag_pattern.map(|t| t.0),
+            latest: raw.latest,
+            digests: texts(raw.digests),
+            platforms: texts(raw.platforms),
+            referrers: raw.referrers,
+        }
+    }
 }
 
 impl SetFile {
@@ -148,7 +221,10 @@ impl SetFile {
     /// `default_registry` is `--registry`: the registry of entries that name none.
     pub fn parse(bytes: &[u8], file: &str, default_registry: Option<&str>) -> Result<SetFile> {
         let invalid = |why: String| TransferError::InvalidSet(format!("{file}: {why}"));
-        let raw: RawSet = serde_norway::from_slice(bytes).map_err(|e| invalid(one_line(&e.to_string())))?;
+        BUDGET.with(|b| b.set(MAX_EXPANDED));
+        let raw: std::result::Result<RawSet, _> = serde_norway::from_slice(bytes);
+        BUDGET.with(|b| b.set(0));
+        let raw = raw.map_err(|e| invalid(one_line(&e.to_string())))?;
         if raw.artifacts.is_empty() {
             return Err(invalid("`artifacts` lists nothing".into()));
         }
@@ -161,13 +237,27 @@ impl SetFile {
         Ok(SetFile { entries })
     }
 
-    /// The set as a JSON document, to keep with a pipeline run and parse again
-    /// when it runs (against the pipeline's registry). Only its shape is
-    /// checked here: entries that name no registry are checked at run time.
-    pub fn document(bytes: &[u8], file: &str) -> Result<serde_json::Value> {
-        let raw: RawSet = serde_norway::from_slice(bytes)
-            .map_err(|e| TransferError::InvalidSet(format!("{file}: {}", one_line(&e.to_string()))))?;
-        serde_json::to_value(raw).map_err(|_| TransferError::Internal("a set serializes as JSON"))
+    /// Read and parse the set file at `path` (at most [`MAX_SET_BYTES`]: a
+    /// device or a pipe that never ends is refused, not read whole).
+    pub fn read(path: &std::path::Path, default_registry: Option<&str>) -> Result<SetFile> {
+        let (bytes, shown) = read_limited(path)?;
+        SetFile::parse(&bytes, &shown, default_registry)
+    }
+
+    /// The set file at `path` (read as [`SetFile::read`] reads it) as a JSON
+    /// document, to keep with a pipeline run and parse again when it runs,
+    /// against the pipeline's registry. Its shape and size are checked here;
+    /// entries that name no registry are checked when the run is submitted.
+    pub fn document(path: &std::path::Path) -> Result<serde_json::Value> {
+        let (bytes, shown) = read_limited(path)?;
+        let invalid =
+            |e: serde_norway::Error| TransferError::InvalidSet(format!("{shown}: {}", one_line(&e.to_string())));
+        // Checked under the budget first, so the second reading is as bounded.
+        BUDGET.with(|b| b.set(MAX_EXPANDED));
+        let raw: std::result::Result<RawSet, _> = serde_norway::from_slice(&bytes);
+        BUDGET.with(|b| b.set(0));
+        raw.map_err(invalid)?;
+        serde_norway::from_slice(&bytes).map_err(invalid)
     }
 
     /// The registries the set reads from.
@@ -185,7 +275,8 @@ fn one_line(s: &str) -> String {
 
 impl Entry {
     /// Check one entry; an error is `.field: why`, to follow `artifacts[i]`.
-    fn check(e: RawEntry, i: usize, default_registry: Option<&str>) -> std::result::Result<Entry, String> {
+    fn check(raw: RawEntry, i: usize, default_registry: Option<&str>) -> std::result::Result<Entry, String> {
+        let e = Plain::from(raw);
         let (registry, repository) = match (e.registry.as_deref(), default_registry) {
             (Some(r), _) | (None, Some(r)) => {
                 crate::registry::RegistryAddr::parse(r).map_err(|err| format!(".registry: {err}"))?;
@@ -501,5 +592,33 @@ artifacts:
         assert!(Version::parse("1.0.0-rc.2") < Version::parse("1.0.0-rc.10"));
         assert!(Version::parse("1.0.0-rc.10") < Version::parse("1.0.0"));
         assert_eq!(Version::parse("latest"), None);
+    }
+
+    #[test]
+    fn aliases_that_repeat_too_much_are_refused_not_expanded() {
+        // 2,000 entries each aliasing one list of 10,000 tags: a 200 KB file
+        // that stands for 20 million strings.
+        let mut yaml = String::from("artifacts:\n  - registry: r.io\n    repository: a\n    tags: &t [");
+        yaml.extend((0..10_000).map(|i| format!("t{i},")));
+        yaml.push_str("]\n");
+        yaml.extend((0..2_000).map(|_| "  - {registry: r.io, repository: a, tags: *t}\n".to_string()));
+        let t = std::time::Instant::now();
+        let e = set(&yaml, None).unwrap_err().to_string();
+        assert!(e.contains("once its aliases are expanded") && e.starts_with("set.yaml: "), "{e}");
+        assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
+        // A modest use of anchors still parses, and the budget is per parse.
+        let s = set("artifacts:\n  - {registry: r.io, repository: a, platforms: &p [linux/amd64]}\n  - {registry: r.io, repository: b, platforms: *p}\n", None).unwrap();
+        assert_eq!(s.entries[1].platforms, ["linux/amd64".parse().unwrap()]);
+    }
+
+    #[test]
+    fn a_set_file_is_read_up_to_its_limit() {
+        let e = SetFile::read(std::path::Path::new("/dev/zero"), None).unwrap_err().to_string();
+        assert_eq!(e, "/dev/zero: a set file has at most 4 MiB");
+        let dir = std::env::temp_dir().join(format!("barge-set-{}", std::process::id()));
+        std::fs::write(&dir, b"artifacts:\n  - repository: \xff\n").unwrap();
+        let e = SetFile::read(&dir, None).unwrap_err().to_string();
+        std::fs::remove_file(&dir).unwrap();
+        assert!(e.contains("invalid") && e.contains("UTF-8") && !e.contains('\n'), "{e}");
     }
 }

@@ -55,7 +55,12 @@ impl Map {
             if !ok {
                 return Err(bad(format!("the registry {first:?} is not a HOST[:PORT]")));
             }
-            (Some(first.to_ascii_lowercase()), rest.unwrap_or_default())
+            // Docker's rule: `index.docker.io` is `docker.io`, as the catalog records it.
+            let host = match first.to_ascii_lowercase() {
+                h if h == "index.docker.io" => barge_bundle::DOCKER_HUB.to_string(),
+                h => h,
+            };
+            (Some(host), rest.unwrap_or_default())
         } else {
             (None, src)
         };
@@ -292,6 +297,7 @@ mod tests {
             (Some("ghcr.io"), "library/alpine", vec!["docker.io/library=hub"], None, Ok("library/alpine")),
             (None, "library/alpine", vec!["docker.io/library=hub"], None, Ok("library/alpine")),
             (Some("Docker.IO"), "library/alpine", vec!["docker.io/library=hub"], None, Ok("hub/alpine")),
+            (hub, "library/alpine", vec!["index.docker.io/library=hub"], None, Ok("hub/alpine")),
             (Some("localhost:5000"), "team/x", vec!["localhost:5000=local"], None, Ok("local/team/x")),
             (Some("localhost"), "team/x", vec!["localhost/team=t"], None, Ok("t/x")),
             // Old bundles: the catalog's one source registry.

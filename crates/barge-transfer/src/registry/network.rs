@@ -25,6 +25,10 @@ use crate::{Result, TransferError};
 
 const ACCEPT: &[&str] = &[oci::OCI_MANIFEST, oci::OCI_INDEX, oci::DOCKER_MANIFEST, oci::DOCKER_LIST];
 const ATTEMPTS: u32 = 5;
+/// No request is tried again later than this after its first attempt began:
+/// a registry that accepts connections and never answers costs one read
+/// timeout, not one per attempt.
+const RETRY_WINDOW: Duration = Duration::from_secs(60);
 const UPLOAD_CHUNK: usize = 256 * 1024;
 
 pub struct NetworkRegistry {
@@ -103,8 +107,10 @@ impl NetworkRegistry {
                 // registry then gets an empty bearer token, which it ignores, and no probes.
                 let probe = Client::new(config());
                 let any = Reference::with_tag(host.to_string(), "barge/probe".into(), "latest".into());
-                match probe.auth(&any, &RegistryAuth::Anonymous, oci_client::RegistryOperation::Pull).await {
-                    Ok(None) => RegistryAuth::Bearer(String::new()),
+                // A registry that does not answer in time is asked again per request (and named there).
+                let asked = probe.auth(&any, &RegistryAuth::Anonymous, oci_client::RegistryOperation::Pull);
+                match tokio::time::timeout(PROBE, asked).await {
+                    Ok(Ok(None)) => RegistryAuth::Bearer(String::new()),
                     _ => RegistryAuth::Anonymous,
                 }
             }
@@ -162,18 +168,21 @@ impl NetworkRegistry {
         Fut: Future<Output = std::result::Result<T, OciDistributionError>>,
     {
         self.authorize(repo, access).await?;
-        let mut attempt = 1;
+        let (mut attempt, started) = (1, std::time::Instant::now());
         let mut renewed = false;
         loop {
             match op().await {
                 Ok(v) => return Ok(v),
                 Err(e) if self.renew_after(&e, repo, access, &mut renewed).await? => {}
-                Err(e) if attempt < ATTEMPTS && transient(&e) => {
+                Err(e) if attempt < ATTEMPTS && transient(&e) && started.elapsed() < RETRY_WINDOW => {
                     tokio::time::sleep(backoff(attempt)).await;
                     attempt += 1;
                 }
                 Err(e) => {
-                    let note = transient(&e).then(|| format!("gave up after {ATTEMPTS} attempts"));
+                    let note = transient(&e).then(|| match attempt {
+                        ATTEMPTS => format!("gave up after {ATTEMPTS} attempts"),
+                        n => format!("gave up after {n} attempt(s) in {} s", started.elapsed().as_secs()),
+                    });
                     return Err(self.final_error(what, e, note));
                 }
             }

@@ -5,6 +5,7 @@ pub mod export;
 pub mod import;
 pub mod inspect;
 pub mod inventory;
+pub mod join;
 pub mod pipeline;
 pub mod run;
 pub mod verify;

@@ -106,6 +106,9 @@ pub enum TransferError {
     /// Content whose size is not the one its descriptor gives.
     #[error("{what} is {actual} bytes, its descriptor says {expected}")]
     WrongSize { what: String, expected: u64, actual: u64 },
+    /// A split bundle whose parts are not the ones its `parts.json` lists (missing, extra, resized, damaged).
+    #[error("{0}")]
+    BadPart(String),
     /// A delta bundle that leaves out blobs the target neither holds nor can
     /// mount from another of its repositories; `against` says what the delta
     /// was cut against.
@@ -229,7 +232,9 @@ impl TransferError {
             | E::SparseIndexRefused { .. }
             | E::Exists(_)
             | E::TagExists { .. } => Category::Usage,
-            E::WrongContent { .. } | E::WrongSize { .. } | E::MissingDependencies { .. } => Category::Integrity,
+            E::WrongContent { .. } | E::WrongSize { .. } | E::BadPart(_) | E::MissingDependencies { .. } => {
+                Category::Integrity
+            }
             E::Permission(_)
             | E::ReadOnly(_)
             | E::AccessDenied { .. }

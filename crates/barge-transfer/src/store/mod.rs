@@ -254,6 +254,14 @@ impl Location {
         }
     }
 
+    /// The one part this location names (`NAME.partNNNN`), as a plain blob.
+    pub fn part_alone(&self) -> Option<Location> {
+        let Location::Parts { json, part: Some(n) } = self else { return None };
+        let name = json.name()?;
+        let stem = name.strip_suffix(parts::PARTS_JSON)?;
+        Some(json.sibling(&parts::part_name(stem, *n as usize)))
+    }
+
     /// The split bundle this location names.
     pub fn open_parts(&self, opts: &StoreOptions) -> Result<Parts> {
         let Location::Parts { json, .. } = self else {

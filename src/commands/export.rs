@@ -1,10 +1,10 @@
 //! `barge export`: artifacts from a registry into one bundle (ACR: an ExportPipeline run).
 
+use barge_transfer::BlobStore;
 use barge_transfer::{
     any_failed, Compression, DeltaBase, ExportOptions, ExportRequest, RegistryAddr, SetFile, Sources, Status,
     TransferError, DEFAULT_MAX_ARTIFACTS,
 };
-use barge_transfer::BlobStore;
 use clap::ValueEnum;
 
 use super::{human, Connect, Done, Global};
@@ -55,7 +55,8 @@ pub struct Args {
     #[arg(long, value_enum)]
     compress: Option<Compress>,
     /// Split the bundle into parts of this size for media (`4GiB`, `4700MB`,
-    /// `700MiB`): NAME.part0001, … and NAME.parts.json, written last.
+    /// `700MiB`; MB = 10^6 bytes, rounded down to a multiple of 512, at least
+    /// 1 MiB): NAME.part0001, … and NAME.parts.json, written last.
     #[arg(long, value_name = "SIZE", value_parser = parse_part_size)]
     part_size: Option<u64>,
     /// Cut a delta: leave out the configs and layers this inventory (from
@@ -80,8 +81,8 @@ fn split_store(g: &Global, to: &str, part_size: u64, concurrency: usize) -> anyh
     Ok(Box::new(parts.with_part_size(part_size)))
 }
 
-/// A part size: bytes, or with a unit (KB, MB, GB, TB are powers of 1000; KiB, MiB, GiB, TiB of 1024);
-/// at least 1 MiB and a multiple of 512 (a tar block, a disc sector).
+/// A part size: bytes, or with a unit (KB, MB, GB, TB are powers of 1000; KiB, MiB, GiB, TiB of 1024),
+/// rounded down to a multiple of 512 (a tar block, a disc sector), so a part still fits the medium; at least 1 MiB.
 pub fn parse_part_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -99,9 +100,9 @@ pub fn parse_part_size(s: &str) -> Result<u64, String> {
         other => return Err(format!("unknown unit {other:?}: use bytes, MB, GB, MiB or GiB (4GiB, 4700MB)")),
     };
     let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a size such as 4GiB or 4700MB"))?;
-    let bytes = n.checked_mul(unit_bytes).ok_or_else(|| format!("{s} is too large"))?;
-    if bytes < 1 << 20 || bytes % 512 != 0 {
-        return Err(format!("{s} is {bytes} bytes; a part is at least 1 MiB and a multiple of 512 bytes"));
+    let bytes = n.checked_mul(unit_bytes).ok_or_else(|| format!("{s} is too large"))? / 512 * 512;
+    if bytes < 1 << 20 {
+        return Err(format!("{s} is under 1 MiB; a part is at least 1 MiB (1048576 bytes)"));
     }
     Ok(bytes)
 }
@@ -335,11 +336,12 @@ mod tests {
     #[test]
     fn part_sizes_read_as_media_sizes() {
         assert_eq!(parse_part_size("4GiB"), Ok(4 << 30));
-        assert_eq!(parse_part_size("4700MB"), Ok(4_700_000_000));
+        // 4.7 GB is not a whole number of 512-byte sectors: rounded down, it still fits the disc.
+        assert_eq!(parse_part_size("4700MB"), Ok(4_700_000_000 / 512 * 512));
         assert_eq!(parse_part_size("700MiB"), Ok(700 << 20));
         assert_eq!(parse_part_size("1048576"), Ok(1 << 20));
         assert!(parse_part_size("1000KB").is_err(), "under 1 MiB");
-        assert!(parse_part_size("1000001000").is_err(), "not a multiple of 512");
+        assert_eq!(parse_part_size("1048577"), Ok(1 << 20));
         assert!(parse_part_size("4 parsecs").is_err());
         assert!(parse_part_size("GiB").is_err());
     }

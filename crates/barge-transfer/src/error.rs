@@ -362,9 +362,10 @@ mod tests {
             E::ManifestBlobUnknown { .. } => 41,
             E::SparseIndexRefused { .. } => 42,
             E::MissingDependencies { .. } => 43,
+            E::BadPart(_) => 44,
         }
     }
-    const VARIANTS: usize = 44;
+    const VARIANTS: usize = 45;
 
     /// One error of every variant (two of the wrappers and of `Bundle`), its category and hint.
     fn every_variant() -> Vec<(TransferError, Category, Option<Hint>)> {
@@ -402,6 +403,7 @@ mod tests {
                 None,
             ),
             (E::WrongSize { what: s("blob x"), expected: 1, actual: 2 }, Integrity, None),
+            (E::BadPart(s("part b.part0002 of b.parts.json is missing")), Integrity, None),
             (E::Exists(s("/b")), Usage, Some(Hint::Overwrite)),
             (
                 E::TagExists { reference: s("a:1"), existing: d.clone(), wanted: d2.clone() },

@@ -136,7 +136,10 @@ pub enum Location {
     Azure(BlobUrl),
     /// A split bundle: its `NAME.parts.json` (a `Local` or `Azure` location),
     /// and the part named, when the user named one (`NAME.partNNNN`).
-    Parts { json: Box<Location>, part: Option<u32> },
+    Parts {
+        json: Box<Location>,
+        part: Option<u32>,
+    },
 }
 
 /// Where SAS tokens come from for storage URLs that carry none.
@@ -246,10 +249,14 @@ impl Location {
             Location::Parts { part: None, .. } => Ok(self),
             Location::Local(_) | Location::Azure(_) => {
                 let name = self.name().unwrap_or_default();
-                Ok(Location::Parts { json: Box::new(self.sibling(&format!("{name}{}", parts::PARTS_JSON))), part: None })
+                Ok(Location::Parts {
+                    json: Box::new(self.sibling(&format!("{name}{}", parts::PARTS_JSON))),
+                    part: None,
+                })
             }
             Location::Parts { .. } | Location::Stdio => Err(crate::TransferError::InvalidLocation(
-                "a split bundle is written to a file or blob name (NAME, or NAME.parts.json), not a part or a stream".into(),
+                "a split bundle is written to a file or blob name (NAME, or NAME.parts.json), not a part or a stream"
+                    .into(),
             )),
         }
     }

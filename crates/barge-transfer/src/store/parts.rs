@@ -114,7 +114,9 @@ impl Parts {
     pub fn new(at: Beside) -> Result<Parts> {
         let name = at.name();
         let Some((stem, _)) = split_name(&name) else {
-            return Err(TransferError::InvalidLocation(format!("{name} names neither NAME.parts.json nor NAME.partNNNN")));
+            return Err(TransferError::InvalidLocation(format!(
+                "{name} names neither NAME.parts.json nor NAME.partNNNN"
+            )));
         };
         let stem = stem.to_string();
         let json = at.open(&format!("{stem}{PARTS_JSON}"))?;
@@ -304,9 +306,7 @@ async fn check_part(store: &dyn BlobStore, entry: &PartEntry, doc: &str, reporte
 }
 
 fn damaged(what: &str, doc: &str, want: &Digest, got: &Digest) -> TransferError {
-    TransferError::BadPart(format!(
-        "part {what} is damaged or out of order: its sha256 is {got}, {doc} says {want}"
-    ))
+    TransferError::BadPart(format!("part {what} is damaged or out of order: its sha256 is {got}, {doc} says {want}"))
 }
 
 #[async_trait]
@@ -576,6 +576,16 @@ impl BlobSink for Split {
             sink.commit(Expect { size: entry.size, sha256: None, metadata, md5: None }).await?;
             entries.push(entry);
         }
+        // Parts of an earlier, longer bundle under this name would read as extra parts.
+        if overwrite {
+            for n in count + 1.. {
+                let stale = parts.part(&part_name(&parts.stem, n))?;
+                if stale.info().await?.is_none() {
+                    break;
+                }
+                stale.delete(None).await?;
+            }
+        }
         let doc = PartsDoc { parts_version: 1, catalog_digest, size, part_size, parts: entries };
         parts.write_doc(&doc, overwrite, expect.metadata).await
     }
@@ -596,8 +606,7 @@ pub async fn join(
     let mut sink = dst.create(overwrite, info.size).await?;
     let mut r = src.read_range(0, info.size, &info.etag).await?;
     reporter.start("joining", Some(info.size));
-    let got =
-        crate::io::copy_exact(&mut r, &mut sink, info.size, Algorithm::Sha256, &src.display(), reporter).await?;
+    let got = crate::io::copy_exact(&mut r, &mut sink, info.size, Algorithm::Sha256, &src.display(), reporter).await?;
     sink.flush().await.map_err(|e| TransferError::io(format!("writing {}", dst.display()), e))?;
     if got != want {
         return Err(TransferError::WrongContent {

@@ -527,7 +527,9 @@ impl AsyncWrite for Split {
                     return Poll::Ready(Ok(n));
                 }
                 Some((sink, _, _)) => {
-                    ready!(Pin::new(sink).poll_flush(cx))?;
+                    // Shut down, not only flushed: a storage sink stages its last block now and
+                    // holds no buffer while it waits for the commit at the end.
+                    ready!(Pin::new(sink).poll_shutdown(cx))?;
                     let (sink, h, size) = this.cur.take().expect("a full part");
                     let entry = PartEntry { name: this.next_name(), size, sha256: h.finish() };
                     this.done.push((sink, entry));

@@ -64,6 +64,15 @@ impl Global {
         let opts = StoreOptions { sas_file: self.sas_file.clone(), concurrency };
         Ok(Location::parse(location, &opts)?.open(&opts)?)
     }
+
+    /// An integrity error of the bundle at `location`, naming the part at fault when it is a split bundle.
+    pub async fn explain(&self, location: &str, e: barge_transfer::TransferError) -> barge_transfer::TransferError {
+        let opts = StoreOptions { sas_file: self.sas_file.clone(), concurrency: 4 };
+        match Location::parse(location, &opts) {
+            Ok(l) => barge_transfer::store::parts::explain(&l, &opts, e).await,
+            Err(_) => e,
+        }
+    }
 }
 
 /// How to reach and log in to a network registry.

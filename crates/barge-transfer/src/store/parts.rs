@@ -593,6 +593,21 @@ impl BlobSink for Split {
     }
 }
 
+/// An integrity error from reading the bundle at `location`: when it is a split
+/// bundle, name the part at fault (a damaged or reordered part shows first as a
+/// blob that does not match its digest). Hashes every part, only after a failure.
+pub async fn explain(location: &super::Location, opts: &super::StoreOptions, e: TransferError) -> TransferError {
+    let named = matches!(e, TransferError::BadPart(_));
+    if named || e.category() != crate::Category::Integrity || !matches!(location, super::Location::Parts { .. }) {
+        return e;
+    }
+    let Ok(parts) = location.open_parts(opts) else { return e };
+    match parts.verify_parts(&crate::Silent).await {
+        Err(bad @ TransferError::BadPart(_)) => bad,
+        _ => e,
+    }
+}
+
 /// Write the split bundle `src` back as one blob at `dst`, checked against its catalogDigest before it takes its name.
 pub async fn join(
     src: &Parts,

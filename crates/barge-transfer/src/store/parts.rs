@@ -478,7 +478,11 @@ impl AsyncRead for Chain {
                     return Poll::Ready(Err(e.into_io()));
                 }
                 if cur.got == cur.seg.len {
-                    this.finish_piece()?;
+                    if let Err(e) = this.finish_piece() {
+                        // A read that fails hands over no bytes.
+                        buf.set_filled(before);
+                        return Poll::Ready(Err(e));
+                    }
                 }
                 if n > 0 {
                     return Poll::Ready(Ok(()));
@@ -652,5 +656,41 @@ mod tests {
         assert_eq!(split_name("b.tar"), None);
         assert_eq!(split_name(".parts.json"), None);
         assert_eq!(part_name("x", 2), "x.part0002");
+    }
+
+    /// 5000 bytes in parts of 2048 written through the sink, then read back by every kind of range.
+    #[tokio::test]
+    async fn ranges_map_onto_the_parts_and_a_changed_part_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = || Beside::Local(dir.path().join("b.tar.parts.json"));
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let w = Parts::new(at()).unwrap().with_part_size(2048);
+        let mut sink = w.create(false, 0).await.unwrap();
+        for chunk in data.chunks(700) {
+            sink.write_all(chunk).await.unwrap();
+        }
+        sink.commit(Expect { size: 5000, sha256: None, metadata: vec![], md5: None }).await.unwrap();
+        let parts = Parts::new(at()).unwrap();
+        let doc = parts.doc().await.unwrap();
+        assert_eq!(doc.parts.iter().map(|p| p.size).collect::<Vec<_>>(), [2048, 2048, 904]);
+        assert_eq!(doc.catalog_digest, Digest::sha256_of(&data));
+        let info = parts.info().await.unwrap().unwrap();
+        for (off, len) in [(0, 5000), (0, 2048), (2000, 100), (2048, 2048), (100, 4500), (4999, 1), (4000, 5000)] {
+            let mut got = Vec::new();
+            parts.read_range(off, len, &info.etag).await.unwrap().read_to_end(&mut got).await.unwrap();
+            let end = (off + len).min(5000) as usize;
+            assert_eq!(got, data[off as usize..end], "range {off}+{len}");
+        }
+        // A part changed in place (same size): read whole, it is named.
+        let p2 = dir.path().join("b.tar.part0002");
+        let mut bytes = std::fs::read(&p2).unwrap();
+        bytes[3] ^= 1;
+        std::fs::write(&p2, bytes).unwrap();
+        let parts = Parts::new(at()).unwrap();
+        let info = parts.info().await.unwrap().unwrap();
+        let mut got = Vec::new();
+        let e = parts.read_range(0, 5000, &info.etag).await.unwrap().read_to_end(&mut got).await.unwrap_err();
+        let e = TransferError::io("reading", e);
+        assert!(matches!(&e, TransferError::BadPart(m) if m.contains("b.tar.part0002")), "{e}");
     }
 }

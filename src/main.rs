@@ -46,6 +46,8 @@ enum Command {
     Import(commands::import::Args),
     /// Copy a bundle (any blob) from one location to another, checked before it takes its name.
     Copy(commands::copy::Args),
+    /// Write a split bundle (NAME.parts.json and its parts) back as one bundle.
+    Join(commands::join::Args),
     /// Export and import pipelines (ACR's ExportPipeline and ImportPipeline).
     Pipeline {
         #[command(subcommand)]
@@ -83,6 +85,7 @@ async fn dispatch(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
         Command::Export(a) => commands::export::run(g, a, bars).await,
         Command::Import(a) => commands::import::run(g, a, bars).await,
         Command::Copy(a) => commands::copy::run(g, a, bars).await,
+        Command::Join(a) => commands::join::run(g, a, bars).await,
         Command::Pipeline { cmd } => commands::pipeline::run(g.state_store()?.as_ref(), cmd).await,
         Command::Run { cmd } => commands::run::run(g.state_store()?.as_ref(), cmd).await,
         Command::Watch(a) => {

@@ -1,6 +1,6 @@
 //! `barge copy`: a bundle (any blob) from one location to another, checked before it takes its name.
 
-use barge_transfer::{CopyOptions, CopyReport, Overwrite};
+use barge_transfer::{CopyOptions, CopyReport, Location, Overwrite};
 use clap::ValueEnum;
 
 use super::{human, Done, Global};
@@ -67,9 +67,22 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
         OverwriteArg::False => Overwrite::False,
         OverwriteArg::IfSourceNewer => Overwrite::IfSourceNewer,
     };
-    let src = g.store(&a.source, a.concurrency)?;
-    let dst = g.store(&a.destination, a.concurrency)?;
     let opts = CopyOptions { overwrite, verify: a.verify, concurrency: a.concurrency, relay: a.relay };
+    let store_opts = barge_transfer::StoreOptions { sas_file: g.sas_file.clone(), concurrency: a.concurrency };
+    let (from, to) = (Location::parse(&a.source, &store_opts)?, Location::parse(&a.destination, &store_opts)?);
+    if let (Location::Parts { .. }, Location::Parts { part: None, .. }) = (&from, &to) {
+        // A split bundle to a split bundle: its parts, then its parts.json.
+        let (src, dst) = (from.open_parts(&store_opts)?, to.open_parts(&store_opts)?);
+        let r = barge_transfer::copy_parts(&src, &dst, &opts, bars).await?;
+        return Ok(Done::ok(text(&r), serde_json::to_value(&r)?));
+    }
+    // To one part (NAME.partNNNN): that blob alone, from one part or any blob.
+    let (from, to) = match to.part_alone() {
+        Some(to) => (from.part_alone().unwrap_or(from), to),
+        None => (from, to),
+    };
+    let src = from.open(&store_opts)?;
+    let dst = to.open(&store_opts)?;
     let r = barge_transfer::copy(src.as_ref(), dst.as_ref(), &opts, bars).await?;
     Ok(Done::ok(text(&r), serde_json::to_value(&r)?))
 }

@@ -1,5 +1,6 @@
 //! `barge export`: artifacts from a registry into one bundle (ACR: an ExportPipeline run).
 
+use barge_transfer::BlobStore;
 use barge_transfer::{
     any_failed, Compression, DeltaBase, ExportOptions, ExportRequest, RegistryAddr, SetFile, Sources, Status,
     TransferError, DEFAULT_MAX_ARTIFACTS,
@@ -53,6 +54,11 @@ pub struct Args {
     /// Compress the whole bundle.
     #[arg(long, value_enum)]
     compress: Option<Compress>,
+    /// Split the bundle into parts of this size for media (`4GiB`, `4700MB`,
+    /// `700MiB`; MB = 10^6 bytes, rounded down to a multiple of 512, at least
+    /// 1 MiB): NAME.part0001, … and NAME.parts.json, written last.
+    #[arg(long, value_name = "SIZE", value_parser = parse_part_size)]
+    part_size: Option<u64>,
     /// Cut a delta: leave out the configs and layers this inventory (from
     /// `barge inventory` of the target) says the target holds. Manifests always travel.
     #[arg(long, value_name = "INVENTORY", conflicts_with = "since")]
@@ -66,6 +72,39 @@ pub struct Args {
     /// repo@sha256:...; without, full references.
     #[arg(required_unless_present = "set")]
     artifacts: Vec<String>,
+}
+
+/// `--to` as a split bundle: NAME (or NAME.parts.json) becomes NAME.partNNNN and NAME.parts.json.
+fn split_store(g: &Global, to: &str, part_size: u64, concurrency: usize) -> anyhow::Result<Box<dyn BlobStore>> {
+    let opts = barge_transfer::StoreOptions { sas_file: g.sas_file.clone(), concurrency };
+    let parts = barge_transfer::Location::parse(to, &opts)?.split()?.open_parts(&opts)?;
+    Ok(Box::new(parts.with_part_size(part_size)))
+}
+
+/// A part size: bytes, or with a unit (KB, MB, GB, TB are powers of 1000; KiB, MiB, GiB, TiB of 1024),
+/// rounded down to a multiple of 512 (a tar block, a disc sector), so a part still fits the medium; at least 1 MiB.
+pub fn parse_part_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let unit_bytes: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        other => return Err(format!("unknown unit {other:?}: use bytes, MB, GB, MiB or GiB (4GiB, 4700MB)")),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a size such as 4GiB or 4700MB"))?;
+    let bytes = n.checked_mul(unit_bytes).ok_or_else(|| format!("{s} is too large"))? / 512 * 512;
+    if bytes < 1 << 20 {
+        return Err(format!("{s} is under 1 MiB; a part is at least 1 MiB (1048576 bytes)"));
+    }
+    Ok(bytes)
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -189,7 +228,10 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
         return Err(TransferError::InvalidArtifacts(vec![why]).into());
     }
     let dest = match &a.to {
-        Some(to) if !a.dry_run => Some(g.store(to, a.connect.concurrency)?),
+        Some(to) if !a.dry_run => Some(match a.part_size {
+            Some(n) => split_store(g, to, n, a.connect.concurrency)?,
+            None => g.store(to, a.connect.concurrency)?,
+        }),
         _ => None,
     };
     let delta = a.delta_base(g).await?;
@@ -278,6 +320,19 @@ fn artifacts_exported(outcomes: &[barge_transfer::ArtifactOutcome], in_bundle: u
 mod tests {
     use super::*;
     use barge_transfer::ArtifactOutcome;
+
+    #[test]
+    fn part_sizes_read_as_media_sizes() {
+        assert_eq!(parse_part_size("4GiB"), Ok(4 << 30));
+        // 4.7 GB is not a whole number of 512-byte sectors: rounded down, it still fits the disc.
+        assert_eq!(parse_part_size("4700MB"), Ok(4_700_000_000 / 512 * 512));
+        assert_eq!(parse_part_size("700MiB"), Ok(700 << 20));
+        assert_eq!(parse_part_size("1048576"), Ok(1 << 20));
+        assert!(parse_part_size("1000KB").is_err(), "under 1 MiB");
+        assert_eq!(parse_part_size("1048577"), Ok(1 << 20));
+        assert!(parse_part_size("4 parsecs").is_err());
+        assert!(parse_part_size("GiB").is_err());
+    }
 
     fn ok(artifact: &str) -> ArtifactOutcome {
         ArtifactOutcome {

@@ -75,7 +75,11 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
             IndexMode::Rewrite => PlatformIndex::Rewrite,
         },
     };
-    let r = barge_transfer::import(src.into(), registry, &opts, bars).await?;
+    let r = match barge_transfer::import(src.into(), registry, &opts, bars).await {
+        Ok(r) => r,
+        // A split bundle's damage is named by its part.
+        Err(e) => return Err(g.explain(&a.source, e).await.into()),
+    };
     Ok(Done { text: text(&r), partial: any_failed(&r.artifacts), json: serde_json::to_value(&r)? })
 }
 

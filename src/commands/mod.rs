@@ -5,6 +5,7 @@ pub mod export;
 pub mod import;
 pub mod inspect;
 pub mod inventory;
+pub mod join;
 pub mod pipeline;
 pub mod run;
 pub mod verify;
@@ -62,6 +63,15 @@ impl Global {
     pub fn store(&self, location: &str, concurrency: usize) -> anyhow::Result<Box<dyn barge_transfer::BlobStore>> {
         let opts = StoreOptions { sas_file: self.sas_file.clone(), concurrency };
         Ok(Location::parse(location, &opts)?.open(&opts)?)
+    }
+
+    /// An integrity error of the bundle at `location`, naming the part at fault when it is a split bundle.
+    pub async fn explain(&self, location: &str, e: barge_transfer::TransferError) -> barge_transfer::TransferError {
+        let opts = StoreOptions { sas_file: self.sas_file.clone(), concurrency: 4 };
+        match Location::parse(location, &opts) {
+            Ok(l) => barge_transfer::store::parts::explain(&l, &opts, e).await,
+            Err(_) => e,
+        }
     }
 }
 

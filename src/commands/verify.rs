@@ -37,6 +37,14 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
     let opts = VerifyOptions { catalog_digest: a.catalog_digest.clone(), threads: a.threads };
     let store_opts = StoreOptions { sas_file: g.sas_file.clone(), concurrency: 1 };
     let location = Location::parse(&a.bundle, &store_opts)?;
+    if let Location::Parts { part, .. } = &location {
+        let parts = location.open_parts(&store_opts)?;
+        match part {
+            Some(n) => return verify_part(&parts, *n, bars).await,
+            // Each part against its sha256 first, so a damaged or reordered one is named.
+            None => parts.verify_parts(bars).await?,
+        };
+    }
     let store = location.open(&store_opts)?;
     // Named as the store shows it: a storage URL without its query.
     let shown = store.display();
@@ -89,5 +97,20 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
         "compressed": v.compressed,
         "seconds": secs,
     });
+    Ok(Done::ok(text, json))
+}
+
+/// `NAME.partNNNN` alone, against the `parts.json` beside it: a courier's check of one disc.
+async fn verify_part(parts: &barge_transfer::Parts, n: u32, bars: &Bars) -> anyhow::Result<Done> {
+    let entry = parts.verify_part(n, bars).await?;
+    bars.clear();
+    let text = format!(
+        "OK part {} of {}: {}, sha256 {} as listed\n",
+        entry.name,
+        barge_transfer::BlobStore::display(parts),
+        human(entry.size),
+        entry.sha256
+    );
+    let json = json!({"part": entry.name, "parts": barge_transfer::BlobStore::display(parts), "size": entry.size, "sha256": entry.sha256});
     Ok(Done::ok(text, json))
 }

@@ -9,13 +9,15 @@
 //! (`BARGE_WATCH_TAKEOVER_SECS`, 60 s by default), by the next watcher to
 //! see it. Nothing is written to the bundle's container (ACR's import SAS,
 //! `dlr`, is enough); only DeleteSourceBlobOnSuccess deletes the bundle.
+//! A split bundle is imported when its `NAME.parts.json` lands (it is
+//! written after every part), through `Parts`; its parts are skipped.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use barge_bundle::tar::{Headers, Step, BLOCK};
 use barge_bundle::ZSTD_MAGIC;
-use barge_transfer::store::BlobStore;
+use barge_transfer::store::{parts, BlobStore};
 use sha2::Digest as _;
 use tokio::io::AsyncReadExt;
 
@@ -116,6 +118,11 @@ async fn pass(
 ) -> Result<(), PipelineError> {
     let container = crate::run::container(source, run_opts.concurrency)?;
     for listed in container.list().await? {
+        // A split bundle is imported once, when its parts.json (written last) lands; its parts are not bundles.
+        if matches!(parts::split_name(&listed.name), Some((_, Some(_)))) {
+            continue;
+        }
+        let split = listed.name.ends_with(parts::PARTS_JSON);
         let name = run_name(pipeline, &listed.name, &listed.etag);
         // Done, or held by a live watcher: nothing to do here.
         if let Some((stored, _)) = crate::claim::load(state, &name).await? {
@@ -124,7 +131,8 @@ async fn pass(
             }
         }
         let blob = container.blob(&listed.name)?;
-        if !looks_like_bundle(blob.as_ref(), listed.size, &listed.etag).await? {
+        // A split bundle (its parts checked when the import reads them) is judged by the run.
+        if !split && !looks_like_bundle(blob.as_ref(), listed.size, &listed.etag).await? {
             if reported.insert((listed.name.clone(), listed.etag.clone())) {
                 report(Event::NotABundle { pipeline: pipeline.to_string(), blob: listed.name.clone() });
             }

@@ -5,7 +5,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::io::{copy_exact, CHUNK};
 use crate::report::Reporter;
-use crate::store::{BlobStore, BlockCopy, CopyBlocks, Expect};
+use crate::store::{BlobStore, BlockCopy, CopyBlocks, Expect, Parts};
 use crate::{Result, TransferError};
 
 /// azcopy's `--overwrite` values.
@@ -103,6 +103,39 @@ pub async fn copy(
         report.verified = true;
     }
     Ok(report)
+}
+
+/// A split bundle to another: every part (each as `copy` moves a blob, checked
+/// against its sha256 where the bytes pass through), then `parts.json`, last.
+pub async fn copy_parts(src: &Parts, dst: &Parts, opts: &CopyOptions, reporter: &dyn Reporter) -> Result<CopyReport> {
+    let info = src.info().await?.ok_or_else(|| TransferError::NotFound(src.display()))?;
+    let doc = src.doc().await?;
+    if opts.overwrite == Overwrite::False && dst.json().info().await?.is_some() {
+        return Err(TransferError::Exists(dst.display()));
+    }
+    let renamed = Parts::renamed(&doc, dst.stem());
+    let mut verified = opts.verify;
+    for (from, to) in doc.parts.iter().zip(&renamed.parts) {
+        let r = copy(src.part(&from.name)?.as_ref(), dst.part(&to.name)?.as_ref(), opts, reporter).await?;
+        if r.sha256.as_ref().is_some_and(|d| d != &from.sha256) {
+            return Err(TransferError::BadPart(format!(
+                "part {} is damaged: its sha256 differs from what {} says",
+                r.source,
+                src.display()
+            )));
+        }
+        verified &= r.verified;
+    }
+    dst.write_doc(&renamed, opts.overwrite != Overwrite::False, info.metadata).await?;
+    Ok(CopyReport {
+        source: src.display(),
+        destination: dst.display(),
+        size: doc.size,
+        sha256: Some(doc.catalog_digest),
+        skipped: false,
+        verified,
+        blocks: None,
+    })
 }
 
 /// The copy through this process, for destinations without a way of their own.

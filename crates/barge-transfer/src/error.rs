@@ -106,6 +106,9 @@ pub enum TransferError {
     /// Content whose size is not the one its descriptor gives.
     #[error("{what} is {actual} bytes, its descriptor says {expected}")]
     WrongSize { what: String, expected: u64, actual: u64 },
+    /// A split bundle whose parts are not the ones its `parts.json` lists (missing, extra, resized, damaged).
+    #[error("{0}")]
+    BadPart(String),
     /// A delta bundle that leaves out blobs the target neither holds nor can
     /// mount from another of its repositories; `against` says what the delta
     /// was cut against.
@@ -229,7 +232,9 @@ impl TransferError {
             | E::SparseIndexRefused { .. }
             | E::Exists(_)
             | E::TagExists { .. } => Category::Usage,
-            E::WrongContent { .. } | E::WrongSize { .. } | E::MissingDependencies { .. } => Category::Integrity,
+            E::WrongContent { .. } | E::WrongSize { .. } | E::BadPart(_) | E::MissingDependencies { .. } => {
+                Category::Integrity
+            }
             E::Permission(_)
             | E::ReadOnly(_)
             | E::AccessDenied { .. }
@@ -357,9 +362,10 @@ mod tests {
             E::ManifestBlobUnknown { .. } => 41,
             E::SparseIndexRefused { .. } => 42,
             E::MissingDependencies { .. } => 43,
+            E::BadPart(_) => 44,
         }
     }
-    const VARIANTS: usize = 44;
+    const VARIANTS: usize = 45;
 
     /// One error of every variant (two of the wrappers and of `Bundle`), its category and hint.
     fn every_variant() -> Vec<(TransferError, Category, Option<Hint>)> {
@@ -397,6 +403,7 @@ mod tests {
                 None,
             ),
             (E::WrongSize { what: s("blob x"), expected: 1, actual: 2 }, Integrity, None),
+            (E::BadPart(s("part b.part0002 of b.parts.json is missing")), Integrity, None),
             (E::Exists(s("/b")), Usage, Some(Hint::Overwrite)),
             (
                 E::TagExists { reference: s("a:1"), existing: d.clone(), wanted: d2.clone() },

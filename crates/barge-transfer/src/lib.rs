@@ -25,7 +25,7 @@ pub mod store;
 pub mod temp;
 mod verify;
 
-pub use copy::{copy, CopyOptions, CopyReport, Overwrite};
+pub use copy::{copy, copy_parts, CopyOptions, CopyReport, Overwrite};
 pub use error::{Category, Hint, Result, TransferError};
 pub use export::{
     check_limit, dry_run, export, parse_artifacts, DeltaSummary, ExportOptions, ExportPlan, ExportReport,
@@ -40,5 +40,5 @@ pub use report::{Reporter, Silent};
 pub use secret::Secret;
 pub use set::{registry_key, requests_from_names, resolve as resolve_set, Entry, ExportRequest, SetFile, Sources};
 pub use sink::Compression;
-pub use store::{BlobInfo, BlobSink, BlobStore, BlobUrl, Expect, Location, StoreOptions};
+pub use store::{BlobInfo, BlobSink, BlobStore, BlobUrl, Expect, Location, Parts, StoreOptions};
 pub use verify::verify;

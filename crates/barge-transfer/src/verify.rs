@@ -30,7 +30,7 @@ pub async fn verify(
             let path = path.clone();
             tokio::task::spawn_blocking(move || barge_bundle::verify_file(&path, &opts, &|n| progress.advance(n))).await
         }
-        Location::Azure(_) | Location::Stdio => {
+        Location::Azure(_) | Location::Stdio | Location::Parts { .. } => {
             let stream = store.read_range(0, info.size, &info.etag).await?;
             let bridge = SyncIoBridge::new(stream);
             tokio::task::spawn_blocking(move || barge_bundle::verify_reader(bridge, &opts, &|n| progress.advance(n)))

@@ -1006,6 +1006,10 @@ impl super::container::Container for AzureContainer {
     }
 
     fn blob(&self, name: &str) -> Result<Box<dyn BlobStore>> {
+        if name.ends_with(super::parts::PARTS_JSON) {
+            let at = super::parts::Beside::Azure(self.url.sibling(name), self.concurrency);
+            return Ok(Box::new(super::Parts::new(at)?));
+        }
         Ok(Box::new(AzureBlob::new(self.url.sibling(name), self.concurrency)?))
     }
 

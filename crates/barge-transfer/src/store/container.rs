@@ -20,7 +20,7 @@ pub trait Container: Send + Sync {
     /// How to show it: never a secret.
     fn display(&self) -> String;
 
-    /// One blob of the container.
+    /// One blob of the container; a `NAME.parts.json` is the split bundle it describes.
     fn blob(&self, name: &str) -> Result<Box<dyn BlobStore>>;
 
     /// Every committed blob (blobs still being written do not show).
@@ -59,7 +59,11 @@ impl Container for LocalContainer {
         if name.is_empty() || name.split('/').any(|c| c.is_empty() || c == "..") || name.starts_with('.') {
             return Err(TransferError::InvalidLocation(format!("blob name {name:?} is not a plain relative name")));
         }
-        Ok(Box::new(LocalBlob::new(self.dir.join(name))))
+        let path = self.dir.join(name);
+        if name.ends_with(super::parts::PARTS_JSON) {
+            return Ok(Box::new(super::Parts::new(super::parts::Beside::Local(path))?));
+        }
+        Ok(Box::new(LocalBlob::new(path)))
     }
 
     async fn list(&self) -> Result<Vec<Listed>> {

@@ -3,6 +3,7 @@
 mod azure;
 mod container;
 mod local;
+pub mod parts;
 mod stdio;
 pub mod url;
 
@@ -16,6 +17,7 @@ use tokio::io::AsyncWrite;
 pub use azure::AzureBlob;
 pub use container::{open_container, Container, Listed};
 pub use local::LocalBlob;
+pub use parts::Parts;
 pub use stdio::{Stdio, UNKNOWN_SIZE};
 pub use url::{AccountKey, BlobUrl};
 
@@ -132,6 +134,12 @@ pub enum Location {
     Stdio,
     /// A blob in Azure Blob Storage (or Azurite), with its SAS once resolved.
     Azure(BlobUrl),
+    /// A split bundle: its `NAME.parts.json` (a `Local` or `Azure` location),
+    /// and the part named, when the user named one (`NAME.partNNNN`).
+    Parts {
+        json: Box<Location>,
+        part: Option<u32>,
+    },
 }
 
 /// Where SAS tokens come from for storage URLs that carry none.
@@ -156,6 +164,10 @@ impl Location {
         if s == "-" {
             return Ok(Location::Stdio);
         }
+        Ok(Location::parse_one(s, opts)?.recognise_parts())
+    }
+
+    fn parse_one(s: &str, opts: &StoreOptions) -> Result<Location> {
         if !(s.starts_with("http://") || s.starts_with("https://")) {
             return Ok(Location::Local(PathBuf::from(s)));
         }
@@ -194,6 +206,79 @@ impl Location {
             Location::Local(p) => Box::new(LocalBlob::new(p.clone())),
             Location::Stdio => Box::new(Stdio::new()),
             Location::Azure(u) => Box::new(AzureBlob::new(u.clone(), opts.concurrency.max(1))?),
+            Location::Parts { .. } => Box::new(self.open_parts(opts)?),
         })
+    }
+
+    /// The last name of a file path or a blob.
+    fn name(&self) -> Option<String> {
+        match self {
+            Location::Local(p) => p.file_name().map(|n| n.to_string_lossy().into_owned()),
+            Location::Azure(u) => u.blob().rsplit('/').next().map(str::to_string),
+            Location::Stdio | Location::Parts { .. } => None,
+        }
+    }
+
+    /// `NAME.parts.json` or `NAME.partNNNN` names a split bundle.
+    fn recognise_parts(self) -> Location {
+        let Some(name) = self.name() else { return self };
+        match parts::split_name(&name) {
+            Some((stem, part)) => {
+                let json = self.sibling(&format!("{stem}{}", parts::PARTS_JSON));
+                Location::Parts { json: Box::new(json), part }
+            }
+            None => self,
+        }
+    }
+
+    /// Another name in the same directory or container (and virtual directory).
+    fn sibling(&self, name: &str) -> Location {
+        match self {
+            Location::Local(p) => Location::Local(p.with_file_name(name)),
+            Location::Azure(u) => Location::Azure(u.sibling(&match u.blob().rsplit_once('/') {
+                Some((dir, _)) => format!("{dir}/{name}"),
+                None => name.to_string(),
+            })),
+            other => other.clone(),
+        }
+    }
+
+    /// This location as a split bundle to write: `NAME` becomes `NAME.parts.json` (and its parts).
+    pub fn split(self) -> Result<Location> {
+        match self {
+            Location::Parts { part: None, .. } => Ok(self),
+            Location::Local(_) | Location::Azure(_) => {
+                let name = self.name().unwrap_or_default();
+                Ok(Location::Parts {
+                    json: Box::new(self.sibling(&format!("{name}{}", parts::PARTS_JSON))),
+                    part: None,
+                })
+            }
+            Location::Parts { .. } | Location::Stdio => Err(crate::TransferError::InvalidLocation(
+                "a split bundle is written to a file or blob name (NAME, or NAME.parts.json), not a part or a stream"
+                    .into(),
+            )),
+        }
+    }
+
+    /// The one part this location names (`NAME.partNNNN`), as a plain blob.
+    pub fn part_alone(&self) -> Option<Location> {
+        let Location::Parts { json, part: Some(n) } = self else { return None };
+        let name = json.name()?;
+        let stem = name.strip_suffix(parts::PARTS_JSON)?;
+        Some(json.sibling(&parts::part_name(stem, *n as usize)))
+    }
+
+    /// The split bundle this location names.
+    pub fn open_parts(&self, opts: &StoreOptions) -> Result<Parts> {
+        let Location::Parts { json, .. } = self else {
+            return Err(crate::TransferError::InvalidLocation("not a split bundle (NAME.parts.json)".into()));
+        };
+        let beside = match json.as_ref() {
+            Location::Local(p) => parts::Beside::Local(p.clone()),
+            Location::Azure(u) => parts::Beside::Azure(u.clone(), opts.concurrency.max(1)),
+            _ => return Err(crate::TransferError::Internal("a split bundle lies in a file or a blob")),
+        };
+        Parts::new(beside)
     }
 }

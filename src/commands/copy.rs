@@ -1,6 +1,6 @@
 //! `barge copy`: a bundle (any blob) from one location to another, checked before it takes its name.
 
-use barge_transfer::{CopyOptions, CopyReport, Overwrite};
+use barge_transfer::{CopyOptions, CopyReport, Location, Overwrite};
 use clap::ValueEnum;
 
 use super::{human, Done, Global};
@@ -70,8 +70,23 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
     let src = g.store(&a.source, a.concurrency)?;
     let dst = g.store(&a.destination, a.concurrency)?;
     let opts = CopyOptions { overwrite, verify: a.verify, concurrency: a.concurrency, relay: a.relay };
+    // A signature travels with its bundle, ahead of it where nothing is replaced by mistake, so
+    // that an import trigger never sees the bundle without it.
+    let store_opts = barge_transfer::StoreOptions { sas_file: g.sas_file.clone(), concurrency: 1 };
+    let (from, to) = (Location::parse(&a.source, &store_opts)?, Location::parse(&a.destination, &store_opts)?);
+    let first = matches!(overwrite, Overwrite::True) || dst.info().await?.is_none();
+    let mut carried = first && barge_transfer::sign::carry(&from, &to, &store_opts).await?;
     let r = barge_transfer::copy(src.as_ref(), dst.as_ref(), &opts, bars).await?;
-    Ok(Done::ok(text(&r), serde_json::to_value(&r)?))
+    if !first && !r.skipped {
+        carried = barge_transfer::sign::carry(&from, &to, &store_opts).await?;
+    }
+    let mut text = text(&r);
+    if carried {
+        text += &format!("copied its signature to {}{}\n", r.destination, barge_transfer::sign::SIG_SUFFIX);
+    }
+    let mut json = serde_json::to_value(&r)?;
+    json["signatureCopied"] = carried.into();
+    Ok(Done::ok(text, json))
 }
 
 fn text(r: &CopyReport) -> String {

@@ -7,6 +7,7 @@ pub mod inspect;
 pub mod inventory;
 pub mod pipeline;
 pub mod run;
+pub mod sign;
 pub mod verify;
 pub mod watch;
 

@@ -115,7 +115,8 @@ async fn pass(
     report: &(dyn Fn(Event) + Sync),
 ) -> Result<(), PipelineError> {
     let container = crate::run::container(source, run_opts.concurrency)?;
-    for listed in container.list().await? {
+    // A bundle's signature and statement (NAME.sig, NAME.sig.msg) are read by its import, never imported.
+    for listed in container.list().await?.into_iter().filter(|l| !barge_transfer::sign::is_side_file(&l.name)) {
         let name = run_name(pipeline, &listed.name, &listed.etag);
         // Done, or held by a live watcher: nothing to do here.
         if let Some((stored, _)) = crate::claim::load(state, &name).await? {

@@ -82,7 +82,7 @@ fn ssh_keygen_checks_barges_signatures_and_barge_checks_ssh_keygens() {
         );
         let r = barge_ok(&["verify", &bundle, "--allowed-signers", &allowed_path], 0);
         assert!(
-            r.stdout.contains(&format!("signed by key SHA256:")) && r.stdout.contains(&format!("{name}@example.org")),
+            r.stdout.contains("signed by key SHA256:") && r.stdout.contains(&format!("{name}@example.org")),
             "{}",
             r.stdout
         );

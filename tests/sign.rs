@@ -6,6 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use common::azurite::{Azurite, DST, SRC};
 use common::*;
 
 const IMAGE: &str = "samples/hello-world:v1";
@@ -304,4 +305,37 @@ fn pipelines_sign_exports_and_require_signatures_on_import() {
     }
     let out = skopeo(&["inspect", "--raw", &format!("oci:{}/samples/hello-world:v1", w.s("target"))]);
     assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn signatures_travel_through_storage_with_their_bundle() {
+    let w = Work::new();
+    let keys = w.path("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let key = keygen(&keys, "ops", &["-t", "ed25519"]);
+    let allowed = w.s("keys/allowed_signers");
+    std::fs::write(&allowed, allowed_line("ops@example.org", &key)).unwrap();
+    let az = Azurite::start();
+    let (src, dst) = (az.url(SRC, "t/b.tar", "racwdl"), az.url(DST, "t/b.tar", "racwdl"));
+    let reg = w.reg("src");
+    barge_ok(&["export", "--registry", &reg, "--to", &src, IMAGE, "--sign-key", &key], 0);
+    assert!(az.exists(SRC, "t/b.tar.sig") && az.exists(SRC, "t/b.tar.sig.msg"));
+    barge_ok(&["verify", &src, "--allowed-signers", &allowed], 0);
+    let r = barge_ok(&["copy", &src, &dst], 0);
+    assert!(r.stdout.contains("copied its signature"), "{}", r.stdout);
+    let target = w.path("target");
+    let registry = format!("oci:{}", target.display());
+    barge_ok(&["import", &dst, "--registry", &registry, "--allowed-signers", &allowed, "--require-signature"], 0);
+    let out = skopeo(&["inspect", "--raw", &format!("oci:{}/samples/hello-world:v1", target.display())]);
+    assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
+    // A bundle copied without its signature is refused there, nothing written.
+    let bare = az.url(DST, "t/bare.tar", "racwdl");
+    let plain = export(&w, "plain.tar", IMAGE, &[]);
+    barge_ok(&["copy", &plain, &bare], 0);
+    let empty = w.path("target-bare");
+    let registry = format!("oci:{}", empty.display());
+    let r = barge(&["import", &bare, "--registry", &registry, "--allowed-signers", &allowed, "--require-signature"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("is not signed"), "{}", r.stderr);
+    assert!(snapshot(&empty).is_empty());
 }

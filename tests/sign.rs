@@ -120,6 +120,24 @@ fn ssh_keygen_checks_barges_signatures_and_barge_checks_ssh_keygens() {
     let r = barge_ok(&["copy", &bundle, &copied], 0);
     assert!(r.stdout.contains("copied its signature"), "{}", r.stdout);
     barge_ok(&["verify", &copied, "--allowed-signers", &allowed_path], 0);
+    // A bundle deleted on success takes its signature with it.
+    let registry = format!("oci:{}", w.s("target-2"));
+    barge_ok(
+        &[
+            "import",
+            &copied,
+            "--registry",
+            &registry,
+            "--require-signature",
+            "--allowed-signers",
+            &allowed_path,
+            "--delete-source-blob-on-success",
+        ],
+        0,
+    );
+    for left in [copied.clone(), format!("{copied}.sig"), format!("{copied}.sig.msg")] {
+        assert!(!Path::new(&left).exists(), "{left} is left");
+    }
 }
 
 /// Verify and import with a required signature: both exit 3 naming `needle`, and the target stays empty.

@@ -92,6 +92,14 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
         signature,
     };
     let r = barge_transfer::import(src.into(), registry, &opts, bars).await?;
+    if r.source_deleted && a.source != "-" {
+        // The bundle is gone: its signature beside it goes too (a failure here is only a warning).
+        let store_opts = barge_transfer::StoreOptions { sas_file: g.sas_file.clone(), concurrency: 1 };
+        let location = barge_transfer::Location::parse(&a.source, &store_opts)?;
+        if let Err(e) = barge_transfer::sign::delete_beside(&location, &store_opts).await {
+            barge_transfer::Reporter::note(bars, &format!("the bundle was deleted but not its signature: {e}"));
+        }
+    }
     Ok(Done { text: text(&r), partial: any_failed(&r.artifacts), json: serde_json::to_value(&r)? })
 }
 

@@ -142,6 +142,18 @@ pub async fn carry(src: &Location, dst: &Location, opts: &StoreOptions) -> Resul
     Ok(true)
 }
 
+/// Delete the signature and statement beside the bundle at `location`, where there are any
+/// (after the bundle itself was deleted on success).
+pub async fn delete_beside(location: &Location, opts: &StoreOptions) -> Result<()> {
+    for suffix in [SIG_SUFFIX, MSG_SUFFIX] {
+        let store = beside(location, suffix)?.open(opts)?;
+        if let Some(info) = store.info().await? {
+            store.delete(Some(&info.etag)).await?;
+        }
+    }
+    Ok(())
+}
+
 /// What signed a bundle, for reports.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -561,6 +573,31 @@ impl SignatureCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TEST_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW
+QyNTUxOQAAACCyNyq52cwStFDhGEa+ljLBV5VrvqrmqjEfIwp2Tc45XQAAAIhy+1uqcvtb
+qgAAAAtzc2gtZWQyNTUxOQAAACCyNyq52cwStFDhGEa+ljLBV5VrvqrmqjEfIwp2Tc45XQ
+AAAEAL4+r+sPL+z5YRXnw8LJX7cSoP3mzk2sNXyX0jQLUfu7I3KrnZzBK0UOEYRr6WMsFX
+lWu+quaqMR8jCnZNzjldAAAABHRlc3QB
+-----END OPENSSH PRIVATE KEY-----";
+
+    #[test]
+    fn a_signature_made_here_is_checked_here_and_names_its_bundle() {
+        // A throwaway key made by `ssh-keygen -t ed25519 -N ''` for this test alone.
+        let key = PrivateKey::from_openssh(TEST_KEY).unwrap();
+        let line = format!("ops@example.org {}", key.public_key().to_openssh().unwrap());
+        let allowed = AllowedSigners::parse(&line, "f").unwrap();
+        let signer = SigningKey::File(Box::new(key));
+        let text = "barge-bundle-signature v1\ncatalogDigest sha256:00\n";
+        let armored = signer.sign(text.as_bytes()).unwrap();
+        assert!(armored.starts_with("-----BEGIN SSH SIGNATURE-----"), "{armored}");
+        let who = allowed.check(text, Some(&armored), "b.tar").unwrap();
+        assert_eq!(who.principals, vec!["ops@example.org"]);
+        let other = allowed.check("barge-bundle-signature v1\n", Some(&armored), "b.tar").unwrap_err();
+        assert!(other.to_string().contains("(ops@example.org): the signature does not match"), "{other}");
+        assert!(matches!(allowed.check(text, None, "b.tar"), Err(TransferError::SignatureMissing(_))));
+    }
 
     #[test]
     fn allowed_signers_lines() {

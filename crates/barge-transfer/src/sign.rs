@@ -75,8 +75,9 @@ pub fn beside(location: &Location, suffix: &str) -> Result<Location> {
             Ok(Location::Local(PathBuf::from(s)))
         }
         Location::Azure(u) => Ok(Location::Azure(u.sibling(&format!("{}{suffix}", u.blob())))),
-        Location::Stdio => Err(TransferError::InvalidLocation(
-            "a bundle on standard input has no signature beside it; name the bundle's file or URL".into(),
+        // Standard input (and any location that is not one file or blob) has nothing beside it.
+        _ => Err(TransferError::InvalidLocation(
+            "only a bundle that is one file or blob has a signature beside it; name the bundle's file or URL".into(),
         )),
     }
 }

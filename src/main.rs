@@ -60,6 +60,8 @@ enum Command {
     },
     /// The import trigger: import every new bundle that lands in an enabled import pipeline's container.
     Watch(commands::watch::Args),
+    /// Sign a bundle: an SSH signature (SSHSIG, namespace barge-bundle) beside it as NAME.sig.
+    Sign(commands::sign::Args),
     /// Check a bundle offline: every digest, every reference, no unsafe entry.
     Verify(commands::verify::Args),
     /// Show what a bundle holds (artifacts, platforms, referrers, sizes), reading only its head.
@@ -91,6 +93,7 @@ async fn dispatch(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
         Command::Watch(a) => {
             commands::watch::run(g.state_store()?.as_ref(), a, g.quiet, cli.output == Output::Json).await
         }
+        Command::Sign(a) => commands::sign::run(g, a, bars).await,
         Command::Verify(a) => commands::verify::run(g, a, bars).await,
         Command::Inspect(a) => commands::inspect::run(g, a).await,
         Command::Inventory(a) => commands::inventory::run(g, a).await,

@@ -83,8 +83,21 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
     };
     let src = from.open(&store_opts)?;
     let dst = to.open(&store_opts)?;
+    // A signature travels with its bundle, ahead of it where nothing is replaced by mistake, so
+    // that an import trigger never sees the bundle without it.
+    let first = matches!(overwrite, Overwrite::True) || dst.info().await?.is_none();
+    let mut carried = first && barge_transfer::sign::carry(&from, &to, &store_opts).await?;
     let r = barge_transfer::copy(src.as_ref(), dst.as_ref(), &opts, bars).await?;
-    Ok(Done::ok(text(&r), serde_json::to_value(&r)?))
+    if !first && !r.skipped {
+        carried = barge_transfer::sign::carry(&from, &to, &store_opts).await?;
+    }
+    let mut text = text(&r);
+    if carried {
+        text += &format!("copied its signature to {}{}\n", r.destination, barge_transfer::sign::SIG_SUFFIX);
+    }
+    let mut json = serde_json::to_value(&r)?;
+    json["signatureCopied"] = carried.into();
+    Ok(Done::ok(text, json))
 }
 
 fn text(r: &CopyReport) -> String {

@@ -18,6 +18,10 @@ pub struct Args {
     /// ghcr.io/org/app@sha256:..., alpine), from as many registries as named.
     #[arg(long)]
     registry: Option<String>,
+    /// Sign the bundle when it is written: NAME.sig (and its statement NAME.sig.msg) beside it.
+    /// KEY as for `barge sign --key`: a private key file, or a public key the ssh-agent holds.
+    #[arg(long, value_name = "KEY")]
+    sign_key: Option<std::path::PathBuf>,
     /// A transfer set: a YAML or JSON file listing artifacts by registry,
     /// repository, tags, tag pattern, digests and platforms (see README).
     #[arg(long = "file", short = 'f', value_name = "SET")]
@@ -227,6 +231,11 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
         );
         return Err(TransferError::InvalidArtifacts(vec![why]).into());
     }
+    if a.sign_key.is_some() && a.writes_stdout() {
+        let why = "a bundle written to standard output cannot have a signature beside it; export to a file or URL";
+        return Err(TransferError::InvalidLocation(why.into()).into());
+    }
+    let sign_key = a.sign_key.as_deref().map(super::sign::signing_key).transpose()?;
     let dest = match &a.to {
         Some(to) if !a.dry_run => Some(match a.part_size {
             Some(n) => split_store(g, to, n, a.connect.concurrency)?,
@@ -266,7 +275,18 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
         text += &format!("failed: {}", a.error.as_deref().unwrap_or(&a.artifact));
         text += &a.hint.as_ref().map(|h| format!("; {}\n", crate::hint::text(h))).unwrap_or_else(|| "\n".into());
     }
-    Ok(Done { text, partial: any_failed(&r.artifacts), json: serde_json::to_value(&r)? })
+    let mut json = serde_json::to_value(&r)?;
+    if let (Some(key), Some(to)) = (&sign_key, &a.to) {
+        let opts = barge_transfer::StoreOptions { sas_file: g.sas_file.clone(), concurrency: 1 };
+        let location = barge_transfer::Location::parse(to, &opts)?;
+        let location = if a.part_size.is_some() { location.split()? } else { location };
+        let signer =
+            barge_transfer::sign::sign_bundle(&location, &opts, key, Some(r.catalog_digest.clone()), bars).await?;
+        let sig = barge_transfer::sign::beside(&location, barge_transfer::sign::SIG_SUFFIX)?.open(&opts)?.display();
+        text += &format!("signed with {signer}: {sig}\n");
+        json["signedBy"] = serde_json::to_value(&signer)?;
+    }
+    Ok(Done { text, partial: any_failed(&r.artifacts), json })
 }
 
 /// What a dry run found, for people and (as JSON) for machines.

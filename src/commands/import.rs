@@ -41,6 +41,13 @@ pub struct Args {
     /// index of just those platforms (`rewrite`: a new digest, reported).
     #[arg(long, value_enum, default_value = "sparse")]
     platform_index: IndexMode,
+    /// Check the signature beside the bundle (NAME.sig) against these keys (ssh-keygen's
+    /// allowed_signers format) before anything is written; without --require-signature, only if there is one.
+    #[arg(long, value_name = "FILE")]
+    allowed_signers: Option<std::path::PathBuf>,
+    /// Refuse a bundle that has no valid signature by a key of --allowed-signers (exit 3).
+    #[arg(long, requires = "allowed_signers")]
+    require_signature: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -59,6 +66,14 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
         return Err(barge_transfer::TransferError::InvalidLocation(why.into()).into());
     }
     let placement = Placement::new(a.prefix.as_deref(), a.maps.clone())?;
+    let signature = match a.allowed_signers.as_deref().map(super::sign::allowed_signers).transpose()? {
+        Some(allowed) => {
+            let opts = barge_transfer::StoreOptions { sas_file: g.sas_file.clone(), concurrency: 1 };
+            let location = barge_transfer::Location::parse(&a.source, &opts)?;
+            Some(barge_transfer::SignatureCheck::beside(&location, &opts, allowed, a.require_signature).await?)
+        }
+        None => None,
+    };
     let registry = RegistryAddr::parse(&a.registry)?.open_for_writing(&a.connect.options()?).await?;
     let src = g.store(&a.source, a.connect.concurrency)?;
     let opts = ImportOptions {
@@ -74,12 +89,21 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
             IndexMode::Sparse => PlatformIndex::Sparse,
             IndexMode::Rewrite => PlatformIndex::Rewrite,
         },
+        signature,
     };
     let r = match barge_transfer::import(src.into(), registry, &opts, bars).await {
         Ok(r) => r,
         // A split bundle's damage is named by its part.
         Err(e) => return Err(g.explain(&a.source, e).await.into()),
     };
+    if r.source_deleted && a.source != "-" {
+        // The bundle is gone: its signature beside it goes too (a failure here is only a warning).
+        let store_opts = barge_transfer::StoreOptions { sas_file: g.sas_file.clone(), concurrency: 1 };
+        let location = barge_transfer::Location::parse(&a.source, &store_opts)?;
+        if let Err(e) = barge_transfer::sign::delete_beside(&location, &store_opts).await {
+            barge_transfer::Reporter::note(bars, &format!("the bundle was deleted but not its signature: {e}"));
+        }
+    }
     Ok(Done { text: text(&r), partial: any_failed(&r.artifacts), json: serde_json::to_value(&r)? })
 }
 
@@ -125,6 +149,9 @@ fn text(r: &ImportReport) -> String {
     }
     if let Some(d) = &r.catalog_digest {
         text += &format!("catalogDigest: {d}\n");
+    }
+    if let Some(s) = &r.signed_by {
+        text += &format!("signed by {s}\n");
     }
     if r.source_deleted {
         text += &format!("deleted {}\n", r.bundle);

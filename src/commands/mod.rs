@@ -8,6 +8,7 @@ pub mod inventory;
 pub mod join;
 pub mod pipeline;
 pub mod run;
+pub mod sign;
 pub mod verify;
 pub mod watch;
 

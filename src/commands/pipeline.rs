@@ -75,6 +75,10 @@ pub enum CreateExport {
         /// OverwriteBlobs, ContinueOnErrors.
         #[arg(long, num_args = 1..)]
         options: Vec<String>,
+        /// Sign every run's bundle with the OpenSSH private key read at run time from this
+        /// secret reference (env:NAME, file:PATH or a Key Vault secret URL).
+        #[arg(long, value_name = "REF")]
+        signing_key: Option<String>,
     },
 }
 
@@ -92,6 +96,10 @@ pub enum CreateImport {
         options: Vec<String>,
         #[command(flatten)]
         placement: PlacementArgs,
+        /// Require every bundle to be signed by one of these keys (ssh-keygen's allowed_signers
+        /// format): `file:PATH`, read at run time, or the lines themselves.
+        #[arg(long, value_name = "file:PATH|LINES")]
+        allowed_signers: Option<String>,
     },
 }
 
@@ -120,9 +128,14 @@ fn storage(c: &Common) -> StorageRef {
     }
 }
 
-fn export_pipeline(common: &Common, options: &[String]) -> anyhow::Result<Pipeline> {
+fn export_pipeline(common: &Common, options: &[String], signing_key: Option<&String>) -> anyhow::Result<Pipeline> {
     let options = parse_options::<ExportOption>("export", EXPORT_OPTIONS, "--options", options)?;
-    let properties = ExportProperties { registry: common.registry.clone(), target: storage(common), options };
+    let properties = ExportProperties {
+        registry: common.registry.clone(),
+        target: storage(common),
+        options,
+        signing_key: signing_key.cloned(),
+    };
     Ok(Pipeline::Export { name: common.name.clone(), properties })
 }
 
@@ -131,6 +144,7 @@ fn import_pipeline(
     trigger: Trig,
     options: &[String],
     placement: &PlacementArgs,
+    allowed_signers: Option<&String>,
 ) -> anyhow::Result<Pipeline> {
     let options = parse_options::<ImportOption>("import", IMPORT_OPTIONS, "--options", options)?;
     check_placement(placement.prefix.as_deref(), &placement.maps, "--prefix", "--map")?;
@@ -145,6 +159,7 @@ fn import_pipeline(
         options,
         repository_prefix: placement.prefix.clone(),
         repository_map: placement.maps.clone(),
+        allowed_signers: allowed_signers.cloned(),
     };
     Ok(Pipeline::Import { name: common.name.clone(), properties })
 }
@@ -195,12 +210,12 @@ async fn save(state: &dyn StateStore, p: Pipeline) -> anyhow::Result<Done> {
 
 pub async fn run(state: &dyn StateStore, cmd: &PipelineCmd) -> anyhow::Result<Done> {
     match cmd {
-        PipelineCmd::Export { cmd: CreateExport::Create { common, options } } => {
-            save(state, export_pipeline(common, options)?).await
+        PipelineCmd::Export { cmd: CreateExport::Create { common, options, signing_key } } => {
+            save(state, export_pipeline(common, options, signing_key.as_ref())?).await
         }
-        PipelineCmd::Import { cmd: CreateImport::Create { common, source_trigger, options, placement } } => {
-            save(state, import_pipeline(common, *source_trigger, options, placement)?).await
-        }
+        PipelineCmd::Import {
+            cmd: CreateImport::Create { common, source_trigger, options, placement, allowed_signers },
+        } => save(state, import_pipeline(common, *source_trigger, options, placement, allowed_signers.as_ref())?).await,
         PipelineCmd::Apply { file, registry } => apply(state, file, registry.as_deref()).await,
         PipelineCmd::List => list(state).await,
         PipelineCmd::Show { name } => {

@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 use barge_bundle::{Digest, VerifyOptions};
-use barge_transfer::{Location, StoreOptions, TransferError};
+use barge_transfer::{Location, SignatureCheck, StoreOptions, TransferError};
 use serde_json::json;
 
 use super::{human, parse_digest, Done, Global};
@@ -22,6 +22,10 @@ pub struct Args {
     /// of the target) holds every blob the bundle leaves out.
     #[arg(long, value_name = "INVENTORY")]
     have: Option<std::path::PathBuf>,
+    /// Also check the signature beside the bundle (NAME.sig) against these keys
+    /// (ssh-keygen's allowed_signers format); a missing, unknown or invalid one fails (exit 3).
+    #[arg(long, value_name = "FILE")]
+    allowed_signers: Option<std::path::PathBuf>,
 }
 
 /// The inventory of `--have`, read and parsed before the bundle is read.
@@ -34,7 +38,7 @@ fn read_have(a: &Args) -> anyhow::Result<Option<(barge_bundle::Inventory, Digest
 
 pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
     let have = read_have(a)?;
-    let opts = VerifyOptions { catalog_digest: a.catalog_digest.clone(), threads: a.threads };
+    let allowed = a.allowed_signers.as_deref().map(super::sign::allowed_signers).transpose()?;
     let store_opts = StoreOptions { sas_file: g.sas_file.clone(), concurrency: 1 };
     let location = Location::parse(&a.bundle, &store_opts)?;
     if let Location::Parts { part, .. } = &location {
@@ -45,6 +49,11 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
             None => parts.verify_parts(bars).await?,
         };
     }
+    let check = match allowed {
+        Some(allowed) => Some(SignatureCheck::beside(&location, &store_opts, allowed, true).await?),
+        None => None,
+    };
+    let opts = VerifyOptions { catalog_digest: a.catalog_digest.clone(), threads: a.threads };
     let store = location.open(&store_opts)?;
     // Named as the store shows it: a storage URL without its query.
     let shown = store.display();
@@ -63,6 +72,20 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
     if let Some(d) = &v.catalog_digest {
         text += &format!("catalogDigest: {d}\n");
     }
+    let signer = match &check {
+        Some(c) => {
+            // A plain file's verify computes no catalogDigest unless asked: then it is hashed here.
+            let statement = match &v.catalog_digest {
+                Some(d) => barge_transfer::sign::statement(&v.catalog, d),
+                None => barge_transfer::sign::statement_of(store.as_ref(), None, bars).await?,
+            };
+            bars.clear();
+            let signer = c.allowed.check(&statement, c.signature.as_deref(), &shown)?;
+            text += &format!("signed by {signer}\n");
+            Some(signer)
+        }
+        None => None,
+    };
     let delta = v.catalog.delta.as_ref().map(|d| {
         let bytes: u64 = d.omitted.iter().map(|o| o.blob.size).sum();
         text += &format!(
@@ -89,6 +112,7 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
     let json = json!({
         "delta": delta,
         "have": have.as_ref().map(|(_, d)| d),
+        "signedBy": signer,
         "bundle": shown,
         "artifacts": v.catalog.artifacts.iter().map(|a| json!({"artifact": a.ref_name(), "digest": a.digest})).collect::<Vec<_>>(),
         "blobs": v.catalog.blobs.len(),

@@ -71,7 +71,7 @@ mod tests {
         };
         Pipeline::Export {
             name: name.into(),
-            properties: ExportProperties { registry: registry.into(), target, options: vec![] },
+            properties: ExportProperties { registry: registry.into(), target, options: vec![], signing_key: None },
         }
     }
 

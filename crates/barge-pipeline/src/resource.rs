@@ -144,6 +144,10 @@ pub struct ExportProperties {
     pub target: StorageRef,
     #[serde(default)]
     pub options: Vec<ExportOption>,
+    /// barge's: a secret reference (as `secretUri`'s) to an OpenSSH private key that signs
+    /// every run's bundle (`NAME.sig` and `NAME.sig.msg` beside it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +165,26 @@ pub struct ImportProperties {
     /// barge's: repository path rewrites, `SRC=DST` each, as `barge import --map` takes them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repository_map: Vec<String>,
+    /// barge's: the keys that may sign bundles, in ssh-keygen's allowed_signers format: the
+    /// lines themselves, or `file:PATH`. Every run then requires a valid signature (`NAME.sig`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_signers: Option<String>,
+}
+
+impl ImportProperties {
+    /// The allowed signers of `allowedSigners`, read (a `file:` reference at run time) and parsed.
+    pub fn allowed_signers(&self) -> Result<Option<barge_transfer::AllowedSigners>, PipelineError> {
+        let Some(v) = &self.allowed_signers else { return Ok(None) };
+        let (text, name) = match v.strip_prefix("file:") {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| PipelineError::Invalid(format!("allowedSigners: reading {path}: {e}")))?;
+                (text, path.to_string())
+            }
+            None => (v.clone(), "allowedSigners".to_string()),
+        };
+        Ok(Some(barge_transfer::AllowedSigners::parse(&text, &name)?))
+    }
 }
 
 impl ImportProperties {
@@ -288,8 +312,16 @@ impl Pipeline {
             Pipeline::Import { properties, .. } => (&properties.registry, &properties.source, "properties.source"),
         };
         check_registry(registry)?;
-        if let Pipeline::Import { properties, .. } = self {
-            properties.placement()?;
+        match self {
+            Pipeline::Import { properties, .. } => {
+                properties.placement()?;
+                properties.allowed_signers()?;
+            }
+            Pipeline::Export { properties, .. } => {
+                if let Some(k) = &properties.signing_key {
+                    crate::secret::SecretRef::parse(k).map_err(|e| invalid(format!("properties.signingKey: {e}")))?;
+                }
+            }
         }
         if storage.uri.contains('?') {
             return Err(invalid(format!(

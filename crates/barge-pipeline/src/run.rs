@@ -452,12 +452,36 @@ async fn export(
     // Kept for later runs to be cut against (`sinceRun`): read back from the bundle's head.
     let head = barge_transfer::inspect(dest.as_ref()).await?;
     crate::basis::keep_run_catalog(state, &s.name, &head.catalog_json).await?;
+    if let Some(reference) = &properties.signing_key {
+        sign_run(reference, &properties.target, &s.blob, dest.as_ref(), &r.catalog_digest, opts, progress).await?;
+    }
     Ok(Outcome {
         artifacts: r.artifacts,
         imported: Vec::new(),
         catalog_digest: Some(r.catalog_digest.to_string()),
         delete: None,
     })
+}
+
+/// Sign an export run's bundle with the pipeline's `signingKey`: `NAME.sig` and `NAME.sig.msg` beside it.
+async fn sign_run(
+    reference: &str,
+    target: &StorageRef,
+    blob: &str,
+    bundle: &dyn BlobStore,
+    digest: &barge_bundle::Digest,
+    opts: &RunOptions,
+    progress: &Tracker,
+) -> Result<(), PipelineError> {
+    let secret = crate::secret::SecretRef::parse(reference)?.resolve()?;
+    let name = std::path::Path::new("the pipeline's signingKey");
+    let agent = std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()).map(std::path::PathBuf::from);
+    let key = barge_transfer::SigningKey::from_text(secret.expose(), name, agent.as_deref())?;
+    let side = container(target, opts.concurrency)?;
+    let msg = side.blob(&format!("{blob}{}", barge_transfer::sign::MSG_SUFFIX))?;
+    let sig = side.blob(&format!("{blob}{}", barge_transfer::sign::SIG_SUFFIX))?;
+    barge_transfer::sign::sign_stores(bundle, msg.as_ref(), sig.as_ref(), &key, Some(digest.clone()), progress).await?;
+    Ok(())
 }
 
 /// A run's transfer set, checked against its pipeline's registry.
@@ -479,7 +503,20 @@ async fn import(
         Some(d) => Some(barge_bundle::Digest::parse(d).map_err(|e| PipelineError::Invalid(e.to_string()))?),
         None => None,
     };
+    let signature = match properties.allowed_signers()? {
+        Some(allowed) => {
+            let sig = container(&properties.source, opts.concurrency)?.blob(&format!(
+                "{}{}",
+                s.blob,
+                barge_transfer::sign::SIG_SUFFIX
+            ))?;
+            let signature = barge_transfer::sign::read_text(sig.as_ref()).await?;
+            Some(barge_transfer::SignatureCheck { allowed: Arc::new(allowed), required: true, signature })
+        }
+        None => None,
+    };
     let import_opts = ImportOptions {
+        signature,
         overwrite_tags: properties.options.contains(&ImportOption::OverwriteTags),
         continue_on_errors: properties.options.contains(&ImportOption::ContinueOnErrors),
         // Deleted by the run, once its record is final and its claim given back.
@@ -538,6 +575,7 @@ pub(crate) mod tests {
                 registry: registry("layouts"),
                 target: local(&d.join("bundles")),
                 options: vec![],
+                signing_key: None,
             },
         };
         let trigger = Trigger { source_trigger: SourceTrigger { status: TriggerStatus::Enabled } };
@@ -550,6 +588,7 @@ pub(crate) mod tests {
                 options: vec![],
                 repository_prefix: None,
                 repository_map: vec![],
+                allowed_signers: None,
             },
         };
         crate::pipelines::save_pipeline(&state, &exp).await.unwrap();

@@ -118,6 +118,10 @@ async fn pass(
 ) -> Result<(), PipelineError> {
     let container = crate::run::container(source, run_opts.concurrency)?;
     for listed in container.list().await? {
+        // A bundle's signature and statement (NAME.sig, NAME.sig.msg) are read by its import, never imported.
+        if barge_transfer::sign::is_side_file(&listed.name) {
+            continue;
+        }
         // A split bundle is imported once, when its parts.json (written last) lands; its parts are not bundles.
         if matches!(parts::split_name(&listed.name), Some((_, Some(_)))) {
             continue;

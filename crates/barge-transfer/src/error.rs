@@ -185,6 +185,18 @@ pub enum TransferError {
     NoSpace(String),
     #[error("{context}: {error}")]
     Io { context: String, error: std::io::Error },
+    /// A signing key that cannot sign (unreadable, a passphrase, an agent without it): the whole message.
+    #[error("{0}")]
+    SigningKey(String),
+    /// An allowed-signers file that cannot be used: the whole message, naming the line.
+    #[error("{0}")]
+    AllowedSigners(String),
+    /// A bundle whose signature is required has none beside it.
+    #[error("{0} is not signed: no signature beside it")]
+    SignatureMissing(String),
+    /// A signature that does not admit the bundle: who signed it (as far as known) and why it fails.
+    #[error("the signature of {bundle} is refused: signed by {signer}: {why}")]
+    SignatureRefused { bundle: String, signer: String, why: String },
     /// A state barge itself should never reach.
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -231,10 +243,15 @@ impl TransferError {
             | E::NoPlatform { .. }
             | E::SparseIndexRefused { .. }
             | E::Exists(_)
+            | E::SigningKey(_)
+            | E::AllowedSigners(_)
             | E::TagExists { .. } => Category::Usage,
-            E::WrongContent { .. } | E::WrongSize { .. } | E::BadPart(_) | E::MissingDependencies { .. } => {
-                Category::Integrity
-            }
+            E::WrongContent { .. }
+            | E::WrongSize { .. }
+            | E::BadPart(_)
+            | E::MissingDependencies { .. }
+            | E::SignatureMissing(_)
+            | E::SignatureRefused { .. } => Category::Integrity,
             E::Permission(_)
             | E::ReadOnly(_)
             | E::AccessDenied { .. }
@@ -363,9 +380,13 @@ mod tests {
             E::SparseIndexRefused { .. } => 42,
             E::MissingDependencies { .. } => 43,
             E::BadPart(_) => 44,
+            E::SigningKey(_) => 45,
+            E::AllowedSigners(_) => 46,
+            E::SignatureMissing(_) => 47,
+            E::SignatureRefused { .. } => 48,
         }
     }
-    const VARIANTS: usize = 45;
+    const VARIANTS: usize = 49;
 
     /// One error of every variant (two of the wrappers and of `Bundle`), its category and hint.
     fn every_variant() -> Vec<(TransferError, Category, Option<Hint>)> {
@@ -454,6 +475,10 @@ mod tests {
                 Integrity,
                 None,
             ),
+            (E::SigningKey(s("signing key k: has a passphrase")), Usage, None),
+            (E::AllowedSigners(s("f line 1: no key")), Usage, None),
+            (E::SignatureMissing(s("b.tar")), Integrity, None),
+            (E::SignatureRefused { bundle: s("b.tar"), signer: s("key SHA256:x"), why: s("unknown") }, Integrity, None),
             (
                 E::SparseIndexRefused { host: host.clone(), index: s("a@sha256:x") }.for_artifact("a:1"),
                 Usage,

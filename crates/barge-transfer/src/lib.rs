@@ -20,6 +20,7 @@ pub mod registry;
 mod report;
 mod secret;
 mod set;
+pub mod sign;
 mod sink;
 pub mod store;
 pub mod temp;
@@ -39,6 +40,7 @@ pub use registry::{ConnectOptions, Credentials, RawManifest, Registry, RegistryA
 pub use report::{Reporter, Silent};
 pub use secret::Secret;
 pub use set::{registry_key, requests_from_names, resolve as resolve_set, Entry, ExportRequest, SetFile, Sources};
+pub use sign::{AllowedSigners, SignatureCheck, Signer, SigningKey};
 pub use sink::Compression;
 pub use store::{BlobInfo, BlobSink, BlobStore, BlobUrl, Expect, Location, Parts, StoreOptions};
 pub use verify::verify;

@@ -56,6 +56,8 @@ pub struct ImportOptions {
     pub placement: Placement,
     /// How an artifact that carries only some platforms of its index is written.
     pub platform_index: PlatformIndex,
+    /// The bundle's signature, checked before anything is written.
+    pub signature: Option<crate::sign::SignatureCheck>,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -70,6 +72,9 @@ pub struct ImportReport {
     pub bytes_uploaded: u64,
     pub manifests_pushed: usize,
     pub source_deleted: bool,
+    /// Who signed the bundle, when its signature was checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<crate::sign::Signer>,
     /// Present when the bundle is a delta: what it relied on the target for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delta: Option<DeltaReport>,
@@ -104,7 +109,11 @@ pub async fn import(
     let what = source.display();
     let info = source.info().await?.ok_or_else(|| TransferError::NotFound(format!("bundle {what}")))?;
     let mut report = ImportReport { bundle: what.clone(), ..Default::default() };
-    let hashed_first = hash_first(source.as_ref(), &info, opts, reporter).await?;
+    let signed = check_signature(source.as_ref(), &info, opts, reporter).await?;
+    let hashed_first = match &signed {
+        Some((_, digest, _)) => Some(digest.clone()),
+        None => hash_first(source.as_ref(), &info, opts, reporter).await?,
+    };
     reporter.start("importing", Some(info.size).filter(|&s| s != crate::store::UNKNOWN_SIZE));
     // Pinned: the version read is the version a later delete may remove.
     let stream = source.read_range(0, info.size, &info.etag).await?;
@@ -120,6 +129,14 @@ pub async fn import(
         }
     }
     report.catalog_digest = hashed_first.or(digest);
+    if let Some((text, d, signer)) = signed {
+        // The pass read the version that was hashed; its catalog must be the one whose statement was checked.
+        if crate::sign::statement(&catalog, &d) != text {
+            let why = "the bundle changed while it was read".to_string();
+            return Err(TransferError::SignatureRefused { bundle: what, signer: signer.to_string(), why });
+        }
+        report.signed_by = Some(signer);
+    }
     report.blobs_present = plan.present;
     report.delta = plan.delta.clone();
     let targets = plan.target_names(&catalog);
@@ -138,6 +155,36 @@ pub async fn import(
         }
     }
     Ok(report)
+}
+
+/// With a signature check that applies: the bundle's statement (its catalog read
+/// from its head, its bytes hashed, pinned to `info`'s version), checked against
+/// the signature before anything is written. Returns the statement and the catalogDigest.
+async fn check_signature(
+    source: &dyn BlobStore,
+    info: &BlobInfo,
+    opts: &ImportOptions,
+    reporter: &dyn Reporter,
+) -> Result<Option<(String, Digest, crate::sign::Signer)>> {
+    let Some(check) = opts.signature.as_ref().filter(|c| c.applies()) else { return Ok(None) };
+    let what = source.display();
+    if check.signature.is_none() {
+        return Err(TransferError::SignatureMissing(what));
+    }
+    if info.size == crate::store::UNKNOWN_SIZE {
+        let why = "a signed bundle cannot be checked on standard input before it is written; import it from its file";
+        return Err(TransferError::InvalidLocation(why.into()));
+    }
+    reporter.start("hashing the bundle", Some(info.size));
+    let mut whole = source.read_range(0, info.size, &info.etag).await?;
+    let actual = copy_exact(&mut whole, &mut tokio::io::sink(), info.size, Algorithm::Sha256, &what, reporter).await?;
+    reporter.finish();
+    if let Some(expected) = opts.catalog_digest.as_ref().filter(|e| **e != actual) {
+        return Err(BundleError::CatalogDigestMismatch { expected: expected.clone(), actual }.into());
+    }
+    let text = crate::sign::statement_of(source, Some(actual.clone()), reporter).await?;
+    let signer = check.allowed.check(&text, check.signature.as_deref(), &what)?;
+    Ok(Some((text, actual, signer)))
 }
 
 /// The catalogDigest of a re-readable bundle, hashed whole before anything is

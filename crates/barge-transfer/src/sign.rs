@@ -83,7 +83,7 @@ pub fn beside(location: &Location, suffix: &str) -> Result<Location> {
                 Location::Azure(u) => stem(u.blob()).map(|s| Location::Azure(u.sibling(&s))),
                 _ => None,
             }
-            .ok_or_else(|| TransferError::Internal("a split bundle is named by its parts.json"))
+            .ok_or(TransferError::Internal("a split bundle is named by its parts.json"))
         }
         // Standard input (and any location that is not one file or blob) has nothing beside it.
         _ => Err(TransferError::InvalidLocation(

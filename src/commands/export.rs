@@ -277,16 +277,29 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
     }
     let mut json = serde_json::to_value(&r)?;
     if let (Some(key), Some(to)) = (&sign_key, &a.to) {
-        let opts = barge_transfer::StoreOptions { sas_file: g.sas_file.clone(), concurrency: 1 };
-        let location = barge_transfer::Location::parse(to, &opts)?;
-        let location = if a.part_size.is_some() { location.split()? } else { location };
-        let signer =
-            barge_transfer::sign::sign_bundle(&location, &opts, key, Some(r.catalog_digest.clone()), bars).await?;
-        let sig = barge_transfer::sign::beside(&location, barge_transfer::sign::SIG_SUFFIX)?.open(&opts)?.display();
-        text += &format!("signed with {signer}: {sig}\n");
+        let signer = sign(g, a, to, key, &r.catalog_digest, bars, &mut text).await?;
         json["signedBy"] = serde_json::to_value(&signer)?;
     }
     Ok(Done { text, partial: any_failed(&r.artifacts), json })
+}
+
+/// Sign the bundle just written at `to` (its parts.json when split): `NAME.sig` beside it.
+async fn sign(
+    g: &Global,
+    a: &Args,
+    to: &str,
+    key: &barge_transfer::sign::SigningKey,
+    catalog_digest: &barge_bundle::Digest,
+    bars: &Bars,
+    text: &mut String,
+) -> anyhow::Result<barge_transfer::sign::Signer> {
+    let opts = barge_transfer::StoreOptions { sas_file: g.sas_file.clone(), concurrency: 1 };
+    let location = barge_transfer::Location::parse(to, &opts)?;
+    let location = if a.part_size.is_some() { location.split()? } else { location };
+    let signer = barge_transfer::sign::sign_bundle(&location, &opts, key, Some(catalog_digest.clone()), bars).await?;
+    let sig = barge_transfer::sign::beside(&location, barge_transfer::sign::SIG_SUFFIX)?.open(&opts)?.display();
+    *text += &format!("signed with {signer}: {sig}\n");
+    Ok(signer)
 }
 
 /// What a dry run found, for people and (as JSON) for machines.

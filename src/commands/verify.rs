@@ -86,29 +86,7 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
         }
         None => None,
     };
-    let delta = v.catalog.delta.as_ref().map(|d| {
-        let bytes: u64 = d.omitted.iter().map(|o| o.blob.size).sum();
-        text += &format!(
-            "delta: depends on {} blobs ({}) it leaves out, cut against {}\n",
-            d.omitted.len(),
-            human(bytes),
-            super::export::against_words(&d.against)
-        );
-        json!({"against": d.against, "omitted": d.omitted.len(), "omittedBytes": bytes})
-    });
-    if let Some((inv, digest)) = &have {
-        let missing = barge_bundle::verify::unmet(&v.catalog, &inv.blobs);
-        if !missing.is_empty() {
-            // The inventory stands for the target: the message is import's own.
-            let against = v.catalog.delta.as_ref().map(|d| super::export::against_words(&d.against));
-            return Err(TransferError::MissingDependencies {
-                against: against.unwrap_or_default(),
-                missing: missing.iter().map(|b| b.digest.clone()).collect(),
-            })
-            .context(format!("checking against inventory {digest} of {} taken {}", inv.registry, inv.taken));
-        }
-        text += &format!("dependencies: all held per inventory {digest}\n");
-    }
+    let delta = dependencies(&v.catalog, have.as_ref(), &mut text)?;
     let json = json!({
         "delta": delta,
         "have": have.as_ref().map(|(_, d)| d),
@@ -122,6 +100,38 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
         "seconds": secs,
     });
     Ok(Done::ok(text, json))
+}
+
+/// A delta's dependencies, told (and, with `--have`, checked against the inventory): its JSON.
+fn dependencies(
+    catalog: &barge_bundle::Catalog,
+    have: Option<&(barge_bundle::Inventory, barge_bundle::Digest)>,
+    text: &mut String,
+) -> anyhow::Result<Option<serde_json::Value>> {
+    let delta = catalog.delta.as_ref().map(|d| {
+        let bytes: u64 = d.omitted.iter().map(|o| o.blob.size).sum();
+        *text += &format!(
+            "delta: depends on {} blobs ({}) it leaves out, cut against {}\n",
+            d.omitted.len(),
+            human(bytes),
+            super::export::against_words(&d.against)
+        );
+        json!({"against": d.against, "omitted": d.omitted.len(), "omittedBytes": bytes})
+    });
+    if let Some((inv, digest)) = have {
+        let missing = barge_bundle::verify::unmet(catalog, &inv.blobs);
+        if !missing.is_empty() {
+            // The inventory stands for the target: the message is import's own.
+            let against = catalog.delta.as_ref().map(|d| super::export::against_words(&d.against));
+            return Err(TransferError::MissingDependencies {
+                against: against.unwrap_or_default(),
+                missing: missing.iter().map(|b| b.digest.clone()).collect(),
+            })
+            .context(format!("checking against inventory {digest} of {} taken {}", inv.registry, inv.taken));
+        }
+        *text += &format!("dependencies: all held per inventory {digest}\n");
+    }
+    Ok(delta)
 }
 
 /// `NAME.partNNNN` alone, against the `parts.json` beside it: a courier's check of one disc.

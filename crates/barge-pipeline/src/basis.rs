@@ -30,14 +30,16 @@ async fn keep(state: &dyn StateStore, kind: Kind, name: &str, bytes: &[u8]) -> R
 
 /// Keep an inventory file (checked) for runs to be cut against; its digest.
 pub async fn keep_inventory(state: &dyn StateStore, bytes: &[u8]) -> Result<Digest, PipelineError> {
-    let (_, digest) = Inventory::parse(bytes).map_err(|e| PipelineError::Invalid(format!("--have: {e}")))?;
+    let (_, digest) =
+        Inventory::parse(bytes).map_err(|e| PipelineError::Invalid(format!("the inventory given to the run: {e}")))?;
     keep(state, Kind::Inventory, &stored_name(&digest), bytes).await?;
     Ok(digest)
 }
 
 /// Keep an old bundle's catalog (its `barge-catalog.json`, checked) for runs to be cut against; its digest.
 pub async fn keep_catalog(state: &dyn StateStore, catalog_json: &[u8]) -> Result<Digest, PipelineError> {
-    Catalog::parse(catalog_json).map_err(|e| PipelineError::Invalid(format!("--since: {e}")))?;
+    Catalog::parse(catalog_json)
+        .map_err(|e| PipelineError::Invalid(format!("the earlier catalog given to the run: {e}")))?;
     let digest = Digest::sha256_of(catalog_json);
     keep(state, Kind::Catalog, &stored_name(&digest), catalog_json).await?;
     Ok(digest)

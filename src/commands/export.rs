@@ -186,11 +186,11 @@ async fn open_sources(names: Vec<String>, connect: &barge_transfer::ConnectOptio
 /// against its registries (tag lists read only where needed).
 async fn requests(
     a: &Args,
+    mut requests: Vec<ExportRequest>,
     sources: &Sources,
     set: Option<&SetFile>,
 ) -> anyhow::Result<(Vec<ExportRequest>, Vec<barge_transfer::ArtifactOutcome>)> {
     let referrers = !a.no_referrers;
-    let mut requests = barge_transfer::requests_from_names(&a.artifacts, a.registry.as_deref(), referrers)?;
     for r in &mut requests {
         r.platforms = a.platforms.clone();
     }
@@ -245,7 +245,7 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
     };
     let delta = a.delta_base(g).await?;
     let sources = open_sources(names, &connect).await?;
-    let (requests, skipped) = requests(a, &sources, set.as_ref()).await?;
+    let (requests, skipped) = requests(a, named, &sources, set.as_ref()).await?;
     let opts = ExportOptions {
         max_artifacts: a.max_artifacts,
         continue_on_errors: a.continue_on_errors,

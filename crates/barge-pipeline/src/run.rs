@@ -449,9 +449,8 @@ async fn export(
     barge_transfer::check_limit(&requests, export_opts.max_artifacts, s.artifact_set.is_some())?;
     let mut r = barge_transfer::export(&sources, requests, dest.as_ref(), &export_opts, progress).await?;
     r.artifacts.splice(0..0, skipped);
-    // Kept for later runs to be cut against (`sinceRun`): read back from the bundle's head.
-    let head = barge_transfer::inspect(dest.as_ref()).await?;
-    crate::basis::keep_run_catalog(state, &s.name, &head.catalog_json).await?;
+    // Kept for later runs to be cut against (`sinceRun`): the catalog as the bundle holds it.
+    crate::basis::keep_run_catalog(state, &s.name, &r.catalog_json).await?;
     if let Some(reference) = &properties.signing_key {
         sign_run(reference, &properties.target, &s.blob, dest.as_ref(), &r.catalog_digest, opts, progress).await?;
     }

@@ -134,6 +134,9 @@ pub struct ExportReport {
     /// two of them name one artifact (`hello` and `hello:latest`, or one
     /// repository of one registry by two of its names).
     pub artifacts_in_bundle: usize,
+    /// The bundle's `barge-catalog.json`, as written (for a pipeline run to keep).
+    #[serde(skip)]
+    pub catalog_json: Vec<u8>,
 }
 
 /// One artifact resolved to everything it needs.
@@ -214,6 +217,7 @@ pub async fn export(
         artifacts: outcomes,
         delta: DeltaSummary::of(&plan.catalog),
         artifacts_in_bundle: plan.catalog.artifacts.len(),
+        catalog_json: plan.catalog.to_json(),
     })
 }
 

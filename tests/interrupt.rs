@@ -151,6 +151,55 @@ fn kill_9_then_the_same_command_removes_what_it_left() {
     assert!(copy.status.success(), "skopeo could not read the imported image whole");
 }
 
+/// An export into a local file writes its blobs side by side, each at its
+/// own offset: killed with -9 at random moments it never leaves a file under
+/// the bundle's name, and run again to its end it gives exactly the bytes of
+/// an export written in sequence (to standard output, through the window).
+#[test]
+fn kill_9_at_random_moments_of_a_positional_export() {
+    let w = Work::new();
+    let reg = format!("oci:{}", big_layout().display());
+    let bundle = w.path("store-a/bundle");
+    let to = bundle.display().to_string();
+    let export = ["export", "--registry", reg.as_str(), "--to", to.as_str(), BIG];
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+    let mut rng = seed | 1;
+    let mut killed = 0;
+    for round in 0..6 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let delay = Duration::from_millis(rng % 800);
+        let mut child = spawn(&export);
+        std::thread::sleep(delay);
+        if child.try_wait().unwrap().is_some() {
+            let (code, stderr, _) = finish(child);
+            assert_eq!(code, Some(0), "round {round} (seed {seed}): {stderr}");
+            std::fs::remove_file(&bundle).unwrap();
+            continue;
+        }
+        signal(&child, "-KILL");
+        assert_eq!(finish(child).0, None);
+        assert!(
+            !bundle.exists(),
+            "round {round} (seed {seed}, {delay:?} in): a killed export left a file under the bundle's name"
+        );
+        killed += 1;
+    }
+    assert!(killed >= 3, "only {killed} of 6 exports were still running at the kill (seed {seed})");
+    barge_ok(&export, 0);
+    assert_eq!(temp_files(&w.path("store-a")), vec![], "the last export left the killed ones' temporary files");
+    let streamed = Command::new(env!("CARGO_BIN_EXE_barge"))
+        .args(["export", "--registry", &reg, "--to", "-", BIG])
+        .output()
+        .unwrap();
+    assert!(streamed.status.success(), "{}", String::from_utf8_lossy(&streamed.stderr));
+    assert!(
+        std::fs::read(&bundle).unwrap() == streamed.stdout,
+        "the positional export differs from the sequential one"
+    );
+}
+
 /// The digest of 4 GiB of zeros (`head -c 4G /dev/zero | sha256sum`).
 const ZEROS_4G: &str = "8479e43911dc45e89f934fe48d01297e16f51d17aa561d4d1c216b1ae0fcddca";
 

@@ -17,6 +17,7 @@ mod error;
 #[cfg(any(test, feature = "forge"))]
 pub mod forge;
 pub mod inventory;
+pub mod layout;
 pub mod oci;
 pub mod platform;
 pub mod reader;

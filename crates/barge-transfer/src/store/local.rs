@@ -1,16 +1,18 @@
 //! `LocalBlob`: a blob that is a local file; writes go to a temporary name and are checked before the rename.
 
 use std::io::ErrorKind;
+use std::os::unix::fs::FileExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use barge_bundle::{Algorithm, Hasher};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 
-use super::{BlobInfo, BlobSink, BlobStore, Expect};
+use super::{BlobInfo, BlobSink, BlobStore, Expect, PositionalSink};
 use crate::io::{ByteStream, CHUNK};
 use crate::temp::TempFile;
 use crate::{Result, TransferError};
@@ -71,23 +73,23 @@ impl BlobStore for LocalBlob {
     }
 
     async fn create(&self, overwrite: bool, _size_hint: u64) -> Result<Box<dyn BlobSink>> {
-        if !overwrite && self.info().await?.is_some() {
-            return Err(TransferError::Exists(self.path.display().to_string()));
-        }
-        let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-        if !tokio::fs::try_exists(dir).await.unwrap_or(false) {
-            return Err(TransferError::NotFound(format!("directory {}", dir.display())));
-        }
-        let tmp = TempFile::beside(&self.path);
-        let file = tokio::fs::File::create(tmp.path())
-            .await
-            .map_err(|e| TransferError::io(format!("creating {}", tmp.path().display()), e))?;
+        let (tmp, file) = self.start(overwrite).await?;
         Ok(Box::new(LocalSink {
             writer: BufWriter::with_capacity(CHUNK, file),
             tmp,
             path: self.path.clone(),
             overwrite,
         }))
+    }
+
+    async fn create_positional(&self, overwrite: bool, size: u64) -> Result<Option<Arc<dyn PositionalSink>>> {
+        let (tmp, file) = self.start(overwrite).await?;
+        let file = file.into_std().await;
+        let ctx = || format!("creating {}", tmp.path().display());
+        // The whole size at once: writers fill it in any order.
+        file.set_len(size).map_err(|e| TransferError::io(ctx(), e))?;
+        let done = Mutex::new(Some((tmp, self.path.clone(), overwrite)));
+        Ok(Some(Arc::new(PositionalFile { file: Arc::new(file), done })))
     }
 
     async fn put_if(&self, bytes: Vec<u8>, if_match: Option<&str>) -> Result<String> {
@@ -144,6 +146,28 @@ impl BlobStore for LocalBlob {
 }
 
 impl LocalBlob {
+    /// A new temporary file beside the blob, unless the blob exists and may not be replaced.
+    async fn start(&self, overwrite: bool) -> Result<(TempFile, tokio::fs::File)> {
+        if !overwrite && self.info().await?.is_some() {
+            return Err(TransferError::Exists(self.path.display().to_string()));
+        }
+        let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        if !tokio::fs::try_exists(dir).await.unwrap_or(false) {
+            return Err(TransferError::NotFound(format!("directory {}", dir.display())));
+        }
+        let tmp = TempFile::beside(&self.path);
+        // Read too: a positional write is hashed back from the file as it grows.
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(tmp.path())
+            .await
+            .map_err(|e| TransferError::io(format!("creating {}", tmp.path().display()), e))?;
+        Ok((tmp, file))
+    }
+
     fn lock_path(&self) -> std::path::PathBuf {
         let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         self.path.with_file_name(format!(".{name}.barge-lock"))
@@ -173,40 +197,71 @@ impl AsyncWrite for LocalSink {
 impl BlobSink for LocalSink {
     async fn commit(self: Box<Self>, expect: Expect) -> Result<()> {
         let LocalSink { mut writer, tmp, path, overwrite } = *self;
-        let ctx = || format!("writing {}", tmp.path().display());
-        writer.flush().await.map_err(|e| TransferError::io(ctx(), e))?;
-        let file = writer.into_inner();
-        file.sync_all().await.map_err(|e| TransferError::io(ctx(), e))?;
-        drop(file);
-        let size = tokio::fs::metadata(tmp.path()).await.map_err(|e| TransferError::io(ctx(), e))?.len();
-        if size != expect.size {
-            return Err(TransferError::Io {
-                context: ctx(),
-                error: std::io::Error::other(format!("{size} bytes written, {} expected", expect.size)),
+        writer.flush().await.map_err(|e| TransferError::io(format!("writing {}", tmp.path().display()), e))?;
+        let file = writer.into_inner().into_std().await;
+        crate::io::blocking("committing a file", move || finish(&file, tmp, &path, overwrite, &expect)).await
+    }
+}
+
+/// A file written by position (`pwrite`), shared by every writer.
+struct PositionalFile {
+    file: Arc<std::fs::File>,
+    /// What the commit needs, taken by the first commit.
+    done: Mutex<Option<(TempFile, PathBuf, bool)>>,
+}
+
+#[async_trait]
+impl PositionalSink for PositionalFile {
+    fn write_at(&self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+        self.file.write_all_at(bytes, offset)
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+
+    async fn commit(&self, expect: Expect) -> Result<()> {
+        let taken = self.done.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some((tmp, path, overwrite)) = taken else {
+            return Err(TransferError::Internal("a positional file is committed once"));
+        };
+        let file = self.file.clone();
+        crate::io::blocking("committing a file", move || finish(&file, tmp, &path, overwrite, &expect)).await
+    }
+}
+
+/// Make a written temporary file durable, check it against `expect` (its
+/// size; its sha256 read back from disk when asked), then give it its name.
+fn finish(file: &std::fs::File, tmp: TempFile, path: &Path, overwrite: bool, expect: &Expect) -> Result<()> {
+    let ctx = || format!("writing {}", tmp.path().display());
+    file.sync_all().map_err(|e| TransferError::io(ctx(), e))?;
+    let size = file.metadata().map_err(|e| TransferError::io(ctx(), e))?.len();
+    if size != expect.size {
+        return Err(TransferError::Io {
+            context: ctx(),
+            error: std::io::Error::other(format!("{size} bytes written, {} expected", expect.size)),
+        });
+    }
+    if let Some(want) = &expect.sha256 {
+        // Read back what is on disk: the check is of the file, not of the bytes we meant to write.
+        let mut h = Hasher::new(Algorithm::Sha256);
+        let mut buf = vec![0u8; CHUNK];
+        let mut at = 0u64;
+        while at < size {
+            let n = (size - at).min(CHUNK as u64) as usize;
+            file.read_exact_at(&mut buf[..n], at).map_err(|e| TransferError::io(ctx(), e))?;
+            h.update(&buf[..n]);
+            at += n as u64;
+        }
+        let got = h.finish();
+        if &got != want {
+            return Err(TransferError::WrongContent {
+                what: "copy of",
+                digest: want.clone(),
+                actual: got,
+                source_name: path.display().to_string(),
             });
         }
-        if let Some(want) = &expect.sha256 {
-            // Read back what is on disk: the check is of the file, not of the bytes we meant to write.
-            let mut f = tokio::fs::File::open(tmp.path()).await.map_err(|e| TransferError::io(ctx(), e))?;
-            let mut h = Hasher::new(Algorithm::Sha256);
-            let mut buf = vec![0u8; CHUNK];
-            loop {
-                let n = f.read(&mut buf).await.map_err(|e| TransferError::io(ctx(), e))?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-            }
-            let got = h.finish();
-            if &got != want {
-                return Err(TransferError::WrongContent {
-                    what: "copy of",
-                    digest: want.clone(),
-                    actual: got,
-                    source_name: path.display().to_string(),
-                });
-            }
-        }
-        tokio::task::spawn_blocking(move || tmp.commit(&path, overwrite)).await.expect("rename does not panic")
     }
+    tmp.commit(path, overwrite)
 }

@@ -8,6 +8,7 @@ mod stdio;
 pub mod url;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -109,6 +110,14 @@ pub trait BlobStore: Send + Sync {
     /// `size_hint` (the expected size, when known) lets a store pick its block size.
     async fn create(&self, overwrite: bool, size_hint: u64) -> Result<Box<dyn BlobSink>>;
 
+    /// Start writing a new version of exactly `size` bytes by position, in
+    /// any order, where this store can (a local file); `None` where it writes
+    /// only in sequence. As with [`create`](Self::create), nothing is visible
+    /// before [`PositionalSink::commit`], and dropping the sink discards it.
+    async fn create_positional(&self, _overwrite: bool, _size: u64) -> Result<Option<Arc<dyn PositionalSink>>> {
+        Ok(None)
+    }
+
     /// Delete the blob, only if it still has `if_match` as its etag when given.
     async fn delete(&self, if_match: Option<&str>) -> Result<()>;
 
@@ -124,6 +133,18 @@ pub trait BlobSink: AsyncWrite + Send + Unpin {
     /// `overwrite` (given to `create`) an existing blob makes this fail with
     /// `Exists` and stay untouched, however late it appeared.
     async fn commit(self: Box<Self>, expect: Expect) -> Result<()>;
+}
+
+/// A blob being written by position: several writers at once, each to its
+/// own range, in any order; what is written can be read back at once (for
+/// a hash that follows the writers). Blocking calls: run them off the runtime.
+#[async_trait]
+pub trait PositionalSink: Send + Sync {
+    fn write_at(&self, offset: u64, bytes: &[u8]) -> std::io::Result<()>;
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
+    /// Check the written data against `expect` and make it visible, as
+    /// [`BlobSink::commit`] does. Only the first call commits.
+    async fn commit(&self, expect: Expect) -> Result<()>;
 }
 
 /// Where a blob is, as the user wrote it.

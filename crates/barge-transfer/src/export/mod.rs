@@ -1,25 +1,23 @@
 //! `export`: resolve artifacts in a registry and stream them into one bundle blob.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use barge_bundle::catalog::Against;
-use barge_bundle::catalog::Planned;
 use barge_bundle::oci::{self, Refs};
 use barge_bundle::platform::{select_children, unmatched};
-use barge_bundle::tar::{encode_header, end_of_archive, padding, Kind};
 use barge_bundle::{Artifact, Blob, BlobKind, Catalog, Digest, Platform, Reference};
-use bytes::Bytes;
 use futures::stream::{self, StreamExt};
-use tokio::io::AsyncReadExt;
 
 use crate::inventory::DeltaBase;
 use crate::outcome::{ArtifactOutcome, Status};
 use crate::registry::{RawManifest, Registry, Target};
 use crate::report::Reporter;
 use crate::set::{ExportRequest, Sources};
-use crate::sink::{BundleWriter, Compression};
-use crate::store::{BlobStore, Expect};
+use crate::sink::Compression;
+use crate::store::BlobStore;
 use crate::{Result, TransferError};
+
+mod write;
 
 /// ACR's limit of artifacts per run, barge's default.
 pub const DEFAULT_MAX_ARTIFACTS: usize = 50;
@@ -207,7 +205,7 @@ pub async fn export(
     }
     let (plan, mut outcomes) = resolve_and_plan(sources, requests, opts, reporter).await?;
     outcomes.extend(plan.succeeded.iter().cloned());
-    let (catalog_digest, size) = write_phase(sources, &plan, dest, opts, reporter).await?;
+    let (catalog_digest, size) = write::write_phase(sources, &plan, dest, opts, reporter).await?;
     Ok(ExportReport {
         catalog_digest,
         bundle: dest.display(),
@@ -394,19 +392,6 @@ impl Plan {
         Ok(Plan { catalog, manifests, sources, succeeded })
     }
 
-    /// The blobs to download, in bundle order: all but the manifests.
-    fn downloads(&self) -> Vec<Download> {
-        self.catalog
-            .blobs
-            .iter()
-            .filter(|b| !self.manifests.contains_key(&b.digest))
-            .map(|b| {
-                let (registry, repo) = self.sources[&b.digest].clone();
-                Download { registry, repo, digest: b.digest.clone(), size: b.size }
-            })
-            .collect()
-    }
-
     /// What the bundle would hold, for a dry run.
     fn summary(&self, failed: Vec<ArtifactOutcome>) -> ExportPlan {
         let c = &self.catalog;
@@ -453,87 +438,6 @@ impl Plan {
             delta: DeltaSummary::of(c),
         }
     }
-}
-
-/// One config or layer to fetch: from which registry and repository.
-struct Download {
-    registry: String,
-    repo: String,
-    digest: Digest,
-    size: u64,
-}
-
-/// Stream the planned entries into `dest` and commit it: nothing is visible
-/// under the destination's name until then. Returns the catalogDigest and the size.
-async fn write_phase(
-    sources: &Sources,
-    plan: &Plan,
-    dest: &dyn BlobStore,
-    opts: &ExportOptions,
-    reporter: &dyn Reporter,
-) -> Result<(Digest, u64)> {
-    let catalog = &plan.catalog;
-    let sink = dest.create(opts.overwrite, catalog.blob_bytes()).await?;
-    let mut out = BundleWriter::new(sink, opts.compression, dest.display());
-    let mut prefetch = Prefetch::new(sources.clone(), plan.downloads(), opts.concurrency.max(1));
-    reporter.start("exporting", Some(catalog.blob_bytes()));
-    for entry in catalog.plan() {
-        match entry {
-            Planned::Dir(name) => out.write(&encode_header(&name, 0, Kind::Dir)).await?,
-            Planned::File { name, bytes } => {
-                out.write(&encode_header(name, bytes.len() as u64, Kind::File)).await?;
-                out.write(&bytes).await?;
-                out.write(&vec![0u8; padding(bytes.len() as u64)]).await?;
-            }
-            Planned::Blob(i) => {
-                let b = &catalog.blobs[i];
-                out.write(&encode_header(&b.digest.layout_path(), b.size, Kind::File)).await?;
-                match plan.manifests.get(&b.digest) {
-                    Some(m) => {
-                        out.write(&m.bytes).await?;
-                        reporter.advance(b.size);
-                    }
-                    None => {
-                        let (registry, repo) = &plan.sources[&b.digest];
-                        write_blob(&mut out, &mut prefetch, b, (registry, repo), reporter).await?
-                    }
-                }
-                out.write(&vec![0u8; padding(b.size)]).await?;
-            }
-        }
-    }
-    out.write(&end_of_archive()).await?;
-    let (sink, catalog_digest, size) = out.finish().await?;
-    // As ACR marks its transfer blobs; the digest lets a reader check the bundle without a catalog.
-    let metadata = vec![
-        ("category".to_string(), "acr-transfer-blob".to_string()),
-        ("catalogdigest".to_string(), catalog_digest.to_string()),
-    ];
-    sink.commit(Expect { size, sha256: None, metadata, md5: None }).await?;
-    reporter.finish();
-    Ok((catalog_digest, size))
-}
-
-/// The next downloaded blob into the bundle, checked against its digest.
-async fn write_blob(
-    out: &mut BundleWriter,
-    prefetch: &mut Prefetch,
-    b: &Blob,
-    (registry_name, repo): (&str, &str),
-    reporter: &dyn Reporter,
-) -> Result<()> {
-    let mut r = prefetch.next();
-    let what = format!("blob {} of {repo}", b.digest);
-    let actual = crate::io::copy_exact(&mut r, out, b.size, b.digest.algorithm(), &what, reporter).await?;
-    if actual != b.digest {
-        return Err(TransferError::WrongContent {
-            what: "blob",
-            digest: b.digest.clone(),
-            actual,
-            source_name: format!("{registry_name}/{repo}"),
-        });
-    }
-    Ok(())
 }
 
 /// How resolution looks at each artifact.
@@ -645,74 +549,6 @@ async fn find_referrers(
         tokio::join!(resolve_all(registry, key, by_tag, look), resolve_all(registry, key, by_api, look));
     found.extend(api);
     found
-}
-
-/// Blob downloads running ahead of the writer, in bundle order: at most
-/// `window` at once, each buffering at most a few chunks, so memory stays
-/// bounded whatever the blob sizes.
-struct Prefetch {
-    sources: Sources,
-    jobs: VecDeque<Download>,
-    running: VecDeque<futures::channel::mpsc::Receiver<std::io::Result<Bytes>>>,
-    window: usize,
-}
-
-const PREFETCH_CHUNK: usize = 256 * 1024;
-
-impl Prefetch {
-    fn new(sources: Sources, jobs: Vec<Download>, window: usize) -> Prefetch {
-        let mut p = Prefetch { sources, jobs: jobs.into(), running: VecDeque::new(), window };
-        p.fill();
-        p
-    }
-
-    fn fill(&mut self) {
-        while self.running.len() < self.window {
-            let Some(Download { registry, repo, digest, size }) = self.jobs.pop_front() else { return };
-            let (mut tx, rx) = futures::channel::mpsc::channel(4);
-            let registry = self.sources.get(&registry).cloned();
-            tokio::spawn(async move {
-                use futures::SinkExt;
-                let opened = match registry {
-                    Ok(registry) => registry.open_blob(&repo, &digest, size).await,
-                    Err(e) => Err(e),
-                };
-                let mut r = match opened {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let _ = tx.send(Err(e.into_io())).await;
-                        return;
-                    }
-                };
-                loop {
-                    let mut buf = vec![0u8; PREFETCH_CHUNK];
-                    match r.read(&mut buf).await {
-                        Ok(0) => return,
-                        Ok(n) => {
-                            buf.truncate(n);
-                            if tx.send(Ok(Bytes::from(buf))).await.is_err() {
-                                return; // the writer stopped
-                            }
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(e)).await;
-                            return;
-                        }
-                    }
-                }
-            });
-            self.running.push_back(rx);
-        }
-    }
-
-    /// The next blob's bytes, as a stream.
-    fn next(
-        &mut self,
-    ) -> tokio_util::io::StreamReader<futures::channel::mpsc::Receiver<std::io::Result<Bytes>>, Bytes> {
-        let rx = self.running.pop_front().expect("one download per non-manifest blob, in plan order");
-        self.fill();
-        tokio_util::io::StreamReader::new(rx)
-    }
 }
 
 /// Resolve one artifact: fetch its manifests (an index with every child the

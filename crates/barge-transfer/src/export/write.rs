@@ -16,7 +16,6 @@ use std::sync::{Arc, Condvar, Mutex};
 use async_trait::async_trait;
 use barge_bundle::layout::{Layout, Part};
 use barge_bundle::{Algorithm, Blob, Digest, Hasher};
-use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
@@ -94,8 +93,14 @@ struct Job<'a> {
 trait Place: Send + Sync {
     /// Put `bytes` at `offset`. Bytes of a download come with the blob's
     /// hasher, which is continued over them and handed back; bytes already
-    /// held (headers, manifests) come without one.
-    async fn put(&self, offset: u64, bytes: Bytes, hasher: Option<Hasher>) -> Result<Option<Hasher>>;
+    /// held (headers, manifests) come without one. The buffer comes back
+    /// too when the place is done with it, for the next chunk.
+    async fn put(
+        &self,
+        offset: u64,
+        bytes: Vec<u8>,
+        hasher: Option<Hasher>,
+    ) -> Result<(Option<Hasher>, Option<Vec<u8>>)>;
 }
 
 /// Every piece of the layout into `place`: the bytes held already first,
@@ -106,13 +111,13 @@ async fn fill(place: &dyn Place, job: &Job<'_>) -> Result<()> {
     for piece in &job.layout.pieces {
         match &piece.part {
             Part::Bytes(b) => {
-                place.put(piece.offset, Bytes::copy_from_slice(b), None).await?;
+                place.put(piece.offset, b.clone(), None).await?;
             }
             Part::Blob(i) => {
                 let b = &catalog.blobs[*i];
                 match job.plan.manifests.get(&b.digest) {
                     Some(m) => {
-                        place.put(piece.offset, Bytes::copy_from_slice(&m.bytes), None).await?;
+                        place.put(piece.offset, m.bytes.clone(), None).await?;
                         job.reporter.advance(b.size);
                     }
                     None => downloads.push((piece.offset, b)),
@@ -136,9 +141,11 @@ async fn fetch(place: &dyn Place, job: &Job<'_>, b: &Blob, offset: u64) -> Resul
     let mut r = registry.open_blob(repo, &b.digest, b.size).await?;
     let what = format!("blob {} of {repo}", b.digest);
     let mut hasher = Some(b.digest.hasher());
+    let mut spare: Option<Vec<u8>> = None;
     let mut at = 0u64;
     while at < b.size {
-        let mut buf = vec![0u8; (b.size - at).min(CHUNK as u64) as usize];
+        let mut buf = spare.take().unwrap_or_default();
+        buf.resize((b.size - at).min(CHUNK as u64) as usize, 0);
         let mut filled = 0;
         while filled < buf.len() {
             let n = r.read(&mut buf[filled..]).await.map_err(|e| TransferError::io(format!("reading {what}"), e))?;
@@ -151,7 +158,7 @@ async fn fetch(place: &dyn Place, job: &Job<'_>, b: &Blob, offset: u64) -> Resul
             }
             filled += n;
         }
-        hasher = place.put(offset + at, Bytes::from(buf), hasher).await?;
+        (hasher, spare) = place.put(offset + at, buf, hasher).await?;
         job.reporter.advance(filled as u64);
         at += filled as u64;
     }
@@ -194,7 +201,12 @@ struct FilePlace {
 
 #[async_trait]
 impl Place for FilePlace {
-    async fn put(&self, offset: u64, bytes: Bytes, hasher: Option<Hasher>) -> Result<Option<Hasher>> {
+    async fn put(
+        &self,
+        offset: u64,
+        bytes: Vec<u8>,
+        hasher: Option<Hasher>,
+    ) -> Result<(Option<Hasher>, Option<Vec<u8>>)> {
         let (file, prefix, what) = (self.file.clone(), self.prefix.clone(), self.what.clone());
         // The blob's hash and the write, off the runtime, on as many threads as there are downloads.
         crate::io::blocking("writing the bundle", move || {
@@ -204,7 +216,7 @@ impl Place for FilePlace {
             }
             file.write_at(offset, &bytes).map_err(|e| TransferError::io(format!("writing {what}"), e))?;
             prefix.done(offset, bytes.len() as u64);
-            Ok(hasher)
+            Ok((hasher, Some(bytes)))
         })
         .await
     }
@@ -306,14 +318,19 @@ async fn to_stream(job: &Job<'_>, mut out: BundleWriter) -> Result<(Box<dyn Blob
 }
 
 struct StreamPlace {
-    tx: mpsc::UnboundedSender<(u64, Bytes)>,
+    tx: mpsc::UnboundedSender<(u64, Vec<u8>)>,
     /// How much the sink has taken.
     base: watch::Receiver<u64>,
 }
 
 #[async_trait]
 impl Place for StreamPlace {
-    async fn put(&self, offset: u64, bytes: Bytes, hasher: Option<Hasher>) -> Result<Option<Hasher>> {
+    async fn put(
+        &self,
+        offset: u64,
+        bytes: Vec<u8>,
+        hasher: Option<Hasher>,
+    ) -> Result<(Option<Hasher>, Option<Vec<u8>>)> {
         let mut hasher = hasher;
         if let Some(h) = &mut hasher {
             h.update(&bytes);
@@ -327,18 +344,18 @@ impl Place for StreamPlace {
         if !bytes.is_empty() {
             self.tx.send((offset, bytes)).map_err(|_| TransferError::Internal("the bundle's sink stopped"))?;
         }
-        Ok(hasher)
+        Ok((hasher, None))
     }
 }
 
 /// Write what has arrived in order, as soon as it continues what is written.
 async fn drain(
-    mut rx: mpsc::UnboundedReceiver<(u64, Bytes)>,
+    mut rx: mpsc::UnboundedReceiver<(u64, Vec<u8>)>,
     base: watch::Sender<u64>,
     out: &mut BundleWriter,
     size: u64,
 ) -> Result<()> {
-    let mut waiting: BTreeMap<u64, Bytes> = BTreeMap::new();
+    let mut waiting: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
     let mut at = 0u64;
     while at < size {
         let Some((offset, bytes)) = rx.recv().await else {

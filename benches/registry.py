@@ -32,6 +32,9 @@ and, in the same rounds, the export floors:
               (barge's bundle is fsynced too: its commit calls sync_all);
   shm floor:  the same dd into /dev/shm, for the /dev/shm leg.
   floor = max(GET floor, disk floor of the bundle's filesystem).
+  hash floor (printed, not in the floor): barge hashes every byte twice (each
+              blob's digest, and the bundle's catalogDigest), so 2 × N bytes
+              at `openssl speed -evp sha256`'s one-core rate × cores.
 Each leg runs --runs times (default 3), the legs taking turns to go first,
 every import into a fresh registry. Each leg starts with one untimed skopeo
 run: right after a burst of writes the next run is slower whoever makes it,
@@ -66,6 +69,7 @@ FIXTURES = os.path.join(ROOT, "target", "release", "barge-fixtures")
 MIB = 1 << 20
 WORKLOADS = ("big", "medium", "small")
 GET_THREADS = 8
+SHA256_ONE_CORE = None  # bytes/s of `openssl speed -evp sha256` on one core, measured once in main()
 RSS_LIMIT_MIB = 64
 # medium's 58 layer sizes in MiB (2-16, 359 MiB in all), in the order they are handed out.
 MEDIUM_MIB = [2, 2, 3, 4, 5, 6, 8, 10, 16] * 6 + [2, 3, 8, 10]
@@ -216,6 +220,15 @@ def get_floor(host, blobs):
     return secs
 
 
+def openssl_sha256():
+    """One core's sha256 rate in bytes/s: `openssl speed -evp sha256`, its 16384-byte column."""
+    p = subprocess.run(["openssl", "speed", "-seconds", "2", "-evp", "sha256"], capture_output=True, text=True)
+    for line in p.stdout.splitlines():
+        if line.lower().startswith("sha256"):
+            return float(line.split()[-1].rstrip("k")) * 1000
+    return None
+
+
 def disk_floor(directory, mib):
     """dd `mib` MiB of zeros into a new file in `directory`, fsynced; seconds."""
     path = os.path.join(directory, ".floor-dd.bin")
@@ -341,6 +354,11 @@ class Bench:
             shm = self.m("export shm-floor")
             floors["barge-shm"] = max(get, shm)
             line += f", to /dev/shm {shm:.2f} s ({self.mib * MIB / shm / 1e6:.0f} MB/s)"
+        if SHA256_ONE_CORE:
+            cores = os.cpu_count()
+            hashed = 2 * self.bytes / (cores * SHA256_ONE_CORE)
+            line += f"\n  hash floor (not in the floor): every byte hashed twice, blob digests and catalogDigest, " \
+                    f"at openssl's one-core {SHA256_ONE_CORE / 1e9:.2f} GB/s × {cores} cores: {hashed:.2f} s"
         print(line)
         base = f" {'baseline s':>10s} {'barge/base':>10s}" if self.baseline else ""
         print(f"  {'leg':18s} {'barge s':>8s} {'skopeo s':>9s} {'floor s':>8s} {'barge/floor':>11s} "
@@ -405,6 +423,8 @@ def main():
     if a.work:
         WORK = os.path.abspath(a.work)
     subprocess.run(["cargo", "build", "--release", "--quiet", "--workspace"], cwd=ROOT, check=True)
+    global SHA256_ONE_CORE
+    SHA256_ONE_CORE = openssl_sha256()
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
     src = Registry("source")

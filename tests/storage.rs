@@ -20,6 +20,13 @@ fn export_copy_import_through_two_accounts() {
     assert_eq!(c["sha256"], e["catalogDigest"], "{c}");
     assert_eq!(c["verified"], true);
     assert!(c["blocks"]["serverSide"].as_u64().unwrap() >= 1, "Put Block From URL was not used: {c}");
+    // The copy's figures: every staged block timed.
+    let f = &c["figures"];
+    assert_eq!(f["blocks"], c["blocks"]["blocksStaged"], "{c}");
+    assert_eq!(f["bytes"], c["size"], "{c}");
+    for k in ["seconds", "mbPerS", "blocksPerS", "p50Ms", "p99Ms", "cpuPercent"] {
+        assert!(f[k].as_f64().is_some_and(|v| v > 0.0), "{k} of {c}");
+    }
     let i = barge_ok(&["import", "--output", "json", &dst_url, "--registry", &w.reg("dst")], 0).json();
     assert_eq!(i["catalogDigest"], e["catalogDigest"]);
     for (repo, tag) in [("samples/hello-world", "v1"), ("samples/multiarch", "v1"), ("library/tools", "latest")] {
@@ -33,6 +40,8 @@ fn export_copy_import_through_two_accounts() {
     let r = barge(&["export", "--registry", &reg, "--to", &src_url, "samples/hello-world:v1"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("--overwrite"), "{}", r.stderr);
+    let text = barge_ok(&["copy", "--overwrite", &src_url, &dst_url], 0).stdout;
+    assert!(text.contains(" MB/s over ") && text.contains("block latency p50 "), "{text}");
     let again = barge_ok(&["copy", "--output", "json", "--overwrite", &src_url, &w.s("store-b/check")], 0).json();
     assert_eq!(again["sha256"], e["catalogDigest"]);
     // No SAS signature appears in any output.

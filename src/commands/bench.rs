@@ -111,7 +111,7 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
 }
 
 fn text(r: &BenchReport) -> String {
-    let block = r.block_size.map_or("8 MiB or more (the store's choice)".to_string(), human);
+    let block = human(r.block_size);
     let mut out = format!(
         "benchmark of {}: {} blob(s) of {} ({} bytes), blocks of {block}, concurrency {}\n\n",
         r.target,
@@ -159,15 +159,11 @@ fn row(leg: &Leg) -> String {
 pub fn figures_line(f: &Figures) -> String {
     let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} ms"));
     let cpu = f.cpu_percent.map_or("-".to_string(), |c| format!("{c:.0}%"));
-    format!(
-        "{:.1} MB/s over {:.2} s, {} blocks ({:.1}/s), block latency p50 {} p99 {}, CPU {cpu}\n",
-        f.mb_per_s,
-        f.seconds,
-        f.blocks,
-        f.blocks_per_s,
-        ms(f.p50_ms),
-        ms(f.p99_ms)
-    )
+    let blocks = match f.blocks {
+        0 => String::new(),
+        n => format!(", {n} blocks ({:.1}/s), block latency p50 {} p99 {}", f.blocks_per_s, ms(f.p50_ms), ms(f.p99_ms)),
+    };
+    format!("{:.1} MB/s over {:.2} s{blocks}, CPU {cpu}\n", f.mb_per_s, f.seconds)
 }
 
 #[cfg(test)]

@@ -172,8 +172,8 @@ pub struct BenchReport {
     pub run: String,
     pub size: u64,
     pub count: u64,
-    /// The block size asked for (`null`: the store's own choice).
-    pub block_size: Option<u64>,
+    /// The block (and read range) size used.
+    pub block_size: u64,
     pub concurrency: usize,
     pub kept: bool,
     pub legs: Vec<Leg>,
@@ -363,7 +363,7 @@ pub async fn bench(to: &str, opts: &BenchOptions, reporter: &dyn Reporter) -> Re
         run,
         size,
         count: opts.count,
-        block_size: opts.block_size,
+        block_size: opts.block_size.unwrap_or(AzureBlob::default_block_size(size)),
         concurrency: opts.concurrency,
         kept: opts.keep,
         legs,
@@ -472,9 +472,12 @@ async fn write_blob(
 
 /// Read every blob back by block-sized ranges, several at once, to nowhere.
 async fn download(opts: &BenchOptions, data: &[Location], reporter: &dyn Reporter) -> Result<Leg> {
+    // Each range in two parallel partitions at most: the memory held stays near
+    // 2 × concurrency partitions, whatever the block size.
+    let store = StoreOptions { concurrency: 2, ..opts.store.clone() };
     let mut blobs = Vec::new();
     for l in data {
-        let s = l.open(&opts.store)?;
+        let s = l.open(&store)?;
         let info = s.info().await?.ok_or_else(|| TransferError::NotFound(s.display()))?;
         blobs.push((s, info));
     }

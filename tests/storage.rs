@@ -708,6 +708,12 @@ fn bench_measures_every_leg_and_removes_what_it_wrote() {
     assert_eq!((legs[0]["blocks"].clone(), legs[1]["blocks"].clone()), (8.into(), 8.into()), "{j}");
     assert!(legs[2..].iter().all(|l| l["applicable"] == false && l["bytes"].is_null()), "{j}");
     assert_eq!(std::fs::read_dir(w.path("bench")).unwrap().count(), 0, "the bench left files behind");
+    // --from: a given file's bytes are the data, its size the size.
+    std::fs::write(w.path("data.bin"), vec![7u8; 3_000_000]).unwrap();
+    let from = ["bench", "--output", "json", "--from", &w.s("data.bin"), "--to", &w.s("bench")];
+    let j = barge_ok(&from, 0).json();
+    assert_eq!((j["size"].clone(), j["legs"][1]["bytes"].clone()), (3_000_000.into(), 3_000_000.into()), "{j}");
+    assert_eq!(std::fs::read_dir(w.path("bench")).unwrap().count(), 0, "the bench left files behind");
 
     // No SAS: refused before anything is written (exit 4, the SAS's sources named).
     let bare = format!("{}/{DST}/bundles", az.endpoint);

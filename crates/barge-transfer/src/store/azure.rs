@@ -357,6 +357,8 @@ impl AzureBlob {
                         server_side.store(false, std::sync::atomic::Ordering::Relaxed);
                     }
                     let _slot = relay_slots.acquire().await.expect("the semaphore is never closed");
+                    // A relayed block's time starts when it may move, not while it waits for memory.
+                    let started = Instant::now();
                     self.relay_block(src, info, &blocks, &id, offset, len).await?;
                     self.timed(started);
                     reporter.advance(len);

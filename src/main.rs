@@ -48,6 +48,8 @@ enum Command {
     Copy(commands::copy::Args),
     /// Write a split bundle (NAME.parts.json and its parts) back as one bundle.
     Join(commands::join::Args),
+    /// Measure a storage container or a directory: upload, download, server-side and relayed copy (azcopy bench).
+    Bench(commands::bench::Args),
     /// Export and import pipelines (ACR's ExportPipeline and ImportPipeline).
     Pipeline {
         #[command(subcommand)]
@@ -88,6 +90,7 @@ async fn dispatch(cli: &Cli, bars: &Bars) -> anyhow::Result<Done> {
         Command::Import(a) => commands::import::run(g, a, bars).await,
         Command::Copy(a) => commands::copy::run(g, a, bars).await,
         Command::Join(a) => commands::join::run(g, a, bars).await,
+        Command::Bench(a) => commands::bench::run(g, a, bars).await,
         Command::Pipeline { cmd } => commands::pipeline::run(g.state_store()?.as_ref(), cmd).await,
         Command::Run { cmd } => commands::run::run(g.state_store()?.as_ref(), cmd).await,
         Command::Watch(a) => {
@@ -182,8 +185,8 @@ fn interrupted() -> std::io::Result<impl std::future::Future<Output = ()>> {
 /// Large buffers (blocks, partitions) come and go on many threads. glibc would
 /// raise its mmap threshold after the first free and then keep such buffers in
 /// per-thread arenas, so RSS would grow with the thread count; a fixed
-/// threshold returns them to the system when freed. The workspace's only
-/// `unsafe` (the libraries forbid it).
+/// threshold returns them to the system when freed. One of the binary's two
+/// `unsafe` blocks (the other reads the CPU time, `commands/bench.rs`); the libraries forbid it.
 #[allow(unsafe_code)]
 fn bound_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -67,7 +67,15 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
         OverwriteArg::False => Overwrite::False,
         OverwriteArg::IfSourceNewer => Overwrite::IfSourceNewer,
     };
-    let opts = CopyOptions { overwrite, verify: a.verify, concurrency: a.concurrency, relay: a.relay };
+    let timings = barge_transfer::bench::Timings::new();
+    let opts = CopyOptions {
+        overwrite,
+        verify: a.verify,
+        concurrency: a.concurrency,
+        relay: a.relay,
+        timings: Some(timings.clone()),
+        cpu: Some(super::bench::cpu_time),
+    };
     let store_opts = barge_transfer::StoreOptions { sas_file: g.sas_file.clone(), concurrency: a.concurrency };
     let (from, to) = (Location::parse(&a.source, &store_opts)?, Location::parse(&a.destination, &store_opts)?);
     if let (Location::Parts { .. }, Location::Parts { part: None, .. }) = (&from, &to) {
@@ -82,7 +90,8 @@ pub async fn run(g: &Global, a: &Args, bars: &Bars) -> anyhow::Result<Done> {
         None => (from, to),
     };
     let src = from.open(&store_opts)?;
-    let dst = to.open(&store_opts)?;
+    // Its staged blocks are timed for the report's figures.
+    let dst = barge_transfer::bench::open_timed(&to, &store_opts, timings, None)?;
     // A signature travels with its bundle, ahead of it where nothing is replaced by mistake, so
     // that an import trigger never sees the bundle without it.
     let first = matches!(overwrite, Overwrite::True) || dst.info().await?.is_none();
@@ -118,6 +127,9 @@ fn text(r: &CopyReport) -> String {
     }
     if let Some(d) = &r.sha256 {
         text += &format!("sha256: {d}{}\n", if r.verified { " (read back and verified)" } else { "" });
+    }
+    if let Some(f) = &r.figures {
+        text += &super::bench::figures_line(f);
     }
     text
 }

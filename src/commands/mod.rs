@@ -1,5 +1,6 @@
 //! One module per command, each owning its arguments and its text and JSON rendering; what they share is here.
 
+pub mod bench;
 pub mod copy;
 pub mod export;
 pub mod import;

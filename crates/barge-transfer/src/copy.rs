@@ -3,6 +3,7 @@
 use barge_bundle::{Algorithm, Digest, Hasher};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::bench::{CpuClock, Figures, Stopwatch, Timings};
 use crate::io::{copy_exact, CHUNK};
 use crate::report::Reporter;
 use crate::store::{BlobStore, BlockCopy, CopyBlocks, Expect, Parts};
@@ -27,6 +28,10 @@ pub struct CopyOptions {
     pub concurrency: usize,
     /// Copy through this process even where the storage service could read the source.
     pub relay: bool,
+    /// Where the destination records each block's time (see `bench::open_timed`), for the report's figures.
+    pub timings: Option<std::sync::Arc<Timings>>,
+    /// The process's CPU time, for the report's figures.
+    pub cpu: Option<CpuClock>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -42,6 +47,9 @@ pub struct CopyReport {
     pub verified: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blocks: Option<BlockCopy>,
+    /// Throughput, blocks per second, block latency and CPU of the transfer (not of `verify`'s read-back).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub figures: Option<Figures>,
 }
 
 pub async fn copy(
@@ -68,6 +76,7 @@ pub async fn copy(
         skipped: false,
         verified: false,
         blocks: None,
+        figures: None,
     };
     if let Some(existing) = existing {
         match opts.overwrite {
@@ -81,10 +90,23 @@ pub async fn copy(
     }
     let overwrite = opts.overwrite != Overwrite::False;
     let blocks = CopyBlocks { overwrite, concurrency: opts.concurrency, relay: opts.relay };
-    match dst.copy_from(src, &info, &blocks, reporter).await? {
-        Some(blocks) => report.blocks = Some(blocks),
-        None => report.sha256 = Some(stream(src, dst, &info, overwrite, reporter).await?),
-    }
+    let watch = Stopwatch::start(opts.cpu);
+    let moved = match dst.copy_from(src, &info, &blocks, reporter).await? {
+        Some(blocks) => {
+            // Blocks an earlier run staged were not moved now.
+            let moved = match blocks.blocks_staged == blocks.blocks {
+                true => info.size,
+                false => info.size.min(blocks.blocks_staged * blocks.block_size),
+            };
+            report.blocks = Some(blocks);
+            moved
+        }
+        None => {
+            report.sha256 = Some(stream(src, dst, &info, overwrite, reporter).await?);
+            info.size
+        }
+    };
+    report.figures = Some(figures(&watch, moved, opts));
     if opts.verify {
         let want = match &report.sha256 {
             Some(d) => d.clone(),
@@ -114,6 +136,7 @@ pub async fn copy_parts(src: &Parts, dst: &Parts, opts: &CopyOptions, reporter: 
         return Err(TransferError::Exists(dst.display()));
     }
     let renamed = Parts::renamed(&doc, dst.stem());
+    let watch = Stopwatch::start(opts.cpu);
     let mut verified = opts.verify;
     for (from, to) in doc.parts.iter().zip(&renamed.parts) {
         let r = copy(src.part(&from.name)?.as_ref(), dst.part(&to.name)?.as_ref(), opts, reporter).await?;
@@ -135,7 +158,13 @@ pub async fn copy_parts(src: &Parts, dst: &Parts, opts: &CopyOptions, reporter: 
         skipped: false,
         verified,
         blocks: None,
+        figures: Some(figures(&watch, doc.size, opts)),
     })
+}
+
+fn figures(watch: &Stopwatch, bytes: u64, opts: &CopyOptions) -> Figures {
+    let latencies = opts.timings.as_ref().map(|t| t.take()).unwrap_or_default();
+    watch.figures(bytes, &latencies)
 }
 
 /// The copy through this process, for destinations without a way of their own.

@@ -8,6 +8,7 @@
 // Libraries report through return values and `Reporter`; only the CLI prints.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod bench;
 mod copy;
 mod error;
 mod export;

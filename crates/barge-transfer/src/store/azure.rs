@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::num::NonZero;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use azure_core::http::{Etag, RequestContent, StatusCode, Url};
@@ -24,6 +24,7 @@ use tokio::task::JoinSet;
 
 use super::url::BlobUrl;
 use super::{BlobInfo, BlobSink, BlobStore, BlockCopy, CopyBlocks, Expect};
+use crate::bench::Timings;
 use crate::io::ByteStream;
 use crate::{Result, TransferError};
 
@@ -40,6 +41,10 @@ pub struct AzureBlob {
     url: BlobUrl,
     client: Arc<BlobClient>,
     concurrency: usize,
+    /// Where each staged block's time goes, when someone measures (`bench`, `copy`'s figures).
+    timings: Option<Arc<Timings>>,
+    /// A block size chosen by the caller instead of [`block_size_for`]'s.
+    block_size: Option<u64>,
 }
 
 /// What an operation needed, to name the SAS permission it lacks.
@@ -67,7 +72,38 @@ impl AzureBlob {
             azure_storage_blob::BlobClientOptions { client_options: client_options(&url)?, ..Default::default() };
         let client = BlobClient::new(u, None, Some(opts))
             .map_err(|_| TransferError::InvalidLocation(format!("{url}: not a usable blob URL")))?;
-        Ok(AzureBlob { url, client: Arc::new(client), concurrency: concurrency.max(1) })
+        Ok(AzureBlob {
+            url,
+            client: Arc::new(client),
+            concurrency: concurrency.max(1),
+            timings: None,
+            block_size: None,
+        })
+    }
+
+    /// Record how long each staged block (a write's, a copy's) takes into `timings`.
+    pub fn with_timings(mut self, timings: Arc<Timings>) -> AzureBlob {
+        self.timings = Some(timings);
+        self
+    }
+
+    /// Write and copy in blocks of `size` bytes (raised where a blob would need more than 50,000).
+    pub fn with_block_size(mut self, size: u64) -> AzureBlob {
+        self.block_size = Some(size);
+        self
+    }
+
+    /// The block size a blob of `size` bytes is written and copied in, unless one is chosen.
+    pub fn default_block_size(size: u64) -> u64 {
+        block_size_for(size)
+    }
+
+    /// The block size for a blob of `size` bytes.
+    fn block_size(&self, size: u64) -> u64 {
+        match self.block_size {
+            Some(b) => b.max(min_block_size(size)),
+            None => block_size_for(size),
+        }
     }
 
     pub fn url(&self) -> &BlobUrl {
@@ -211,8 +247,9 @@ impl BlobStore for AzureBlob {
         // Each block in flight is held until staged: three keep the link busy
         // and the memory of an export under 64 MiB.
         let in_flight = self.concurrency.min(3);
-        let block_size = block_size_for(size_hint) as usize;
-        let stager = tokio::spawn(stage_all(client, url, reader, in_flight, block_size));
+        let block_size = self.block_size(size_hint) as usize;
+        let timings = self.timings.clone();
+        let stager = tokio::spawn(stage_all(client, url, reader, (in_flight, block_size), timings));
         Ok(Box::new(AzureSink {
             writer: Some(writer),
             stager: Some(stager),
@@ -253,8 +290,12 @@ impl BlobStore for AzureBlob {
 /// The block size for a blob of `size` bytes: 8 MiB, or larger in whole MiB
 /// so that no blob needs more than 50,000 blocks.
 pub fn block_size_for(size: u64) -> u64 {
-    let min = (size.div_ceil(MAX_BLOCKS)).div_ceil(1 << 20) << 20;
-    min.max(BLOCK_SIZE as u64)
+    min_block_size(size).max(BLOCK_SIZE as u64)
+}
+
+/// The smallest block size, in whole MiB, that keeps a blob of `size` bytes within 50,000 blocks.
+fn min_block_size(size: u64) -> u64 {
+    (size.div_ceil(MAX_BLOCKS)).div_ceil(1 << 20) << 20
 }
 
 impl AzureBlob {
@@ -274,7 +315,7 @@ impl AzureBlob {
     ) -> Result<BlockCopy> {
         use futures::stream::{self, StreamExt};
         use sha2::Digest as _;
-        let block_size = block_size_for(info.size);
+        let block_size = self.block_size(info.size);
         let count = info.size.div_ceil(block_size).max(1);
         let identity = sha2::Sha256::digest(format!("{}|{}|{}|{}", src.display(), info.etag, info.size, block_size));
         let prefix = hex::encode(&identity[..10]);
@@ -304,9 +345,11 @@ impl AzureBlob {
                 async move {
                     let offset = i * block_size;
                     let len = (info.size - offset).min(block_size);
+                    let started = Instant::now();
                     if let (true, Some(url)) = (server_side.load(std::sync::atomic::Ordering::Relaxed), source_url) {
                         if self.stage_from_url(src, info, &blocks, &id, url, (offset, len)).await? {
                             by_server.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            self.timed(started);
                             reporter.advance(len);
                             return Ok(());
                         }
@@ -314,7 +357,10 @@ impl AzureBlob {
                         server_side.store(false, std::sync::atomic::Ordering::Relaxed);
                     }
                     let _slot = relay_slots.acquire().await.expect("the semaphore is never closed");
+                    // A relayed block's time starts when it may move, not while it waits for memory.
+                    let started = Instant::now();
                     self.relay_block(src, info, &blocks, &id, offset, len).await?;
+                    self.timed(started);
                     reporter.advance(len);
                     Ok::<(), TransferError>(())
                 }
@@ -330,6 +376,13 @@ impl AzureBlob {
             blocks_staged: missing.len() as u64,
             server_side: by_server.into_inner(),
         })
+    }
+
+    /// One block staged, `started` ago: its time goes to the recorder, if any.
+    fn timed(&self, started: Instant) {
+        if let Some(t) = &self.timings {
+            t.record(started.elapsed());
+        }
     }
 
     /// Stage one block by the service's own copy from `url` (the source's
@@ -480,8 +533,8 @@ async fn stage_all(
     client: Arc<BlobClient>,
     url: BlobUrl,
     mut reader: tokio::io::DuplexStream,
-    in_flight: usize,
-    block_size: usize,
+    (in_flight, block_size): (usize, usize),
+    timings: Option<Arc<Timings>>,
 ) -> Result<Staged> {
     let blocks = Arc::new(client.block_blob_client());
     let prefix = write_prefix();
@@ -521,7 +574,9 @@ async fn stage_all(
         let blocks = blocks.clone();
         let url = url.clone();
         let len = buf.len() as u64;
+        let timings = timings.clone();
         tasks.spawn(async move {
+            let started = Instant::now();
             // The service checks each block against its MD5.
             let md5: [u8; 16] = md5::Md5::digest(&buf).into();
             let opts = BlockBlobClientStageBlockOptions {
@@ -531,8 +586,11 @@ async fn stage_all(
             blocks
                 .stage_block(&id, len, RequestContent::from(buf), Some(opts))
                 .await
-                .map(|_| ())
-                .map_err(|e| map_err(&url, "writing", Need::Write, e))
+                .map_err(|e| map_err(&url, "writing", Need::Write, e))?;
+            if let Some(t) = timings {
+                t.record(started.elapsed());
+            }
+            Ok(())
         });
     }
     while let Some(r) = tasks.join_next().await {

@@ -24,6 +24,9 @@ timed), then times, each into a fresh destination blob:
                computes a slow (JavaScript) CRC64 of every block that comes
                without one, so leaving it out would make the floor slower, not
                faster. Measured next to each mode's legs, so each row has its own.
+Then `barge bench` against the destination container, same size, blocks and
+concurrency: upload, download, server-side and relayed copy, each with MB/s,
+blocks/s, p50/p99 block latency and CPU (its table printed as it is).
 All at concurrency 8 and 8 MiB blocks, each leg --runs times (default 1), the
 legs taking turns to go first, every destination blob deleted after its leg.
 Prints the median seconds, barge's MB/s, the ratios of the times (barge/SDK,
@@ -295,6 +298,14 @@ def main():
             f = min(f_sdk, f_raw)
             print(f"  {mode:8s} {b:8.2f} {size / b / 1e6:11.1f} {s:7.2f} {f_sdk:9.2f} {f_raw:9.2f} "
                   f"{size / f / 1e6:11.1f} {b / s:10.2f} {b / f:12.2f} {rss:8.1f}Mi")
+        # barge bench in the same run, against the destination account: its own figures per leg.
+        print(f"\nbarge bench --to the destination container, {a.mib} MiB, 8 MiB blocks, concurrency {CONC}:")
+        bench = subprocess.run([BARGE, "bench", "--to", f"{endpoint}/dstacct/bench?{sas['dstacct']}",
+                                "--size", f"{a.mib}MiB", "--block-size", "8MiB", "--concurrency", str(CONC)],
+                               capture_output=True, text=True)
+        if bench.returncode != 0:
+            sys.exit(f"barge bench failed ({bench.returncode}): {bench.stderr.strip()}")
+        print("\n".join("  " + line for line in bench.stdout.splitlines() if line.strip()))
     finally:
         az.terminate()
         az.wait()

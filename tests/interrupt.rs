@@ -33,6 +33,14 @@ fn big_layout() -> &'static Path {
     })
 }
 
+/// The next of a xorshift sequence: random moments, reproducible from the seed a failure prints.
+fn xorshift(rng: &mut u64) -> u64 {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    *rng
+}
+
 fn spawn(args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_barge"))
         .args(args)
@@ -166,10 +174,7 @@ fn kill_9_at_random_moments_of_a_positional_export() {
     let mut rng = seed | 1;
     let mut killed = 0;
     for round in 0..6 {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let delay = Duration::from_millis(rng % 800);
+        let delay = Duration::from_millis(xorshift(&mut rng) % 800);
         let mut child = spawn(&export);
         std::thread::sleep(delay);
         if child.try_wait().unwrap().is_some() {
@@ -302,10 +307,7 @@ fn ctrl_c_at_random_moments_of_an_export() {
     let mut rng = seed | 1;
     let mut interrupted = 0;
     for round in 0..8 {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let delay = Duration::from_millis(rng % 900);
+        let delay = Duration::from_millis(xorshift(&mut rng) % 900);
         let to = if round % 2 == 0 { az.url(SRC, &format!("round-{round}"), "racwdl") } else { w.s("store-a/bundle") };
         let mut child = spawn(&["export", "--overwrite", "--registry", &reg, "--to", &to, BIG]);
         wait_for_handler(&mut child);

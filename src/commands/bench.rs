@@ -45,25 +45,10 @@ pub struct Args {
 
 /// A size in bytes, with an optional unit; more than zero.
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let unit_bytes: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1_000,
-        "m" | "mb" => 1_000_000,
-        "g" | "gb" => 1_000_000_000,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        other => return Err(format!("unknown unit {other:?}: use bytes, MB, GB, MiB or GiB (1GiB, 250MB)")),
-    };
-    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a size such as 1GiB or 250MB"))?;
-    match n.checked_mul(unit_bytes) {
-        Some(0) => Err("the size must be more than 0 bytes".into()),
-        Some(b) if b > 1 << 40 => Err(format!("{s} is over 1 TiB; a benchmark needs less")),
-        Some(b) => Ok(b),
-        None => Err(format!("{s} is too large")),
+    match super::parse_bytes(s, "1GiB, 250MB")? {
+        0 => Err("the size must be more than 0 bytes".into()),
+        b if b > 1 << 40 => Err(format!("{s} is over 1 TiB; a benchmark needs less")),
+        b => Ok(b),
     }
 }
 

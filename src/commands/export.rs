@@ -88,23 +88,7 @@ fn split_store(g: &Global, to: &str, part_size: u64, concurrency: usize) -> anyh
 /// A part size: bytes, or with a unit (KB, MB, GB, TB are powers of 1000; KiB, MiB, GiB, TiB of 1024),
 /// rounded down to a multiple of 512 (a tar block, a disc sector), so a part still fits the medium; at least 1 MiB.
 pub fn parse_part_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let unit_bytes: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1_000,
-        "m" | "mb" => 1_000_000,
-        "g" | "gb" => 1_000_000_000,
-        "t" | "tb" => 1_000_000_000_000,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        "tib" => 1 << 40,
-        other => return Err(format!("unknown unit {other:?}: use bytes, MB, GB, MiB or GiB (4GiB, 4700MB)")),
-    };
-    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a size such as 4GiB or 4700MB"))?;
-    let bytes = n.checked_mul(unit_bytes).ok_or_else(|| format!("{s} is too large"))? / 512 * 512;
+    let bytes = super::parse_bytes(s, "4GiB, 4700MB")? / 512 * 512;
     if bytes < 1 << 20 {
         return Err(format!("{s} is under 1 MiB; a part is at least 1 MiB (1048576 bytes)"));
     }

@@ -151,3 +151,25 @@ pub fn human(n: u64) -> String {
         format!("{v:.1} {}", UNITS[u])
     }
 }
+
+/// A number of bytes, with an optional unit (KB, MB, GB, TB are powers of
+/// 1000; KiB, MiB, GiB, TiB of 1024). `example` is shown when it is not one.
+pub fn parse_bytes(s: &str, example: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let unit_bytes: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        other => return Err(format!("unknown unit {other:?}: use bytes, MB, GB, MiB or GiB ({example})")),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a size such as {example}"))?;
+    n.checked_mul(unit_bytes).ok_or_else(|| format!("{s} is too large"))
+}

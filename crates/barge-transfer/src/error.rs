@@ -181,7 +181,7 @@ pub enum TransferError {
     Registry(String),
     #[error("storage error: {0}")]
     Storage(String),
-    #[error("no space left writing {0}")]
+    #[error("no space left on the device: {0}")]
     NoSpace(String),
     #[error("{context}: {error}")]
     Io { context: String, error: std::io::Error },

@@ -308,6 +308,44 @@ mod tests {
     use crate::catalog::{Against, AgainstKind};
     use crate::BlobKind;
 
+    fn written(bytes: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, bytes).unwrap();
+        f
+    }
+
+    #[test]
+    fn any_thread_count_gives_the_catalog_digest_of_the_whole_file() {
+        let bytes = crate::forge::index().bundle(&[]);
+        let whole = Digest::sha256_of(&bytes);
+        let f = written(&bytes);
+        for threads in [0, 1, 2, 3] {
+            let asked = VerifyOptions { catalog_digest: Some(whole.clone()), threads };
+            let v = verify_file(f.path(), &asked, &|_| {}).unwrap();
+            assert_eq!(v.catalog_digest.as_ref(), Some(&whole), "{threads} threads");
+            let plain = VerifyOptions { catalog_digest: None, threads };
+            assert_eq!(verify_file(f.path(), &plain, &|_| {}).unwrap().catalog_digest, None);
+            let wrong = VerifyOptions { catalog_digest: Some(Digest::sha256_of(b"x")), threads };
+            let e = verify_file(f.path(), &wrong, &|_| {}).unwrap_err();
+            assert!(matches!(e, BundleError::CatalogDigestMismatch { .. }), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_damaged_layer_is_named_whether_or_not_the_whole_file_is_hashed() {
+        let mut bytes = crate::forge::image(None).bundle(&[]);
+        let at = bytes.windows(11).position(|w| w == b"layer-bytes").unwrap();
+        bytes[at] ^= 1;
+        let whole = Digest::sha256_of(&bytes);
+        let f = written(&bytes);
+        for threads in [1, 2] {
+            for catalog_digest in [None, Some(whole.clone())] {
+                let e = verify_file(f.path(), &VerifyOptions { catalog_digest, threads }, &|_| {}).unwrap_err();
+                assert!(matches!(e, BundleError::DigestMismatch { .. }), "{threads} threads: {e}");
+            }
+        }
+    }
+
     #[test]
     fn unmet_names_the_omitted_blobs_an_inventory_lacks() {
         let (whole, b) =

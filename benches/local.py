@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Local benchmarks of barge (issue 2): verify throughput against sha256sum,
-peak RSS of export and import with one large layer, and (issue 13) a full
+"""Local benchmarks of barge (issue 2): verify throughput against sha256sum
+and (issue 15) against its floor, cores x the one-core `openssl speed -evp
+sha256` rate, on two bundle shapes (8 big blobs; many 2-16 MiB blobs); peak
+RSS of export and import with one large layer, and (issue 13) a full
 against a delta re-export after one 64 MiB layer changed.
 
 Usage: benches/local.py [--gib N] [--keep] [--only verify|memory|delta]
@@ -11,6 +13,7 @@ to compare across machines.
 """
 import argparse
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -58,32 +61,85 @@ def main():
         shutil.rmtree(WORK, ignore_errors=True)
 
 
+def run_cpu(cmd):
+    """Run cmd under /usr/bin/time; return (wall seconds, user + system CPU seconds)."""
+    os.sync()
+    t0 = time.perf_counter()
+    p = subprocess.run(["/usr/bin/time", "-f", "%U %S"] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    secs = time.perf_counter() - t0
+    if p.returncode != 0:
+        sys.exit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr}")
+    user, system = p.stderr.strip().splitlines()[-1].split()
+    return secs, float(user) + float(system)
+
+
+def openssl_one_core():
+    """`openssl speed -evp sha256` on one core, its 16384-byte column, in bytes/s
+    (openssl divides by its user CPU time)."""
+    out = subprocess.run(["openssl", "speed", "-evp", "sha256", "-bytes", "16384", "-seconds", "1"],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    header = next(l for l in out if l.startswith("type"))
+    column = (header.split().index("16384") - 1) // 2  # the header reads "type 16 bytes 64 bytes ..."
+    row = next(l for l in out if l.split() and l.split()[0] == "sha256").split()
+    return float(row[1 + column].rstrip("k")) * 1000
+
+
 def bench_verify(a, total):
-    # 1. verify: 8 images of one layer each, so blobs can be hashed in parallel.
+    """1. verify, on two shapes of bundle: 8 images of one layer each (blobs
+    hashed in parallel), and images of five 2-16 MiB layers (many medium
+    blobs). Each is cached (read once before), then timed best of 3 against
+    sha256sum and the floor: cores x the one-core openssl rate, measured
+    between the same rounds (best of 3)."""
     reg = os.path.join(WORK, "reg-many")
     per = total // 8
     for i in range(8):
         subprocess.run([FIXTURES, "image", reg, f"bench/img{i}:v1", f"{100 + i}:{per}"], check=True)
-    bundle = os.path.join(WORK, "many.tar")
-    run([BARGE, "export", "--registry", "oci:" + reg, "--to", bundle] + [f"bench/img{i}:v1" for i in range(8)])
-    size = os.path.getsize(bundle)
-    run(["sha256sum", bundle])  # warm the page cache for both
-    rows = []
-    best = {}
-    legs = [("barge verify", [BARGE, "verify", bundle]), ("sha256sum", ["sha256sum", bundle])]
-    if a.baseline:
-        legs.append(("baseline verify", [a.baseline, "verify", bundle]))
-    for name, cmd in legs:
-        times = [run(cmd)[0] for _ in range(3)]
-        best[name] = min(times)
-        rows.append((name, best[name], size / best[name] / 1e9))
-    print(f"\nverify a {size / (1 << 30):.2f} GiB bundle (8 blobs), best of 3:")
-    for name, secs, gbs in rows:
-        print(f"  {name:14s} {secs:6.2f} s  {gbs:5.2f} GB/s")
-    print(f"  ratio: barge verify is {best['sha256sum'] / best['barge verify']:.2f}x faster than sha256sum")
-    if a.baseline:
-        print(f"  ratio: barge verify takes {best['barge verify'] / best['baseline verify']:.2f}x the baseline's time")
-
+    many = os.path.join(WORK, "many.tar")
+    run([BARGE, "export", "--registry", "oci:" + reg, "--to", many] + [f"bench/img{i}:v1" for i in range(8)])
+    shutil.rmtree(reg)
+    reg = os.path.join(WORK, "reg-medium")
+    rng = random.Random(15)
+    refs, made = [], 0
+    while made < total:
+        layers = [rng.randint(2, 16) << 20 for _ in range(5)]
+        i = len(refs)
+        subprocess.run([FIXTURES, "image", reg, f"bench/med{i}:v1"] + [f"{1000 + 5 * i + j}:{n}" for j, n in enumerate(layers)],
+                       check=True, stdout=subprocess.DEVNULL)
+        refs.append(f"bench/med{i}:v1")
+        made += sum(layers)
+    medium = os.path.join(WORK, "medium.tar")
+    run([BARGE, "export", "--registry", "oci:" + reg, "--to", medium] + refs)
+    shutil.rmtree(reg)
+    cores = len(os.sched_getaffinity(0))
+    for shape, bundle, blobs in [("8 blobs", many, 8), ("2-16 MiB blobs", medium, 5 * len(refs))]:
+        size = os.path.getsize(bundle)
+        run(["sha256sum", bundle])  # warm the page cache for all
+        legs = [("barge verify", [BARGE, "verify", bundle]), ("sha256sum", ["sha256sum", bundle])]
+        if a.baseline:
+            legs.append(("baseline verify", [a.baseline, "verify", bundle]))
+        wall = {name: [] for name, _ in legs}
+        cpu = {name: [] for name, _ in legs}
+        one_core = []
+        for _ in range(3):
+            for name, cmd in legs:
+                w, c = run_cpu(cmd)
+                wall[name].append(w)
+                cpu[name].append(c)
+            one_core.append(openssl_one_core())
+        best = {name: min(t) for name, t in wall.items()}
+        one = max(one_core)
+        floor = cores * one
+        print(f"\nverify a {size / (1 << 30):.2f} GiB bundle ({shape}: {blobs} layers), best of 3:")
+        for name, _ in legs:
+            print(f"  {name:15s} {best[name]:6.2f} s  {size / best[name] / 1e9:5.2f} GB/s"
+                  f"  ({size / min(cpu[name]) / 1e9:.2f} GB per CPU-second)")
+        print(f"  openssl one-core       {one / 1e9:5.2f} GB/s  (openssl speed -evp sha256, 16384-byte blocks)")
+        print(f"  cores {cores}; floor = cores x one-core = {floor / 1e9:.2f} GB/s")
+        print(f"  ratio: barge verify / floor = {size / best['barge verify'] / floor:.2f}; "
+              f"per CPU-second / one-core = {size / min(cpu['barge verify']) / one:.2f}")
+        print(f"  ratio: barge verify is {best['sha256sum'] / best['barge verify']:.2f}x faster than sha256sum")
+        if a.baseline:
+            print(f"  ratio: barge verify takes {best['barge verify'] / best['baseline verify']:.2f}x the baseline's time")
 
 
 def bench_memory(total):

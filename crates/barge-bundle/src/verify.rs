@@ -4,12 +4,21 @@
 //! its blobs are hashed on several threads with positioned reads. A zstd file,
 //! or any stream (a download), can only be read in order, so it is walked in
 //! one sequential pass ([`verify_reader`]). Both apply the same reader.
+//!
+//! Where a cached plain file's time goes (measured, `benches/local.py`): about
+//! three quarters in sha256 itself (`sha2`'s SHA-NI code runs at `openssl speed
+//! -evp sha256`'s one-core rate), most of the rest in the kernel's copy from the
+//! page cache into the read buffer. That copy is kept cheap by reading 256 KiB
+//! at a time into one buffer per thread, reused, so the bytes the hash reads are
+//! still in the core's L2 cache (per CPU-second, 1 MiB reads measured about 3%
+//! slower, 2 MiB about 5%; a memory map about 20% slower: the hash then waits
+//! on DRAM).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::catalog::{expect_digest, Blob, Catalog};
@@ -19,6 +28,10 @@ use crate::zstd_frame::{self, MAX_WINDOW_LOG, ZSTD_MAGIC};
 use crate::{BundleError, Digest};
 
 const CHUNK: usize = 1 << 20;
+
+/// The read size when hashing a plain file by position: buffer and hash state
+/// fit in one core's L2 cache. Memory is `threads × READ`.
+const READ: usize = 256 << 10;
 
 /// The blobs a delta leaves out that `held` (an inventory's blobs) does not
 /// name: the dependencies that inventory does not satisfy. Pure.
@@ -169,40 +182,8 @@ fn verify_plain(
     } else {
         opts.threads
     };
-    let next = AtomicUsize::new(0);
-    let first_error: Mutex<Option<BundleError>> = Mutex::new(None);
-    let whole: Mutex<Option<Digest>> = Mutex::new(None);
-    let want_whole = opts.catalog_digest.is_some();
-    std::thread::scope(|s| {
-        if want_whole {
-            s.spawn(|| match hash_range(&file, 0, file_size, Algorithm::Sha256, &|_| {}) {
-                Ok(d) => *whole.lock().unwrap() = Some(d),
-                Err(e) => {
-                    first_error.lock().unwrap().get_or_insert(e);
-                }
-            });
-        }
-        for _ in 0..threads {
-            s.spawn(|| loop {
-                if first_error.lock().unwrap().is_some() {
-                    return;
-                }
-                let k = next.fetch_add(1, Ordering::Relaxed);
-                let Some(job) = jobs.get(k) else { return };
-                let blob = &catalog.blobs[job.index];
-                let r = hash_range(&file, job.offset, blob.size, blob.digest.algorithm(), progress)
-                    .and_then(|d| expect_digest(&blob.digest, d));
-                if let Err(e) = r {
-                    first_error.lock().unwrap().get_or_insert(e);
-                    return;
-                }
-            });
-        }
-    });
-    if let Some(e) = first_error.into_inner().unwrap() {
-        return Err(e);
-    }
-    let catalog_digest = whole.into_inner().unwrap();
+    let catalog_digest =
+        hash_blobs(&file, file_size, &catalog, &jobs, threads, opts.catalog_digest.is_some(), progress)?;
     if let (Some(expected), Some(actual)) = (&opts.catalog_digest, &catalog_digest) {
         if expected != actual {
             return Err(BundleError::CatalogDigestMismatch { expected: expected.clone(), actual: actual.clone() });
@@ -211,24 +192,88 @@ fn verify_plain(
     Ok(Verified { catalog, catalog_digest, compressed: false, file_size })
 }
 
+/// Pass 2 of a plain file: every blob of `jobs` (largest first) hashed and
+/// checked on `threads` threads, and the whole file's sha256 when `want_whole`.
+fn hash_blobs(
+    file: &File,
+    file_size: u64,
+    catalog: &Catalog,
+    jobs: &[Job],
+    threads: usize,
+    want_whole: bool,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Option<Digest>, BundleError> {
+    // The whole file's sha256 is one sequential stream, as long as all the
+    // blobs together: it takes a thread of its own, and the blobs the others,
+    // so no more threads run than were asked for (on two cores: one each).
+    let blob_threads = if want_whole { threads.saturating_sub(1).max(1) } else { threads.max(1) };
+    let next = AtomicUsize::new(0);
+    // The first failure is kept; the other threads see `stop` and give up.
+    let first_error: Mutex<Option<BundleError>> = Mutex::new(None);
+    let stop = AtomicBool::new(false);
+    let fail = |e: BundleError| {
+        first_error.lock().unwrap().get_or_insert(e);
+        stop.store(true, Ordering::Relaxed);
+    };
+    let whole: Mutex<Option<Digest>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        if want_whole {
+            s.spawn(|| {
+                let mut buf = vec![0u8; READ];
+                match hash_range(file, 0, file_size, Algorithm::Sha256, &mut buf, &|_| {}, &stop) {
+                    Ok(d) => *whole.lock().unwrap() = d,
+                    Err(e) => fail(e),
+                }
+            });
+        }
+        for _ in 0..blob_threads {
+            s.spawn(|| {
+                // One buffer per thread, reused for every blob.
+                let mut buf = vec![0u8; READ];
+                while !stop.load(Ordering::Relaxed) {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(k) else { return };
+                    let blob = &catalog.blobs[job.index];
+                    let alg = blob.digest.algorithm();
+                    match hash_range(file, job.offset, blob.size, alg, &mut buf, progress, &stop) {
+                        Ok(Some(d)) => expect_digest(&blob.digest, d).unwrap_or_else(fail),
+                        Ok(None) => return,
+                        Err(e) => fail(e),
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().unwrap() {
+        return Err(e);
+    }
+    Ok(whole.into_inner().unwrap())
+}
+
+/// The digest of `size` bytes of `file` from `offset`, read `buf.len()` bytes
+/// at a time; `None` when `stop` was set (another thread failed) before the end.
 fn hash_range(
     file: &File,
     offset: u64,
     size: u64,
     alg: Algorithm,
+    buf: &mut [u8],
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<Digest, BundleError> {
+    stop: &AtomicBool,
+) -> Result<Option<Digest>, BundleError> {
     let mut h = Hasher::new(alg);
-    let mut buf = vec![0u8; CHUNK];
     let mut done = 0u64;
     while done < size {
-        let n = ((size - done) as usize).min(CHUNK);
+        if stop.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let n = ((size - done) as usize).min(buf.len());
         file.read_exact_at(&mut buf[..n], offset + done)?;
         h.update(&buf[..n]);
         progress(n as u64);
         done += n as u64;
     }
-    Ok(h.finish())
+    Ok(Some(h.finish()))
 }
 
 /// The raw bundle stream: hashed whole and counted as it is read.
@@ -263,6 +308,44 @@ mod tests {
     use super::*;
     use crate::catalog::{Against, AgainstKind};
     use crate::BlobKind;
+
+    fn written(bytes: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, bytes).unwrap();
+        f
+    }
+
+    #[test]
+    fn any_thread_count_gives_the_catalog_digest_of_the_whole_file() {
+        let bytes = crate::forge::index().bundle(&[]);
+        let whole = Digest::sha256_of(&bytes);
+        let f = written(&bytes);
+        for threads in [0, 1, 2, 3] {
+            let asked = VerifyOptions { catalog_digest: Some(whole.clone()), threads };
+            let v = verify_file(f.path(), &asked, &|_| {}).unwrap();
+            assert_eq!(v.catalog_digest.as_ref(), Some(&whole), "{threads} threads");
+            let plain = VerifyOptions { catalog_digest: None, threads };
+            assert_eq!(verify_file(f.path(), &plain, &|_| {}).unwrap().catalog_digest, None);
+            let wrong = VerifyOptions { catalog_digest: Some(Digest::sha256_of(b"x")), threads };
+            let e = verify_file(f.path(), &wrong, &|_| {}).unwrap_err();
+            assert!(matches!(e, BundleError::CatalogDigestMismatch { .. }), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_damaged_layer_is_named_whether_or_not_the_whole_file_is_hashed() {
+        let mut bytes = crate::forge::image(None).bundle(&[]);
+        let at = bytes.windows(11).position(|w| w == b"layer-bytes").unwrap();
+        bytes[at] ^= 1;
+        let whole = Digest::sha256_of(&bytes);
+        let f = written(&bytes);
+        for threads in [1, 2] {
+            for catalog_digest in [None, Some(whole.clone())] {
+                let e = verify_file(f.path(), &VerifyOptions { catalog_digest, threads }, &|_| {}).unwrap_err();
+                assert!(matches!(e, BundleError::DigestMismatch { .. }), "{threads} threads: {e}");
+            }
+        }
+    }
 
     #[test]
     fn unmet_names_the_omitted_blobs_an_inventory_lacks() {

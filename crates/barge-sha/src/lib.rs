@@ -47,7 +47,7 @@ impl State {
 
     /// Hash `data`, whole 64-byte blocks. Panics if its length is not a multiple of 64.
     pub fn update_blocks(&mut self, data: &[u8]) {
-        assert!(data.len() % 64 == 0, "update_blocks takes whole 64-byte blocks, not {} bytes", data.len());
+        assert!(data.len().is_multiple_of(64), "update_blocks takes whole 64-byte blocks, not {} bytes", data.len());
         compress(&mut self.h, data);
         self.len += data.len() as u64;
     }
@@ -76,7 +76,7 @@ impl State {
 /// CPU has it, else one after the other.
 pub fn update_two(a: &mut State, da: &[u8], b: &mut State, db: &[u8]) {
     assert!(
-        da.len() == db.len() && da.len() % 64 == 0,
+        da.len() == db.len() && da.len().is_multiple_of(64),
         "update_two takes equal whole blocks, not {} and {} bytes",
         da.len(),
         db.len()

@@ -40,7 +40,7 @@ impl ShaNi {
     /// Compress `a`'s 64-byte blocks into `sa` and `b`'s into `sb`, interleaved.
     /// The lengths must be equal multiples of 64 (checked).
     pub(crate) fn two(self, sa: &mut [u32; 8], a: &[u8], sb: &mut [u32; 8], b: &[u8]) {
-        assert!(a.len() == b.len() && a.len() % 64 == 0, "two streams of equal whole blocks");
+        assert!(a.len() == b.len() && a.len().is_multiple_of(64), "two streams of equal whole blocks");
         // SAFETY: a `ShaNi` exists only when `detect` found every feature
         // `two_blocks` is compiled for.
         unsafe { two_blocks(sa, a, sb, b) }

@@ -59,7 +59,7 @@ unsafe fn schedule(v0: __m128i, v1: __m128i, v2: __m128i, v3: __m128i) -> __m128
 /// Four rounds: message words `$w`, round constants `K[4 * $i ..]`.
 macro_rules! rounds4 {
     ($abef:ident, $cdgh:ident, $w:expr, $i:expr) => {{
-        // SAFETY: `$i < 16`, so the 16 bytes read are inside `K`.
+        // SAFETY: `$i < 16` (0..=15 below), so the 16 bytes read are inside `K`.
         let kv = unsafe { _mm_loadu_si128(K.as_ptr().add(4 * $i) as *const __m128i) };
         let t1 = _mm_add_epi32($w, kv);
         $cdgh = _mm_sha256rnds2_epu32($cdgh, $abef, t1);
@@ -118,19 +118,35 @@ unsafe fn two_blocks(sa: &mut [u32; 8], a: &[u8], sb: &mut [u32; 8], b: &[u8]) {
     let (mut xabef, mut xcdgh) = unsafe { load(sb) };
     for (ba, bb) in a.chunks_exact(64).zip(b.chunks_exact(64)) {
         let (s0, s1, x0, x1) = (abef, cdgh, xabef, xcdgh);
-        let mut w = unsafe { words(ba, mask) };
-        let mut v = unsafe { words(bb, mask) };
-        for i in 0..4 {
-            rounds4!(abef, cdgh, w[i], i);
-            rounds4!(xabef, xcdgh, v[i], i);
-        }
-        for i in 4..16 {
-            let nw = unsafe { schedule(w[i % 4], w[(i + 1) % 4], w[(i + 2) % 4], w[(i + 3) % 4]) };
-            let nv = unsafe { schedule(v[i % 4], v[(i + 1) % 4], v[(i + 2) % 4], v[(i + 3) % 4]) };
-            w[i % 4] = nw;
-            v[i % 4] = nv;
-            rounds4!(abef, cdgh, nw, i);
-            rounds4!(xabef, xcdgh, nv, i);
+        let [mut w0, mut w1, mut w2, mut w3] = unsafe { words(ba, mask) };
+        let [mut v0, mut v1, mut v2, mut v3] = unsafe { words(bb, mask) };
+        // Rounds 0-15 on the block's own words, then 16-63 on scheduled ones;
+        // written out (no loop, no array) so the sixteen words stay in registers.
+        rounds4!(abef, cdgh, w0, 0);
+        rounds4!(xabef, xcdgh, v0, 0);
+        rounds4!(abef, cdgh, w1, 1);
+        rounds4!(xabef, xcdgh, v1, 1);
+        rounds4!(abef, cdgh, w2, 2);
+        rounds4!(xabef, xcdgh, v2, 2);
+        rounds4!(abef, cdgh, w3, 3);
+        rounds4!(xabef, xcdgh, v3, 3);
+        for i in [4, 8, 12] {
+            w0 = unsafe { schedule(w0, w1, w2, w3) };
+            v0 = unsafe { schedule(v0, v1, v2, v3) };
+            rounds4!(abef, cdgh, w0, i);
+            rounds4!(xabef, xcdgh, v0, i);
+            w1 = unsafe { schedule(w1, w2, w3, w0) };
+            v1 = unsafe { schedule(v1, v2, v3, v0) };
+            rounds4!(abef, cdgh, w1, i + 1);
+            rounds4!(xabef, xcdgh, v1, i + 1);
+            w2 = unsafe { schedule(w2, w3, w0, w1) };
+            v2 = unsafe { schedule(v2, v3, v0, v1) };
+            rounds4!(abef, cdgh, w2, i + 2);
+            rounds4!(xabef, xcdgh, v2, i + 2);
+            w3 = unsafe { schedule(w3, w0, w1, w2) };
+            v3 = unsafe { schedule(v3, v0, v1, v2) };
+            rounds4!(abef, cdgh, w3, i + 3);
+            rounds4!(xabef, xcdgh, v3, i + 3);
         }
         abef = _mm_add_epi32(abef, s0);
         cdgh = _mm_add_epi32(cdgh, s1);

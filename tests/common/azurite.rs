@@ -43,6 +43,7 @@ impl Azurite {
             .stderr(Stdio::null())
             .spawn()
             .expect("start azurite");
+        super::reap_after_this_process(&child, dir.path());
         let a = Azurite {
             endpoint: format!("http://127.0.0.1:{port}"),
             src: AccountKey::new(SRC, k1).unwrap(),

@@ -204,3 +204,24 @@ pub fn base64(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
+
+/// Stop `child` (by its PID) and remove `dir` once this test process has
+/// ended, however it ends: a server shared by a whole test binary lives in a
+/// `static`, which is never dropped. A small `sh` watches this process's PID;
+/// it kills the child only if that PID is still the server of `dir` (its
+/// command line names it), never a process that reused the number.
+pub fn reap_after_this_process(child: &std::process::Child, dir: &Path) {
+    let script = format!(
+        "while kill -0 {me} 2>/dev/null; do sleep 1; done; \
+         grep -qaF '{dir}' /proc/{child}/cmdline 2>/dev/null && kill {child}; rm -rf '{dir}'",
+        me = std::process::id(),
+        child = child.id(),
+        dir = dir.display()
+    );
+    let _ = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+}

@@ -87,6 +87,7 @@ impl TestRegistry {
             .stderr(Stdio::null())
             .spawn()
             .expect("docker-registry must be installed (scripts/test installs it)");
+        super::reap_after_this_process(&child, dir.path());
         let r = TestRegistry { host: format!("127.0.0.1:{port}"), child, creds, dir };
         r.wait_ready();
         r
@@ -108,6 +109,7 @@ impl TestRegistry {
             .stderr(Stdio::null())
             .spawn()
             .expect("docker-registry restarts");
+        super::reap_after_this_process(&self.child, self.dir.path());
         self.wait_ready();
     }
 

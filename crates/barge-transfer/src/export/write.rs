@@ -34,6 +34,11 @@ use crate::{Result, TransferError};
 const WINDOW: u64 = 16 << 20;
 /// What the follower reads and hashes at a time.
 const FOLLOW_CHUNK: usize = 4 << 20;
+/// How far downloads into a local file may run ahead of what the follower has
+/// hashed. Not memory (the bytes are in the file), but order: a follower
+/// left far behind would hash the tail alone after the last download, one
+/// core busy and the other idle; kept close, it hashes while they run.
+const FOLLOW_LEAD: u64 = 128 << 20;
 
 /// Write the planned bundle into `dest` and commit it: nothing is visible
 /// under the destination's name until then. Returns the catalogDigest and the size.
@@ -179,11 +184,12 @@ async fn to_file(job: &Job<'_>, file: Arc<dyn PositionalSink>, what: &str) -> Re
     let prefix = Arc::new(Prefix::default());
     // However this ends (an error, or the export dropped), the follower stops.
     let _stop = StopFollower(prefix.clone());
+    let (hashed_tx, hashed) = watch::channel(0u64);
     let follower = tokio::task::spawn_blocking({
         let (file, prefix, size, what) = (file.clone(), prefix.clone(), job.layout.size, what.to_string());
-        move || follow(&*file, &prefix, size, &what)
+        move || follow(&*file, &prefix, size, &what, &hashed_tx)
     });
-    let place = FilePlace { file, prefix: prefix.clone(), what: what.to_string() };
+    let place = FilePlace { file, prefix: prefix.clone(), hashed, what: what.to_string() };
     let filled = fill(&place, job).await;
     if filled.is_err() {
         prefix.stop();
@@ -196,6 +202,8 @@ async fn to_file(job: &Job<'_>, file: Arc<dyn PositionalSink>, what: &str) -> Re
 struct FilePlace {
     file: Arc<dyn PositionalSink>,
     prefix: Arc<Prefix>,
+    /// How far the follower has hashed.
+    hashed: watch::Receiver<u64>,
     what: String,
 }
 
@@ -207,6 +215,16 @@ impl Place for FilePlace {
         bytes: Vec<u8>,
         hasher: Option<Hasher>,
     ) -> Result<(Option<Hasher>, Option<Vec<u8>>)> {
+        if hasher.is_some() {
+            // A download waits while it is too far ahead of the follower; the
+            // chunk that continues the written prefix always goes.
+            let end = offset + bytes.len() as u64;
+            let mut hashed = self.hashed.clone();
+            hashed
+                .wait_for(|h| end <= h + FOLLOW_LEAD || offset <= self.prefix.upto())
+                .await
+                .map_err(|_| TransferError::Internal("the bundle's follower stopped"))?;
+        }
         let (file, prefix, what) = (self.file.clone(), self.prefix.clone(), self.what.clone());
         // The blob's hash and the write, off the runtime, on as many threads as there are downloads.
         crate::io::blocking("writing the bundle", move || {
@@ -260,6 +278,10 @@ impl Prefix {
         }
     }
 
+    fn upto(&self) -> u64 {
+        self.lock().upto
+    }
+
     fn stop(&self) {
         self.lock().stopped = true;
         self.grew.notify_all();
@@ -290,7 +312,13 @@ impl Drop for StopFollower {
 
 /// The catalogDigest: the file's sha256, read back from the page cache as
 /// its written prefix grows (a blocking thread).
-fn follow(file: &dyn PositionalSink, prefix: &Prefix, size: u64, what: &str) -> Result<Digest> {
+fn follow(
+    file: &dyn PositionalSink,
+    prefix: &Prefix,
+    size: u64,
+    what: &str,
+    hashed: &watch::Sender<u64>,
+) -> Result<Digest> {
     let mut h = Hasher::new(Algorithm::Sha256);
     let mut buf = vec![0u8; FOLLOW_CHUNK];
     let mut at = 0u64;
@@ -303,6 +331,7 @@ fn follow(file: &dyn PositionalSink, prefix: &Prefix, size: u64, what: &str) -> 
             file.read_at(at, &mut buf[..n]).map_err(|e| TransferError::io(format!("reading {what}"), e))?;
             h.update(&buf[..n]);
             at += n as u64;
+            hashed.send_replace(at);
         }
     }
     Ok(h.finish())

@@ -194,9 +194,14 @@ async fn to_file(job: &Job<'_>, file: Arc<dyn PositionalSink>, what: &str) -> Re
     if filled.is_err() {
         prefix.stop();
     }
-    let followed = follower.await;
-    filled?;
-    followed.map_err(|e| TransferError::io(format!("hashing {what}"), std::io::Error::other(e)))?
+    let followed =
+        follower.await.map_err(|e| TransferError::io(format!("hashing {what}"), std::io::Error::other(e)))?;
+    match (filled, followed) {
+        (Ok(()), followed) => followed,
+        // The follower's own failure (a read of the file) is why the writers stopped waiting for it.
+        (Err(TransferError::Internal(_)), Err(e)) if !matches!(e, TransferError::Internal(_)) => Err(e),
+        (Err(e), _) => Err(e),
+    }
 }
 
 struct FilePlace {

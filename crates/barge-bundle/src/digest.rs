@@ -67,6 +67,11 @@ impl Digest {
         Digest { algorithm: Algorithm::Sha256, hex: hex::encode(sha2::Sha256::digest(data)) }
     }
 
+    /// The digest whose 32 bytes a sha256 computation gave.
+    pub fn sha256_from_bytes(bytes: &[u8; 32]) -> Digest {
+        Digest { algorithm: Algorithm::Sha256, hex: hex::encode(bytes) }
+    }
+
     pub fn algorithm(&self) -> Algorithm {
         self.algorithm
     }

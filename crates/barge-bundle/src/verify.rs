@@ -301,7 +301,7 @@ impl<'a> Queue<'a> {
                 (self.progress)(n[i] as u64);
                 if l.done == l.blob.size {
                     let Some(l) = lane.take() else { continue };
-                    let actual = sha256_digest(l.state.finish(&bufs[i][whole[i]..n[i]]));
+                    let actual = Digest::sha256_from_bytes(&l.state.finish(&bufs[i][whole[i]..n[i]]));
                     expect_digest(&l.blob.digest, actual)?;
                 }
             }
@@ -327,11 +327,6 @@ impl<'a> Queue<'a> {
         }
         Ok(None)
     }
-}
-
-/// A finished sha256 as a `Digest`.
-fn sha256_digest(d: [u8; 32]) -> Digest {
-    Digest::parse(&format!("sha256:{}", hex::encode(d))).expect("64 lowercase hex digits are a sha256 digest")
 }
 
 /// The digest of `size` bytes of `file` from `offset`, read `buf.len()` bytes

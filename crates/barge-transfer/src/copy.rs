@@ -93,11 +93,8 @@ pub async fn copy(
     let watch = Stopwatch::start(opts.cpu);
     let moved = match dst.copy_from(src, &info, &blocks, reporter).await? {
         Some(blocks) => {
-            // Blocks an earlier run staged were not moved now.
-            let moved = match blocks.blocks_staged == blocks.blocks {
-                true => info.size,
-                false => info.size.min(blocks.blocks_staged * blocks.block_size),
-            };
+            // Blocks an earlier run staged were not moved now (the last block may be short).
+            let moved = info.size.min(blocks.blocks_staged * blocks.block_size);
             report.blocks = Some(blocks);
             moved
         }

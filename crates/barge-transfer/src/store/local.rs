@@ -86,7 +86,9 @@ impl BlobStore for LocalBlob {
         let (tmp, file) = self.start(overwrite).await?;
         let file = file.into_std().await;
         let ctx = || format!("creating {}", tmp.path().display());
-        // The whole size at once: writers fill it in any order.
+        // The whole size at once: writers fill it in any order. So the commit's
+        // size check cannot tell a hole from data; that every byte was written
+        // is for the writer to know (export's follower hashes up to the end).
         file.set_len(size).map_err(|e| TransferError::io(ctx(), e))?;
         let done = Mutex::new(Some((tmp, self.path.clone(), overwrite)));
         Ok(Some(Arc::new(PositionalFile { file: Arc::new(file), done })))
@@ -151,7 +153,7 @@ impl LocalBlob {
         if !overwrite && self.info().await?.is_some() {
             return Err(TransferError::Exists(self.path.display().to_string()));
         }
-        let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         if !tokio::fs::try_exists(dir).await.unwrap_or(false) {
             return Err(TransferError::NotFound(format!("directory {}", dir.display())));
         }

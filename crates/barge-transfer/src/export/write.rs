@@ -34,6 +34,9 @@ use crate::{Result, TransferError};
 const WINDOW: u64 = 16 << 20;
 /// What the follower reads and hashes at a time.
 const FOLLOW_CHUNK: usize = 4 << 20;
+/// How much the follower hashes before it tells the file that a stretch is
+/// final (and may be written back to disk while the downloads go on).
+const SETTLE: u64 = 16 << 20;
 /// How far downloads into a local file may run ahead of what the follower has
 /// hashed. Not memory (the bytes are in the file), but order: a follower
 /// left far behind would hash the tail alone after the last download, one
@@ -326,7 +329,7 @@ fn follow(
 ) -> Result<Digest> {
     let mut h = Hasher::new(Algorithm::Sha256);
     let mut buf = vec![0u8; FOLLOW_CHUNK];
-    let mut at = 0u64;
+    let (mut at, mut settled) = (0u64, 0u64);
     while at < size {
         let Some(upto) = prefix.wait_past(at) else {
             return Err(TransferError::Internal("the bundle's writers stopped"));
@@ -337,6 +340,10 @@ fn follow(
             h.update(&buf[..n]);
             at += n as u64;
             hashed.send_replace(at);
+            if at - settled >= SETTLE {
+                file.settled(settled, at);
+                settled = at;
+            }
         }
     }
     Ok(h.finish())

@@ -59,8 +59,13 @@ impl NetworkRegistry {
                 .map_err(|e| TransferError::InvalidCaFile { path: ca.display().to_string(), why: e.to_string() })?;
             extra.push(Certificate { encoding: CertificateEncoding::Pem, data });
         }
+        let roots: Vec<Certificate> = platform_roots()
+            .iter()
+            .map(|der| Certificate { encoding: CertificateEncoding::Der, data: der.clone() })
+            .collect();
         let config_for = |plain: bool| ClientConfig {
             protocol: if plain { ClientProtocol::HttpsExcept(vec![host.to_string()]) } else { ClientProtocol::Https },
+            tls_certs_only: roots.clone(),
             extra_root_certificates: extra.clone(),
             use_monolithic_push: true,
             connect_timeout: Some(Duration::from_secs(15)),
@@ -103,14 +108,22 @@ impl NetworkRegistry {
             }
             None => {
                 // Anonymous, oci-client asks GET /v2/ before every request to a registry
-                // that sends no challenge (it has no token to cache). Ask once: an open
-                // registry then gets an empty bearer token, which it ignores, and no probes.
-                let probe = Client::new(config());
-                let any = Reference::with_tag(host.to_string(), "barge/probe".into(), "latest".into());
-                // A registry that does not answer in time is asked again per request (and named there).
-                let asked = probe.auth(&any, &RegistryAuth::Anonymous, oci_client::RegistryOperation::Pull);
-                match tokio::time::timeout(PROBE, asked).await {
-                    Ok(Ok(None)) => RegistryAuth::Bearer(String::new()),
+                // that sends no Bearer challenge (it has no token to cache). Ask once: an
+                // open registry then gets an empty bearer token, which it ignores, and no
+                // probes. A registry that did not answer (or redirected) is asked again
+                // per request, as oci-client would.
+                let challenge = match challenge {
+                    Some(c) => Some(c),
+                    None => {
+                        let url = format!("{}://{api}/v2/", if plain { "http" } else { "https" });
+                        match probe.get(url).send().await {
+                            Ok(resp) if !resp.status().is_redirection() => Some(www_authenticate(&resp)),
+                            _ => None,
+                        }
+                    }
+                };
+                match challenge {
+                    Some(c) if c.as_deref().and_then(bearer_realm).is_none() => RegistryAuth::Bearer(String::new()),
                     _ => RegistryAuth::Anonymous,
                 }
             }
@@ -392,12 +405,30 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// closes on a TLS hello must not stall the connect.
 const PROBE: Duration = Duration::from_secs(10);
 
+/// The platform's trusted CA roots (DER), read once per process. Left to
+/// itself, reqwest reads them again (every file under /etc/ssl/certs) for
+/// each client it builds, ~10 ms each, several per connect. Certificates that
+/// rustls cannot take are left out, as reqwest's platform verifier does.
+fn platform_roots() -> &'static [Vec<u8>] {
+    static ROOTS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        rustls_native_certs::load_native_certs()
+            .certs
+            .into_iter()
+            .filter(|c| rustls::RootCertStore::empty().add(c.clone()).is_ok())
+            .map(|c| c.to_vec())
+            .collect()
+    })
+}
+
 /// The client for the probes at connect (GET /v2/), trusting what oci-client trusts.
 fn probe_client(ca_pem: Option<&[u8]>) -> Result<reqwest::Client> {
+    let roots = platform_roots().iter().filter_map(|der| reqwest::Certificate::from_der(der).ok());
     let mut b = reqwest::Client::builder()
         .connect_timeout(PROBE)
         .timeout(PROBE)
         .redirect(reqwest::redirect::Policy::none())
+        .tls_certs_only(roots)
         .user_agent(concat!("barge/", env!("CARGO_PKG_VERSION")));
     if let Some(pem) = ca_pem {
         // Checked at connect, where the file's name is known.

@@ -142,6 +142,10 @@ pub trait BlobSink: AsyncWrite + Send + Unpin {
 pub trait PositionalSink: Send + Sync {
     fn write_at(&self, offset: u64, bytes: &[u8]) -> std::io::Result<()>;
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
+    /// The bytes in `from..upto` are final: the sink may start making them
+    /// durable now, so that the commit has less to wait for. A hint: what
+    /// fails shows at the commit.
+    fn settled(&self, _from: u64, _upto: u64) {}
     /// Check the written data against `expect` and make it visible, as
     /// [`BlobSink::commit`] does. Only the first call commits.
     async fn commit(&self, expect: Expect) -> Result<()>;

@@ -365,6 +365,40 @@ fn a_storage_endpoint_killed_mid_copy_ends_the_copy() {
     assert!(!stderr.contains("sig="), "{stderr}");
 }
 
+/// A read from storage whose body breaks off after its answer began (a
+/// dropped connection, not a refused request) goes on where it stopped: a
+/// relayed copy whose first three block reads are cut halfway, and a download
+/// to a file whose first two reads are, both arrive whole.
+#[test]
+fn a_read_cut_mid_body_goes_on_where_it_stopped() {
+    use common::azurite::{Fault, FaultProxy};
+    let w = Work::new();
+    let az = Azurite::start();
+    let src = upload_noise(&w, &az, "cut.bin", 20, 13);
+    let (original, _) = az.get(SRC, "cut.bin").unwrap();
+    let cutting = |first: usize| {
+        let reads = std::sync::atomic::AtomicUsize::new(0);
+        FaultProxy::start(&az.endpoint, move |_, what| {
+            let read = what.starts_with("GET ") && what.contains("/srcacct/") && !what.contains("comp=");
+            match read && reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < first {
+                true => Fault::CutBody,
+                false => Fault::Pass,
+            }
+        })
+    };
+    let cuts = |p: &FaultProxy| p.log.lock().unwrap().iter().filter(|(_, f)| *f == Fault::CutBody).count();
+
+    let proxy = cutting(3);
+    barge_ok(&["copy", "--relay", &proxy.through(&az, &src), &az.url(DST, "cut.bin", "racwdl")], 0);
+    assert!(az.get(DST, "cut.bin").unwrap().0 == original, "the relayed copy differs from its source");
+    assert_eq!(cuts(&proxy), 3, "{:?}", proxy.log.lock().unwrap());
+
+    let proxy = cutting(2);
+    barge_ok(&["copy", &proxy.through(&az, &src), &w.s("local.bin")], 0);
+    assert!(std::fs::read(w.path("local.bin")).unwrap() == original, "the download differs from its source");
+    assert_eq!(cuts(&proxy), 2, "{:?}", proxy.log.lock().unwrap());
+}
+
 /// A SAS without 'w' fails an export the same way whatever its size: exit 4,
 /// naming the letter (a large one used to fail with the writer's "broken pipe", exit 1).
 #[test]

@@ -169,6 +169,8 @@ pub enum Fault {
     Status(u16),
     /// Pass the request on, then close the connection instead of answering: the request took effect, its answer is lost.
     LoseAnswer,
+    /// Pass the request on and its answer back, but close the connection halfway through the answer's body.
+    CutBody,
 }
 
 /// An HTTP/1.1 proxy in front of Azurite that may fault a request:
@@ -262,6 +264,12 @@ fn proxy_connection(
         to_server.write_all(&request)?;
         let Some(response) = read_message(&mut from_server, what.starts_with("HEAD "))? else { return Ok(()) };
         if f == Fault::LoseAnswer {
+            let _ = to_client.shutdown(std::net::Shutdown::Both);
+            return Ok(());
+        }
+        if f == Fault::CutBody {
+            let head = response.windows(4).position(|w| w == b"\r\n\r\n").map_or(response.len(), |i| i + 4);
+            to_client.write_all(&response[..head + (response.len() - head) / 2])?;
             let _ = to_client.shutdown(std::net::Shutdown::Both);
             return Ok(());
         }

@@ -108,22 +108,16 @@ impl NetworkRegistry {
             }
             None => {
                 // Anonymous, oci-client asks GET /v2/ before every request to a registry
-                // that sends no Bearer challenge (it has no token to cache). Ask once: an
-                // open registry then gets an empty bearer token, which it ignores, and no
-                // probes. A registry that did not answer (or redirected) is asked again
-                // per request, as oci-client would.
-                let challenge = match challenge {
-                    Some(c) => Some(c),
-                    None => {
-                        let url = format!("{}://{api}/v2/", if plain { "http" } else { "https" });
-                        match probe.get(url).send().await {
-                            Ok(resp) if !resp.status().is_redirection() => Some(www_authenticate(&resp)),
-                            _ => None,
-                        }
+                // that sends no Bearer challenge (it has no token to cache). Ask once: a
+                // registry open to anyone (2xx), or whose 401 asks for no Bearer token, then
+                // gets an empty bearer token, which it ignores, and no probes. Anything else
+                // (a Bearer challenge, a redirect, 5xx, no answer in time) stays anonymous:
+                // oci-client asks per request and follows what it is told, as before.
+                let url = format!("{}://{api}/v2/", if plain { "http" } else { "https" });
+                match probe.get(url).send().await {
+                    Ok(resp) if needs_no_token(resp.status(), www_authenticate(&resp).as_deref()) => {
+                        RegistryAuth::Bearer(String::new())
                     }
-                };
-                match challenge {
-                    Some(c) if c.as_deref().and_then(bearer_realm).is_none() => RegistryAuth::Bearer(String::new()),
                     _ => RegistryAuth::Anonymous,
                 }
             }
@@ -407,11 +401,17 @@ const PROBE: Duration = Duration::from_secs(10);
 
 /// The platform's trusted CA roots (DER), read once per process. Left to
 /// itself, reqwest reads them again (every file under /etc/ssl/certs) for
-/// each client it builds, ~10 ms each, several per connect. Certificates that
-/// rustls cannot take are left out, as reqwest's platform verifier does.
+/// each client it builds, ~25 ms each, several per connect. Certificates that
+/// rustls cannot take are left out, as reqwest's platform verifier does. On
+/// Linux that verifier is exactly these roots; elsewhere it is the operating
+/// system's own (revocation, policy), so there none are given and it stays.
+/// None either when the platform has none: the verifier's own error stands.
 fn platform_roots() -> &'static [Vec<u8>] {
     static ROOTS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
     ROOTS.get_or_init(|| {
+        if !cfg!(target_os = "linux") {
+            return Vec::new();
+        }
         rustls_native_certs::load_native_certs()
             .certs
             .into_iter()
@@ -423,13 +423,14 @@ fn platform_roots() -> &'static [Vec<u8>] {
 
 /// The client for the probes at connect (GET /v2/), trusting what oci-client trusts.
 fn probe_client(ca_pem: Option<&[u8]>) -> Result<reqwest::Client> {
-    let roots = platform_roots().iter().filter_map(|der| reqwest::Certificate::from_der(der).ok());
     let mut b = reqwest::Client::builder()
         .connect_timeout(PROBE)
         .timeout(PROBE)
         .redirect(reqwest::redirect::Policy::none())
-        .tls_certs_only(roots)
         .user_agent(concat!("barge/", env!("CARGO_PKG_VERSION")));
+    if !platform_roots().is_empty() {
+        b = b.tls_certs_only(platform_roots().iter().filter_map(|der| reqwest::Certificate::from_der(der).ok()));
+    }
     if let Some(pem) = ca_pem {
         // Checked at connect, where the file's name is known.
         let certs = reqwest::Certificate::from_pem_bundle(pem)
@@ -521,6 +522,23 @@ async fn fetch_challenge(client: &reqwest::Client, scheme: &str, host: &str) -> 
 fn www_authenticate(resp: &reqwest::Response) -> Option<String> {
     // The first challenge, as oci-client reads it.
     resp.headers().get(http::header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+/// Whether an answer to `GET /v2/` says that no token is needed: the registry
+/// is open to anyone, or refuses without a Bearer challenge (Basic alone).
+fn needs_no_token(status: reqwest::StatusCode, challenge: Option<&str>) -> bool {
+    let bearer = challenge.is_some_and(has_bearer_challenge);
+    (status.is_success() || status == reqwest::StatusCode::UNAUTHORIZED) && !bearer
+}
+
+/// Whether a `WWW-Authenticate` value holds a Bearer challenge with a realm,
+/// among any others (`Basic realm="x", Bearer realm="…"`), as oci-client reads it.
+fn has_bearer_challenge(value: &str) -> bool {
+    let lower = value.to_ascii_lowercase();
+    lower.match_indices("bearer ").any(|(i, _)| {
+        let before = lower[..i].trim_end();
+        (before.is_empty() || before.ends_with(',')) && bearer_realm(&value[i..]).is_some()
+    })
 }
 
 /// The `realm` of a `Bearer` challenge.
@@ -995,6 +1013,19 @@ mod tests {
         assert_eq!(bearer_param(c, "service").as_deref(), Some("x"));
         assert_eq!(bearer_param(r#"Bearer realm="r""#, "service"), None);
         assert_eq!(bearer_realm("Bearer"), None);
+    }
+
+    #[test]
+    fn a_token_is_needed_where_a_bearer_challenge_is_anywhere() {
+        use reqwest::StatusCode as S;
+        let bearer = r#"Bearer realm="https://auth.example/token",service="r""#;
+        let both = r#"Basic realm="x", Bearer realm="https://auth.example/token",service="r""#;
+        assert!(has_bearer_challenge(bearer) && has_bearer_challenge(both));
+        assert!(!has_bearer_challenge(r#"Basic realm="bearer thing""#) && !has_bearer_challenge("Bearer"));
+        // Open, or Basic alone: no token. A Bearer challenge anywhere, a redirect, or a 5xx: ask per request.
+        assert!(needs_no_token(S::OK, None) && needs_no_token(S::UNAUTHORIZED, Some(r#"Basic realm="x""#)));
+        assert!(!needs_no_token(S::UNAUTHORIZED, Some(both)) && !needs_no_token(S::UNAUTHORIZED, Some(bearer)));
+        assert!(!needs_no_token(S::FOUND, None) && !needs_no_token(S::SERVICE_UNAVAILABLE, None));
     }
 
     #[test]

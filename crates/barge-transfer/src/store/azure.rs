@@ -901,12 +901,14 @@ impl Resume {
             };
             let failed = match body.next().await {
                 Some(Ok(b)) => {
-                    self.at += b.len() as u64;
-                    (self.attempt, self.failing_since) = (1, None);
+                    if !b.is_empty() {
+                        self.at += b.len() as u64;
+                        (self.attempt, self.failing_since) = (1, None);
+                    }
                     return Some((Ok(b), self));
                 }
                 Some(Err(e)) => e,
-                None => std::io::Error::other(format!("{}: the answer ended early", self.from.url)),
+                None => TransferError::Storage(format!("reading {}: the answer ended early", self.from.url)).into_io(),
             };
             self.body = None;
             let since = *self.failing_since.get_or_insert_with(Instant::now);

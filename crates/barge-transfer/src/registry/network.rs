@@ -59,21 +59,6 @@ impl NetworkRegistry {
                 .map_err(|e| TransferError::InvalidCaFile { path: ca.display().to_string(), why: e.to_string() })?;
             extra.push(Certificate { encoding: CertificateEncoding::Pem, data });
         }
-        let roots: Vec<Certificate> = platform_roots()
-            .iter()
-            .map(|der| Certificate { encoding: CertificateEncoding::Der, data: der.clone() })
-            .collect();
-        let config_for = |plain: bool| ClientConfig {
-            protocol: if plain { ClientProtocol::HttpsExcept(vec![host.to_string()]) } else { ClientProtocol::Https },
-            tls_certs_only: roots.clone(),
-            extra_root_certificates: extra.clone(),
-            use_monolithic_push: true,
-            connect_timeout: Some(Duration::from_secs(15)),
-            read_timeout: Some(Duration::from_secs(120)),
-            platform_resolver: None,
-            user_agent: concat!("barge/", env!("CARGO_PKG_VERSION")),
-            ..Default::default()
-        };
         // Plain HTTP is allowed for loopback and --insecure-registry hosts, but
         // only used when the server does not speak TLS at all.
         let plain_allowed = is_loopback(host) || opts.insecure.iter().any(|h| h == host);
@@ -81,7 +66,6 @@ impl NetworkRegistry {
         // Docker Hub's API is not on `docker.io` itself (oci-client knows this for its own requests).
         let api = if host == barge_bundle::DOCKER_HUB { "registry-1.docker.io" } else { host };
         let (plain, challenge) = choose_protocol(&probe, api, plain_allowed).await?;
-        let config = || config_for(plain);
         let login = match &opts.credentials {
             Some(c) => Some(Login::Password(c.clone())),
             None => super::credentials::lookup(host, &super::credentials::config_files())?,
@@ -123,7 +107,21 @@ impl NetworkRegistry {
             }
         };
         // A client keeps the first credentials it sees for a host: this one only ever sees these.
-        let client = Arc::new(Client::new(config()));
+        let config = ClientConfig {
+            protocol: if plain { ClientProtocol::HttpsExcept(vec![host.to_string()]) } else { ClientProtocol::Https },
+            tls_certs_only: platform_roots()
+                .iter()
+                .map(|der| Certificate { encoding: CertificateEncoding::Der, data: der.clone() })
+                .collect(),
+            extra_root_certificates: extra,
+            use_monolithic_push: true,
+            connect_timeout: Some(Duration::from_secs(15)),
+            read_timeout: Some(Duration::from_secs(120)),
+            platform_resolver: None,
+            user_agent: concat!("barge/", env!("CARGO_PKG_VERSION")),
+            ..Default::default()
+        };
+        let client = Arc::new(Client::new(config));
         client.store_auth_if_needed(host, &auth).await;
         Ok(NetworkRegistry { host: host.to_string(), client, auth, tokens })
     }
